@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['synth_cube', 'tiny_hf', 'tiny_dinov2', 'tiny_llama', 'shared_data', 'check_module']
 
-# %% ../nbs/01_testing.ipynb #5d163743
+# %% ../nbs/01_testing.ipynb #31c905d1
 import tempfile
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .core import seed_everything
 
-# %% ../nbs/01_testing.ipynb #4854e6a9
+# %% ../nbs/01_testing.ipynb #43f8323d
 def synth_cube(time:int=6, lat:int=8, lon:int=10,      # sizes of the three axes
                surface=('t2m', 'u10', 'v10'),          # surface variables
                upper=('t',), levels=(850, 500),        # pressure-level variables and their levels (hPa)
@@ -41,7 +41,7 @@ def synth_cube(time:int=6, lat:int=8, lon:int=10,      # sizes of the three axes
     if not upper: ds = ds.drop_vars('level')
     return ds
 
-# %% ../nbs/01_testing.ipynb #d9cfbf98
+# %% ../nbs/01_testing.ipynb #f806c3f0
 def tiny_hf(model_cls, config, path=None, seed:int=0)->Path:
     "Build `model_cls(config)` with random weights, `save_pretrained` it to `path` (a temp folder by default)"
     path = Path(path or tempfile.mkdtemp(prefix='geoformers_tiny_'))
@@ -64,7 +64,7 @@ def tiny_llama(path=None, vocab_size:int=256, hidden_size:int=32, layers:int=2, 
                       max_position_embeddings=max_len, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     return tiny_hf(LlamaForCausalLM, cfg, path)
 
-# %% ../nbs/01_testing.ipynb #ccef03ea
+# %% ../nbs/01_testing.ipynb #2096d8be
 import os
 
 def shared_data(*parts:str, # path below the data folder, e.g. `'era5', 'era5-2mt-2019-03-uk.nc'`
@@ -78,7 +78,7 @@ def shared_data(*parts:str, # path below the data folder, e.g. `'era5', 'era5-2m
           "and $GEOFORMERS_SHARED_DATA); the cell needs the shared data folder")
     return None
 
-# %% ../nbs/01_testing.ipynb #c766cf1a
+# %% ../nbs/01_testing.ipynb #9ffe6509
 def _tensors(out)->list:
     "Flatten a model output (tensor, tuple, list, dict, HF ModelOutput) into its floating tensors"
     if isinstance(out, Tensor): return [out] if out.is_floating_point() else []

@@ -4,20 +4,18 @@
 
 # %% auto #0
 __all__ = ['TRAIN_DEFAULTS', 'as_config', 'dist_env', 'init_distributed', 'all_reduce_sum', 'to_device', 'ResumableSampler',
-           'make_optimizer', 'lr_lambda', 'apply_freeze', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'autocast', 'evaluate', 'RunLog', 'read_metrics', 'NonFiniteLoss', 'make_loader', 'fit']
+           'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate', 'RunLog', 'read_metrics',
+           'NonFiniteLoss', 'make_loader', 'fit']
 
-# %% ../../nbs/30_train.loop.ipynb #678ed48f
+# %% ../../nbs/30_train.loop.ipynb #3be086ff
 import itertools
 import json
 import math
 import os
-import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from fastcore.xtras import dict2obj, obj2dict
@@ -27,8 +25,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from ..core import get_device, seed_everything
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
-# %% ../../nbs/30_train.loop.ipynb #e2d20efe
+# %% ../../nbs/30_train.loop.ipynb #9ae05c34
 TRAIN_DEFAULTS = dict(
     epochs=1, max_steps=None,               # optimiser steps; max_steps wins over epochs
     batch_size=16, val_batch_size=None, drop_last=True, num_workers=0,
@@ -47,7 +46,7 @@ def as_config(d:dict):
     "Nested dict -> attribute access (`cfg.train.lr`); lists stay lists"
     return dict2obj(d, list_func=list)
 
-# %% ../../nbs/30_train.loop.ipynb #3e8e5ce6
+# %% ../../nbs/30_train.loop.ipynb #d2f3332c
 def dist_env()->tuple:
     "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` when not distributed)"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
@@ -75,7 +74,7 @@ def to_device(b, device):
     if isinstance(b, (list, tuple)): return type(b)(to_device(v, device) for v in b)
     return b
 
-# %% ../../nbs/30_train.loop.ipynb #f25ef01d
+# %% ../../nbs/30_train.loop.ipynb #1ad8dee3
 class ResumableSampler(Sampler):
     "`DistributedSampler` order (by seed, epoch and rank) that can start after `start` samples"
     def __init__(self, n:int, shuffle:bool=True, seed:int=0):
@@ -86,7 +85,7 @@ class ResumableSampler(Sampler):
     def __iter__(self): return iter(list(self.inner)[self.start:])
     def __len__(self): return len(self.inner) - self.start
 
-# %% ../../nbs/30_train.loop.ipynb #b177edf3
+# %% ../../nbs/30_train.loop.ipynb #d4750ed4
 def make_optimizer(groups:list, tc)->torch.optim.Optimizer:
     "AdamW over the task's parameter groups, each split into decay / no-decay (1-D) parameters"
     out, seen = [], set()
@@ -119,53 +118,7 @@ def apply_freeze(opt:torch.optim.Optimizer, epoch:int)->list:
         if not on: frozen.append(g['name'])
     return frozen
 
-# %% ../../nbs/30_train.loop.ipynb #781210d6
-def rng_state()->dict:
-    "Every RNG state a run uses, in a form `torch.load(weights_only=True)` accepts"
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return dict(python=list(random.getstate()[1]), numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=pos,
-                has_gauss=has_gauss, cached=cached), torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
-
-def set_rng_state(s:dict):
-    "Restore states saved by `rng_state`"
-    random.setstate((3, tuple(s['python']), None))
-    n = s['numpy']
-    np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached']))
-    torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
-
-def save_checkpoint(path, **state):
-    "Write `state` to `path` atomically (temporary file + rename)"
-    path = Path(path); tmp = path.with_suffix('.tmp')
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-def _diff(a, b, prefix=''):
-    "Keys whose values differ between two nested dicts"
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k, '<missing>'), b.get(k, '<missing>')
-        if isinstance(va, dict) and isinstance(vb, dict): out += _diff(va, vb, f'{prefix}{k}.')
-        elif va != vb: out.append(f'{prefix}{k}: {va!r} (checkpoint) vs {vb!r} (now)')
-    return out
-
-def load_checkpoint(path, model:nn.Module=None, config:dict=None,
-                    ignore=('train.max_steps', 'train.epochs', 'train.wandb', 'train.progress', 'train.device'))->dict:
-    "Load a checkpoint, check it matches `config` (except `ignore`d keys) and load `model`'s weights"
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}; train first or drop --resume")
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise RuntimeError(f"checkpoint {path} is unreadable (corrupt or truncated?): {e}") from e
-    if config is not None:
-        diff = [d for d in _diff(ck.get('config', {}), config) if not d.startswith(ignore)]
-        if diff: raise ValueError(f"checkpoint {path} was made with another config:\n  " + '\n  '.join(diff))
-    if model is not None:
-        try: model.load_state_dict(ck['model'])
-        except RuntimeError as e: raise ValueError(f"checkpoint {path} does not fit this model: {e}") from e
-    return ck
-
-# %% ../../nbs/30_train.loop.ipynb #e4bdf1d3
+# %% ../../nbs/30_train.loop.ipynb #951477f7
 def autocast(device:torch.device, amp:str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16')"
     if amp in (None, 'none'): return nullcontext()
@@ -189,7 +142,7 @@ def evaluate(task, model:nn.Module, loader, cfg, device=None)->dict:
     if isinstance(loader.sampler, DistributedSampler): stats = all_reduce_sum(stats)   # sharded data: add the ranks' sums
     return {k: float(v) for k, v in task.compute_metrics(stats, cfg).items()}
 
-# %% ../../nbs/30_train.loop.ipynb #d2d63451
+# %% ../../nbs/30_train.loop.ipynb #bf49f2eb
 class RunLog:
     "metrics.jsonl (+ optional per-rank logs and W&B) for one run; only rank 0 writes the shared files"
     def __init__(self, out:Path, cfg, rank:int=0):
@@ -220,6 +173,14 @@ class RunLog:
             self.wb.log({'preview': wandb.Image(fig)}, step=step)
         plt.close(fig)
 
+    def summary(self, summary:dict):
+        "Write summary.json (rank 0) and put its metrics and baselines in the W&B run summary"
+        if not self.main: return
+        (self.out/'summary.json').write_text(json.dumps(summary, indent=2, default=float))
+        if self.wb:
+            self.wb.summary.update({f'val/{k}': v for k, v in summary['metrics'].items()})
+            self.wb.summary.update({f'baseline/{b}/{k}': v for b, m in summary['baselines'].items() for k, v in m.items()})
+
     def close(self):
         if self.wb: self.wb.finish()
 
@@ -227,7 +188,7 @@ def read_metrics(out)->list:
     "The records of a run's metrics.jsonl"
     return [json.loads(l) for l in Path(out, 'metrics.jsonl').read_text().splitlines()]
 
-# %% ../../nbs/30_train.loop.ipynb #de4de0c3
+# %% ../../nbs/30_train.loop.ipynb #6eb29343
 class NonFiniteLoss(FloatingPointError): pass
 
 def make_loader(ds, cfg, collate=None, sampler=None, seed:int=0, train:bool=False)->DataLoader:
@@ -342,7 +303,7 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
         summary['baselines'] = task.baselines(data, cfg, out) or {}
         summary.update(task.describe(_unwrap(model), data, cfg) or {})
         summary['runtime_s'] = round(time.time() - t0, 2)
-        (out/'summary.json').write_text(json.dumps(summary, indent=2, default=float))
+        log.summary(summary)
     if is_dist: dist.barrier()
     log.close()
     return summary
