@@ -40,7 +40,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['geoformers', 'geoformers.*']),
     include_package_data=True,
-    package_data={'geoformers': ['configs/*.yaml', 'assets/*']},
+    package_data={'geoformers': ['configs/*.yaml', 'configs/*/*.yaml', 'assets/*']},
     install_requires=requirements,
     extras_require=extras,
     python_requires='>=' + cfg['min_python'],

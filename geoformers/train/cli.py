@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['run_dir', 'run_task', 'train_cli']
 
-# %% ../../nbs/32_train.cli.ipynb #66c39539
+# %% ../../nbs/32_train.cli.ipynb #1aa29ac7
 import json
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from ..core import count_params
 from .loop import dist_env, fit
 from .tasks import get_task, list_tasks, resolve_config
 
-# %% ../../nbs/32_train.cli.ipynb #5c600aba
+# %% ../../nbs/32_train.cli.ipynb #21447639
 def run_dir(task:str, out:str=None, resume:bool=False, root='runs')->Path:
     "The folder a run of `task` writes to (see above)"
     if out: return Path(out)
@@ -30,7 +30,7 @@ def run_dir(task:str, out:str=None, resume:bool=False, root='runs')->Path:
         return used[-1]
     return root/task if not used else root/f'{task}-{len(used) + 1}'
 
-# %% ../../nbs/32_train.cli.ipynb #909d44c8
+# %% ../../nbs/32_train.cli.ipynb #c50b5a3b
 def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool=False,
              print_config:bool=False, dry_run:bool=False):
     "Resolve `task`'s config and train it (or only print the config, or only build data and model)"
@@ -55,7 +55,7 @@ def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool
 
 @call_parse
 def train_cli(task:Param("task name (see --list)", str, opt=False, nargs='?')=None,
-              config:str=None,                                       # YAML file with the keys to change
+              config:str=None,                                       # YAML file with the keys to change, or a preset name
               set:Param("override a config key: --set train.lr=3e-4 model.dim=64 (repeatable)", str, nargs='+', action='extend')=None,
               out:str=None,                                          # run folder (default runs/<task>[-N])
               resume:store_true=False,                               # continue from <out>/last.pt

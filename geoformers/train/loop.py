@@ -7,7 +7,7 @@ __all__ = ['TRAIN_DEFAULTS', 'as_config', 'dist_env', 'init_distributed', 'all_r
            'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate', 'RunLog', 'read_metrics',
            'NonFiniteLoss', 'make_loader', 'fit']
 
-# %% ../../nbs/30_train.loop.ipynb #3be086ff
+# %% ../../nbs/30_train.loop.ipynb #8775a656
 import itertools
 import json
 import math
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..core import get_device, seed_everything
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
-# %% ../../nbs/30_train.loop.ipynb #9ae05c34
+# %% ../../nbs/30_train.loop.ipynb #c7bd5a21
 TRAIN_DEFAULTS = dict(
     epochs=1, max_steps=None,               # optimiser steps; max_steps wins over epochs
     batch_size=16, val_batch_size=None, drop_last=True, num_workers=0,
@@ -46,7 +46,7 @@ def as_config(d:dict):
     "Nested dict -> attribute access (`cfg.train.lr`); lists stay lists"
     return dict2obj(d, list_func=list)
 
-# %% ../../nbs/30_train.loop.ipynb #d2f3332c
+# %% ../../nbs/30_train.loop.ipynb #d3208877
 def dist_env()->tuple:
     "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` when not distributed)"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
@@ -74,7 +74,7 @@ def to_device(b, device):
     if isinstance(b, (list, tuple)): return type(b)(to_device(v, device) for v in b)
     return b
 
-# %% ../../nbs/30_train.loop.ipynb #1ad8dee3
+# %% ../../nbs/30_train.loop.ipynb #b240a4b0
 class ResumableSampler(Sampler):
     "`DistributedSampler` order (by seed, epoch and rank) that can start after `start` samples"
     def __init__(self, n:int, shuffle:bool=True, seed:int=0):
@@ -85,7 +85,7 @@ class ResumableSampler(Sampler):
     def __iter__(self): return iter(list(self.inner)[self.start:])
     def __len__(self): return len(self.inner) - self.start
 
-# %% ../../nbs/30_train.loop.ipynb #d4750ed4
+# %% ../../nbs/30_train.loop.ipynb #fa474786
 def make_optimizer(groups:list, tc)->torch.optim.Optimizer:
     "AdamW over the task's parameter groups, each split into decay / no-decay (1-D) parameters"
     out, seen = [], set()
@@ -118,7 +118,7 @@ def apply_freeze(opt:torch.optim.Optimizer, epoch:int)->list:
         if not on: frozen.append(g['name'])
     return frozen
 
-# %% ../../nbs/30_train.loop.ipynb #951477f7
+# %% ../../nbs/30_train.loop.ipynb #b4b2d9c3
 def autocast(device:torch.device, amp:str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16')"
     if amp in (None, 'none'): return nullcontext()
@@ -142,7 +142,7 @@ def evaluate(task, model:nn.Module, loader, cfg, device=None)->dict:
     if isinstance(loader.sampler, DistributedSampler): stats = all_reduce_sum(stats)   # sharded data: add the ranks' sums
     return {k: float(v) for k, v in task.compute_metrics(stats, cfg).items()}
 
-# %% ../../nbs/30_train.loop.ipynb #bf49f2eb
+# %% ../../nbs/30_train.loop.ipynb #59a5d790
 class RunLog:
     "metrics.jsonl (+ optional per-rank logs and W&B) for one run; only rank 0 writes the shared files"
     def __init__(self, out:Path, cfg, rank:int=0):
@@ -188,7 +188,7 @@ def read_metrics(out)->list:
     "The records of a run's metrics.jsonl"
     return [json.loads(l) for l in Path(out, 'metrics.jsonl').read_text().splitlines()]
 
-# %% ../../nbs/30_train.loop.ipynb #6eb29343
+# %% ../../nbs/30_train.loop.ipynb #1f874496
 class NonFiniteLoss(FloatingPointError): pass
 
 def make_loader(ds, cfg, collate=None, sampler=None, seed:int=0, train:bool=False)->DataLoader:
@@ -281,6 +281,7 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
             if tc.grad_clip: scaler.unscale_(opt); nn.utils.clip_grad_norm_(_unwrap(model).parameters(), tc.grad_clip)
             scaler.step(opt); scaler.update(); opt.zero_grad(set_to_none=True); sched.step()
             state['step'] += 1; state['batches'] += len(micro)
+            task.after_step(_unwrap(model), cfg, state['step'])
             for k, v in red.items(): acc[k] = acc.get(k, 0.) + v
             n_acc += 1
             bar.update(1); bar.set_postfix(loss=f"{red['loss']:.4f}")
