@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint']
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #f557f08b
+# %% ../../nbs/30a_train.checkpoint.ipynb #7622f4a9
 import os
 import random
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #0beb52cb
+# %% ../../nbs/30a_train.checkpoint.ipynb #05a1bba8
 def rng_state()->dict:
     "Every RNG state a run uses, in a form `torch.load(weights_only=True)` accepts"
     kind, keys, pos, has_gauss, cached = np.random.get_state()

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['run_dir', 'run_task', 'train_cli']
 
-# %% ../../nbs/32_train.cli.ipynb #1aa29ac7
+# %% ../../nbs/32_train.cli.ipynb #3ae5f28e
 import json
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from ..core import count_params
 from .loop import dist_env, fit
 from .tasks import get_task, list_tasks, resolve_config
 
-# %% ../../nbs/32_train.cli.ipynb #21447639
+# %% ../../nbs/32_train.cli.ipynb #6bb97a7f
 def run_dir(task:str, out:str=None, resume:bool=False, root='runs')->Path:
     "The folder a run of `task` writes to (see above)"
     if out: return Path(out)
@@ -30,7 +30,7 @@ def run_dir(task:str, out:str=None, resume:bool=False, root='runs')->Path:
         return used[-1]
     return root/task if not used else root/f'{task}-{len(used) + 1}'
 
-# %% ../../nbs/32_train.cli.ipynb #c50b5a3b
+# %% ../../nbs/32_train.cli.ipynb #bfc9af1e
 def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool=False,
              print_config:bool=False, dry_run:bool=False):
     "Resolve `task`'s config and train it (or only print the config, or only build data and model)"
@@ -43,8 +43,8 @@ def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool
     if dry_run:
         data, model = t.data(cfg), t.model(cfg)
         facts = dict(task=task, train_samples=len(data['train']), val_samples=len(data['val']),
-                     params=count_params(model), trainable_params=count_params(model, trainable=True),
-                     **(t.describe(model, data, cfg) or {}))
+                     params=count_params(model), trainable_params=count_params(model, trainable=True))
+        facts.update(t.describe(model, data, cfg) or {})
         print(yaml.safe_dump(obj2dict(cfg), sort_keys=False)); print(json.dumps(facts, indent=2, default=str))
         return facts
     out = run_dir(task, out, resume)

@@ -7,7 +7,7 @@ __all__ = ['TRAIN_DEFAULTS', 'as_config', 'dist_env', 'init_distributed', 'all_r
            'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate', 'RunLog', 'read_metrics',
            'NonFiniteLoss', 'make_loader', 'fit']
 
-# %% ../../nbs/30_train.loop.ipynb #8775a656
+# %% ../../nbs/30_train.loop.ipynb #c0c96381
 import itertools
 import json
 import math
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..core import get_device, seed_everything
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
-# %% ../../nbs/30_train.loop.ipynb #c7bd5a21
+# %% ../../nbs/30_train.loop.ipynb #6dbac5ef
 TRAIN_DEFAULTS = dict(
     epochs=1, max_steps=None,               # optimiser steps; max_steps wins over epochs
     batch_size=16, val_batch_size=None, drop_last=True, num_workers=0,
@@ -46,7 +46,7 @@ def as_config(d:dict):
     "Nested dict -> attribute access (`cfg.train.lr`); lists stay lists"
     return dict2obj(d, list_func=list)
 
-# %% ../../nbs/30_train.loop.ipynb #d3208877
+# %% ../../nbs/30_train.loop.ipynb #98b69045
 def dist_env()->tuple:
     "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` when not distributed)"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
@@ -74,7 +74,7 @@ def to_device(b, device):
     if isinstance(b, (list, tuple)): return type(b)(to_device(v, device) for v in b)
     return b
 
-# %% ../../nbs/30_train.loop.ipynb #b240a4b0
+# %% ../../nbs/30_train.loop.ipynb #0e4655ef
 class ResumableSampler(Sampler):
     "`DistributedSampler` order (by seed, epoch and rank) that can start after `start` samples"
     def __init__(self, n:int, shuffle:bool=True, seed:int=0):
@@ -85,7 +85,7 @@ class ResumableSampler(Sampler):
     def __iter__(self): return iter(list(self.inner)[self.start:])
     def __len__(self): return len(self.inner) - self.start
 
-# %% ../../nbs/30_train.loop.ipynb #fa474786
+# %% ../../nbs/30_train.loop.ipynb #c19f8e46
 def make_optimizer(groups:list, tc)->torch.optim.Optimizer:
     "AdamW over the task's parameter groups, each split into decay / no-decay (1-D) parameters"
     out, seen = [], set()
@@ -118,7 +118,7 @@ def apply_freeze(opt:torch.optim.Optimizer, epoch:int)->list:
         if not on: frozen.append(g['name'])
     return frozen
 
-# %% ../../nbs/30_train.loop.ipynb #b4b2d9c3
+# %% ../../nbs/30_train.loop.ipynb #1faa4e8c
 def autocast(device:torch.device, amp:str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16')"
     if amp in (None, 'none'): return nullcontext()
@@ -131,7 +131,7 @@ def _unwrap(m): return m.module if isinstance(m, DDP) else m
 @torch.no_grad()
 def evaluate(task, model:nn.Module, loader, cfg, device=None)->dict:
     "Validation metrics of `model`: `task.eval_step` sums over batches (and over ranks when `loader` is sharded), then `task.compute_metrics`"
-    device = device or next(model.parameters()).device
+    device = device or next(model.parameters(), torch.empty(0)).device   # a baseline may have no parameters (CPU then)
     was = model.training; model.eval()
     stats = {}
     for b in loader:
@@ -142,7 +142,7 @@ def evaluate(task, model:nn.Module, loader, cfg, device=None)->dict:
     if isinstance(loader.sampler, DistributedSampler): stats = all_reduce_sum(stats)   # sharded data: add the ranks' sums
     return {k: float(v) for k, v in task.compute_metrics(stats, cfg).items()}
 
-# %% ../../nbs/30_train.loop.ipynb #59a5d790
+# %% ../../nbs/30_train.loop.ipynb #7f68e89a
 class RunLog:
     "metrics.jsonl (+ optional per-rank logs and W&B) for one run; only rank 0 writes the shared files"
     def __init__(self, out:Path, cfg, rank:int=0):
@@ -188,7 +188,7 @@ def read_metrics(out)->list:
     "The records of a run's metrics.jsonl"
     return [json.loads(l) for l in Path(out, 'metrics.jsonl').read_text().splitlines()]
 
-# %% ../../nbs/30_train.loop.ipynb #1f874496
+# %% ../../nbs/30_train.loop.ipynb #2a621850
 class NonFiniteLoss(FloatingPointError): pass
 
 def make_loader(ds, cfg, collate=None, sampler=None, seed:int=0, train:bool=False)->DataLoader:
@@ -299,11 +299,12 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
             if not tc.val_every: validate()
     bar.close()
     metrics = validate()
-    summary = dict(task=cfg.task, metrics=metrics, baselines={}, runtime_s=None, steps=state['step'], config=obj2dict(cfg))
+    summary = dict(task=cfg.task, metrics=metrics, baselines={}, runtime_s=None, train_runtime_s=round(time.time() - t0, 2),
+                   steps=state['step'], config=obj2dict(cfg))
     if rank == 0:
         summary['baselines'] = task.baselines(data, cfg, out) or {}
         summary.update(task.describe(_unwrap(model), data, cfg) or {})
-        summary['runtime_s'] = round(time.time() - t0, 2)
+        summary['runtime_s'] = round(time.time() - t0, 2)      # training, evaluation and baselines
         log.summary(summary)
     if is_dist: dist.barrier()
     log.close()
