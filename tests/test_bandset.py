@@ -3,8 +3,6 @@ import json
 import os
 import subprocess
 
-from geoformers.tasks.bandset import preset_path
-
 TINY = ['data.n_train=16', 'data.n_val=8', 'data.probe_train=16', 'model.dim=32', 'model.depth=2', 'model.pred_depth=1',
         'train.batch_size=8', 'train.progress=false']
 
@@ -24,7 +22,7 @@ def test_dry_run_default_and_merge_preset():
     assert r.returncode == 0, r.stderr[-2000:]
     f = facts(r.stdout)
     assert f['tokens_per_sample']['before_merge'] == f['tokens_per_sample']['after_merge'] == 160
-    r = run('--dry_run', '--config', str(preset_path('midlayer_merged_bandsets_cross_random_masked_neg')))
+    r = run('--dry_run', '--config', 'midlayer_merged_bandsets_cross_random_masked_neg')
     assert r.returncode == 0, r.stderr[-2000:]
     f = facts(r.stdout)
     assert (f['tokens_per_sample']['before_merge'], f['tokens_per_sample']['after_merge']) == (160, 64)
@@ -32,10 +30,11 @@ def test_dry_run_default_and_merge_preset():
 
 
 def test_two_step_run_writes_probe_and_baseline(tmp_path):
-    r = run('--out', str(tmp_path), '--max_steps', '2', '--config', str(preset_path('merged_bandsets_cross_random_masked_neg')),
+    r = run('--out', str(tmp_path), '--max_steps', '2', '--config', 'merged_bandsets_cross_random_masked_neg',
             '--set', *TINY, timeout=180)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     s = json.loads((tmp_path/'summary.json').read_text())
     assert s['steps'] == 2 and 0 <= s['metrics']['probe_acc'] <= 1
     assert 'probe_acc' in s['baselines']['random_init'] and 'loss' in s['metrics']
     assert s['tokens_per_sample']['after_merge'] == 64
+    assert list((tmp_path/'previews').glob('*.png'))            # preview: masks of both strategies

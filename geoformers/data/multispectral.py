@@ -4,9 +4,10 @@
 
 # %% auto #0
 __all__ = ['Band', 'BANDS', 'BANDSETS', 'CLASSES', 'S2_L1C_ORDER', 'band_names', 'bandset_indices', 'signatures', 'synth_scene',
-           'SyntheticScenes', 'read_s2_geotiff', 'scene_to_tensor']
+           'one_thread', 'SyntheticScenes', 'read_s2_geotiff', 'scene_to_tensor']
 
 # %% ../../nbs/12_data.multispectral.ipynb #7326b55e
+import contextlib
 import functools
 import math
 from collections import namedtuple
@@ -118,13 +119,20 @@ def synth_scene(seed:int, modalities=('s2', 'landsat'), size:int=32, times:int=2
     return out
 
 # %% ../../nbs/12_data.multispectral.ipynb #1d01c504
+@contextlib.contextmanager
+def one_thread():
+    "Run the block on one intra-op thread (tiny ops are faster without a thread pool), then restore the setting"
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)
+
 class SyntheticScenes(Dataset):
     "`n` seeded synthetic scenes; keyword arguments go to `synth_scene`"
     def __init__(self, n:int, seed:int=0, **kw): self.n, self.seed, self.kw = n, seed, kw
     def __len__(self): return self.n
     def __getitem__(self, i):
         if not 0 <= i < self.n: raise IndexError(i)
-        return {**synth_scene(self.seed * 1_000_003 + i, **self.kw), 'idx': i}
+        with one_thread(): return {**synth_scene(self.seed * 1_000_003 + i, **self.kw), 'idx': i}
 
 # %% ../../nbs/12_data.multispectral.ipynb #ce99ed67
 S2_L1C_ORDER = ['B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08', 'B8A', 'B09', 'B10', 'B11', 'B12']

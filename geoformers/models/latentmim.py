@@ -126,7 +126,6 @@ class LatentMIM(nn.Module):
     def embed(self, batch:dict)->Tensor: return self.encoder(batch)['pooled'] # [B, D], every token visible
 
     def forward(self, batch:dict)->dict:
-        if self.training: self.update_target()
         with torch.no_grad(): target = self.target_encoder(batch)['tokens']
         disc, pooled = [], []
         for _ in range(2 if self.contrastive_weight else 1):                   # two masked views

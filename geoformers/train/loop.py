@@ -7,7 +7,7 @@ __all__ = ['TRAIN_DEFAULTS', 'as_config', 'dist_env', 'init_distributed', 'all_r
            'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate', 'RunLog', 'read_metrics',
            'NonFiniteLoss', 'make_loader', 'fit']
 
-# %% ../../nbs/30_train.loop.ipynb #c0c96381
+# %% ../../nbs/30_train.loop.ipynb #b23821fb
 import itertools
 import json
 import math
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..core import get_device, seed_everything
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
-# %% ../../nbs/30_train.loop.ipynb #6dbac5ef
+# %% ../../nbs/30_train.loop.ipynb #e0307403
 TRAIN_DEFAULTS = dict(
     epochs=1, max_steps=None,               # optimiser steps; max_steps wins over epochs
     batch_size=16, val_batch_size=None, drop_last=True, num_workers=0,
@@ -39,14 +39,15 @@ TRAIN_DEFAULTS = dict(
     log_every=10, progress=True,
     best_metric='loss', best_mode='min',    # which validation metric picks best.pt
     wandb='disabled', wandb_project='geoformers',   # 'online', 'offline' or 'disabled'
-    device='auto', rank_logs=False,         # rank_logs: every rank writes rank{r}.jsonl (for checking DDP)
+    device='auto', num_threads=None,        # num_threads: torch CPU threads (None = torch's default, one per core)
+    rank_logs=False,                        # every rank writes rank{r}.jsonl (for checking DDP)
 )
 
 def as_config(d:dict):
     "Nested dict -> attribute access (`cfg.train.lr`); lists stay lists"
     return dict2obj(d, list_func=list)
 
-# %% ../../nbs/30_train.loop.ipynb #98b69045
+# %% ../../nbs/30_train.loop.ipynb #15c20e51
 def dist_env()->tuple:
     "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` when not distributed)"
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)), int(os.environ.get('LOCAL_RANK', 0))
@@ -74,7 +75,7 @@ def to_device(b, device):
     if isinstance(b, (list, tuple)): return type(b)(to_device(v, device) for v in b)
     return b
 
-# %% ../../nbs/30_train.loop.ipynb #0e4655ef
+# %% ../../nbs/30_train.loop.ipynb #1693f9d9
 class ResumableSampler(Sampler):
     "`DistributedSampler` order (by seed, epoch and rank) that can start after `start` samples"
     def __init__(self, n:int, shuffle:bool=True, seed:int=0):
@@ -85,7 +86,7 @@ class ResumableSampler(Sampler):
     def __iter__(self): return iter(list(self.inner)[self.start:])
     def __len__(self): return len(self.inner) - self.start
 
-# %% ../../nbs/30_train.loop.ipynb #c19f8e46
+# %% ../../nbs/30_train.loop.ipynb #36361307
 def make_optimizer(groups:list, tc)->torch.optim.Optimizer:
     "AdamW over the task's parameter groups, each split into decay / no-decay (1-D) parameters"
     out, seen = [], set()
@@ -118,7 +119,7 @@ def apply_freeze(opt:torch.optim.Optimizer, epoch:int)->list:
         if not on: frozen.append(g['name'])
     return frozen
 
-# %% ../../nbs/30_train.loop.ipynb #1faa4e8c
+# %% ../../nbs/30_train.loop.ipynb #3b8a9239
 def autocast(device:torch.device, amp:str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16')"
     if amp in (None, 'none'): return nullcontext()
@@ -142,7 +143,7 @@ def evaluate(task, model:nn.Module, loader, cfg, device=None)->dict:
     if isinstance(loader.sampler, DistributedSampler): stats = all_reduce_sum(stats)   # sharded data: add the ranks' sums
     return {k: float(v) for k, v in task.compute_metrics(stats, cfg).items()}
 
-# %% ../../nbs/30_train.loop.ipynb #7f68e89a
+# %% ../../nbs/30_train.loop.ipynb #102b2c14
 class RunLog:
     "metrics.jsonl (+ optional per-rank logs and W&B) for one run; only rank 0 writes the shared files"
     def __init__(self, out:Path, cfg, rank:int=0):
@@ -188,7 +189,7 @@ def read_metrics(out)->list:
     "The records of a run's metrics.jsonl"
     return [json.loads(l) for l in Path(out, 'metrics.jsonl').read_text().splitlines()]
 
-# %% ../../nbs/30_train.loop.ipynb #2a621850
+# %% ../../nbs/30_train.loop.ipynb #a6bdff5b
 class NonFiniteLoss(FloatingPointError): pass
 
 def make_loader(ds, cfg, collate=None, sampler=None, seed:int=0, train:bool=False)->DataLoader:
@@ -207,6 +208,7 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
     t0 = time.time()
     cfg = as_config(obj2dict(cfg)); tc = cfg.train
     device = get_device(tc.device)
+    if tc.num_threads: torch.set_num_threads(tc.num_threads)   # e.g. 1 per process on a shared or oversubscribed CPU
     is_dist = init_distributed(device) if distributed is not False else False
     rank, world, local = dist_env() if is_dist else (0, 1, 0)
     if is_dist and device.type == 'cuda': device = torch.device('cuda', local); torch.cuda.set_device(device)
