@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['run_dir', 'run_task', 'train_cli']
 
-# %% ../../nbs/32_train.cli.ipynb #3ae5f28e
+# %% ../../nbs/32_train.cli.ipynb #9f094df9
 import json
 from pathlib import Path
 
@@ -17,20 +17,21 @@ from ..core import count_params
 from .loop import dist_env, fit
 from .tasks import get_task, list_tasks, resolve_config
 
-# %% ../../nbs/32_train.cli.ipynb #6bb97a7f
+# %% ../../nbs/32_train.cli.ipynb #550af0dc
 def run_dir(task:str, out:str=None, resume:bool=False, root='runs')->Path:
     "The folder a run of `task` writes to (see above)"
     if out: return Path(out)
     root = Path(root)
     if dist_env()[1] > 1: return root/task
-    runs = [root/task] + sorted(root.glob(f'{task}-*'), key=lambda p: int(p.name.rsplit('-', 1)[1]) if p.name.rsplit('-', 1)[1].isdigit() else 0)
+    numbered = [p for p in root.glob(f'{task}-*') if p.name[len(task) + 1:].isdigit()]      # runs/<task>-2, -3, ...
+    runs = [root/task] + sorted(numbered, key=lambda p: int(p.name[len(task) + 1:]))
     used = [p for p in runs if (p/'config.json').exists()]
     if resume:
         if not used: raise FileNotFoundError(f"no earlier run of {task!r} under {root}/ to resume; pass --out")
         return used[-1]
     return root/task if not used else root/f'{task}-{len(used) + 1}'
 
-# %% ../../nbs/32_train.cli.ipynb #bfc9af1e
+# %% ../../nbs/32_train.cli.ipynb #77b6b5a5
 def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool=False,
              print_config:bool=False, dry_run:bool=False):
     "Resolve `task`'s config and train it (or only print the config, or only build data and model)"

@@ -1,0 +1,41 @@
+"Integration tests of the weather tasks: `weather-mae` -> `weather-text` -> `geoformers_caption` on tiny settings."
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+TINY_DATA = ['data.n_days=5']
+TINY_MAE = ['model.dim=24', 'model.depth=2', 'model.heads=2', 'model.decoder_dim=16', 'model.decoder_heads=2']
+TINY_TEXT = ['model.lm_dim=32', 'model.lm_depth=1', 'model.lm_steps=3', 'model.lm_batch_size=4', 'model.vocab_size=300',
+             'eval.n_generate=2', 'eval.max_new_tokens=6']
+COMMON = ['train.batch_size=4', 'train.progress=false']
+
+
+def run(args, cwd, timeout=240):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+
+def caption_cmd(*args):
+    "The console script when installed, else the same function through fastcore's parser"
+    if shutil.which('geoformers_caption'): return ['geoformers_caption', *args]
+    return [sys.executable, '-c', 'from fastcore.script import anno_parser; from geoformers.tasks.weather import caption_cli as f; '
+            'a = vars(anno_parser(f.__wrapped__, prog="geoformers_caption").parse_args()); '
+            '[a.pop(k, None) for k in ("pdb", "xtra")]; f(**a)', *args]
+
+
+def test_weather_pipeline(tmp_path):
+    "2 steps of each task; weather-text finds the MAE checkpoint itself; captions print for a held-out date"
+    run(['geoformers_train', 'weather-mae', '--max_steps', '2', '--set', *TINY_DATA, *TINY_MAE, *COMMON], tmp_path)
+    assert (tmp_path/'runs'/'weather-mae'/'best.pt').exists()
+    run(['geoformers_train', 'weather-text', '--max_steps', '2', '--set', *TINY_DATA, *TINY_TEXT, *COMMON], tmp_path)
+    s = json.loads((tmp_path/'runs'/'weather-text'/'summary.json').read_text())
+    assert {'loss', 'perplexity'} <= set(s['metrics'])
+    assert s['baselines']['no_prefix']['perplexity'] > 1
+    assert 'fact_accuracy' in s['generation'] and 'fact_accuracy' in s['baselines']['majority']
+    date = s['samples'][0]['date']
+    r = run(caption_cmd('--date', date, '--run', 'runs/weather-text', '--max_new_tokens', '5', '--max_samples', '1'), tmp_path)
+    assert r.stdout.startswith(date)
