@@ -1,7 +1,9 @@
 """IceCube benchmark: packing efficiency, T1 peak memory, T1 training throughput per backend, collation share.
 
-Usage: python bench/icecube.py [--quick] [--skip_memory]
+Usage: python bench/icecube.py [--quick] [--skip_memory] [--threads 1]
 Timings on shared CPUs are noisy: every throughput is reported as a ratio to baselines measured in the same run.
+On an oversubscribed machine several intra-op threads spin against each other (2 threads cost 10x the CPU of 1
+per training step here), so the default is one thread; `--threads 0` keeps torch's default.
 """
 import argparse
 import json
@@ -105,9 +107,9 @@ def collate_share(geom, n_batches):
 if __name__ == '__main__':
     p = argparse.ArgumentParser()
     p.add_argument('--quick', action='store_true'); p.add_argument('--skip_memory', action='store_true')
-    p.add_argument('--memory_child')
+    p.add_argument('--memory_child'); p.add_argument('--threads', type=int, default=1)
     a = p.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if a.threads: torch.set_num_threads(a.threads)
     if a.memory_child:
         br, be, mbs = a.memory_child.split(','); _memory_child(float(br), be, int(mbs)); sys.exit()
     geom = load_geometry()

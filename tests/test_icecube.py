@@ -46,6 +46,23 @@ def test_backends_agree_with_split_doms(geom):
     torch.testing.assert_close(outs['bucket'], outs['dense'], atol=1e-4, rtol=1e-4)
 
 
+def test_first_hit_seed_beats_linefit(geom):
+    from geoformers.tasks.icecube import first_hit_linefit_score, linefit_score
+    ev = [IceCubeSynth(128, seed=9, geometry=geom)[i] for i in range(128)]
+    assert first_hit_linefit_score(ev, geom) < linefit_score(ev, geom[['x', 'y', 'z']].values) - 0.2
+
+
+def test_bucket_plan_matches_dense(geom):
+    from geoformers.models.t1 import bucket_attend, bucket_plan, dense_dom_mask, segments
+    b = collate_dom_packing([IceCubeSynth(4, seed=1, geometry=geom)[i] for i in range(4)], max_seq_len=64)
+    ids = b['dom_boundaries']; q, k, v = torch.randn(3, ids.shape[0], 2, ids.shape[1], 8)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense_dom_mask(ids))
+    pos, start, length, _ = segments(ids)
+    fl = lambda t: t.transpose(1, 2).reshape(-1, 2, 8)[pos]
+    for exact in (1, 8, 64):
+        torch.testing.assert_close(bucket_attend(fl(q), fl(k), fl(v), bucket_plan(start, length, exact)), fl(ref), atol=1e-5, rtol=1e-5)
+
+
 def test_real_files():
     p = shared_data('icecube', 'kaggle', 'test', 'batch_661.parquet')
     g = shared_data('icecube', 'graphnet', 'oscNext_genie_level7_v02', 'oscNext_genie_level7_v02_first_5_frames.db')

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['FeatureFusion', 'FeatureFusionCrossAttn']
 
-# %% ../../nbs/21_models.fusion.ipynb #202600fa
+# %% ../../nbs/21_models.fusion.ipynb #47877c75
 import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-# %% ../../nbs/21_models.fusion.ipynb #ec964c2e
+# %% ../../nbs/21_models.fusion.ipynb #96e55204
 def _check(fire, static, wind):
     B, T, N, _ = fire.shape
     if static.shape[:2] != (B, N): raise ValueError(f"static {tuple(static.shape)} must be [B={B}, N={N}, Ds]")
@@ -32,7 +32,7 @@ class FeatureFusion(nn.Module):
         x = torch.cat([fire, repeat(static, 'b n c -> b t n c', t=T), repeat(self.wind(wind), 'b t c -> b t n c', n=N)], -1)
         return rearrange(self.proj(x), 'b t n d -> b n t d')
 
-# %% ../../nbs/21_models.fusion.ipynb #28ee2709
+# %% ../../nbs/21_models.fusion.ipynb #f2fcaa92
 class FeatureFusionCrossAttn(nn.Module):
     "Fire queries attend to terrain: `[B, T, N, Df] + [B, N, Ds] + [B, T, 2] -> [B, N, T, D]`"
     def __init__(self, dim_fire:int, dim_static:int, dim:int, heads:int=4):
