@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.utils.data import DataLoader, default_collate
 
+from ..core import count_params
 from ..data.multispectral import SyntheticScenes
 from ..models.bandset import BandsetEncoder, BandsetPredictor
 from ..models.latentmim import MASKINGS, LatentMIM
@@ -114,7 +115,7 @@ class BandsetTask(Task):
         return dict(tokens_per_sample=dict(before_merge=sum(before.values()), after_merge=sum(after.values()),
                                            per_modality_before=before, per_modality_after=after),
                     s2_tokens_per_position_after_merge=after.get('s2', 0) // h if 's2' in after else None,
-                    merge_params=sum(p.numel() for p in enc.merges.parameters()) + sum(p.numel() for p in model.predictor.unmerges.parameters()),
+                    merge_params=count_params(enc.merges) + count_params(model.predictor.unmerges),
                     merge_after_layer=cfg.model.merge_after_layer if enc.merge_enabled else None)
 
     def preview(self, model, batch, cfg):

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import MLP
+from ..core import MLP, count_params
 from ..data.dom_packing import DOM_FEATURES, collate_dom_packing
 from ..data.icecube import (IceCubeEvents, IceCubeSynth, load_geometry, normalize_positions, read_kaggle_batch,
                                      vector_to_angles)
@@ -165,5 +165,5 @@ class IceCubeTask(Task):
 
     def describe(self, model, data, cfg):
         n = [len(data['val'][i]['time']) for i in range(min(len(data['val']), 200))]
-        return dict(params=sum(p.numel() for p in model.parameters()), val_events=len(data['val']),
+        return dict(params=count_params(model), val_events=len(data['val']),
                     val_pulses_per_event_median=float(np.median(n)), val_pulses_per_event_max=int(np.max(n)))

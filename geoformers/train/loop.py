@@ -244,7 +244,7 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
     def validate():
         metrics = evaluate(task, model, vloader, cfg, device)
         log.write(dict(split='val', step=state['step'], epoch=state['epoch'], **metrics))
-        if rank == 0 and hasattr(task, 'preview'):
+        if rank == 0:
             log.image(task.preview(_unwrap(model), to_device(next(iter(vloader)), device), cfg), state['step'])
         key = tc.best_metric
         if key not in metrics: raise KeyError(f"train.best_metric={key!r} is not among the validation metrics {sorted(metrics)}")
