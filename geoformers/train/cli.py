@@ -51,7 +51,10 @@ def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool
     out = run_dir(task, out, resume)
     if main: print(f"geoformers_train {task}: run folder {out}")
     summary = fit(t, cfg, out, resume=resume)
-    if main: print(json.dumps({k: summary.get(k) for k in ('task', 'metrics', 'baselines', 'runtime_s')}, indent=2, default=float))
+    if main and 'stopped_at' in summary:
+        print(f"stopped at step {summary['stopped_at']} ({summary.get('signal', 'stop_at')}); continue with: "
+              f"geoformers_train {task} --resume --out {out}")
+    elif main: print(json.dumps({k: summary.get(k) for k in ('task', 'metrics', 'baselines', 'runtime_s')}, indent=2, default=float))
     return summary
 
 @call_parse

@@ -5,13 +5,15 @@
 # %% auto #0
 __all__ = ['TRAIN_DEFAULTS', 'as_config', 'dist_env', 'init_distributed', 'all_reduce_sum', 'to_device', 'ResumableSampler',
            'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate', 'RunLog', 'read_metrics',
-           'NonFiniteLoss', 'make_loader', 'fit']
+           'NonFiniteLoss', 'StopSignals', 'make_loader', 'fit']
 
 # %% ../../nbs/30_train.loop.ipynb #b23821fb
 import itertools
 import json
 import math
 import os
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -192,6 +194,19 @@ def read_metrics(out)->list:
 # %% ../../nbs/30_train.loop.ipynb #a6bdff5b
 class NonFiniteLoss(FloatingPointError): pass
 
+class StopSignals:
+    "Within the block, SIGTERM/SIGUSR1 (cluster preemption, `scancel --signal`) only set `.caught`, so `fit` can stop cleanly"
+    signals = ('SIGTERM', 'SIGUSR1')
+    def __enter__(self):
+        self.caught, self.old = None, {}
+        if threading.current_thread() is threading.main_thread():   # handlers can only be set from the main thread
+            for name in self.signals:
+                if hasattr(signal, name): self.old[name] = signal.signal(getattr(signal, name), self._catch)
+        return self
+    def _catch(self, signum, frame): self.caught = signal.Signals(signum).name
+    def __exit__(self, *exc):
+        for name, h in self.old.items(): signal.signal(getattr(signal, name), h)
+
 def make_loader(ds, cfg, collate=None, sampler=None, seed:int=0, train:bool=False)->DataLoader:
     "The DataLoader `fit` uses: the validation protocol (no shuffling, `val_batch_size`) unless `train`"
     tc = cfg.train
@@ -204,7 +219,10 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
         stop_at:int=None,                   # stop after this many steps as if interrupted (resumable)
         distributed:bool=None,              # None: as launched (torchrun); False: force one process
        )->dict:                             # the summary (also written to summary.json)
-    "Train `task` with `cfg` in `out_dir`; returns the summary"
+    "Train `task` with `cfg` in `out_dir`; returns the summary (or `stopped_at` when stopped early)"
+    with StopSignals() as stop: return _fit(task, cfg, out_dir, resume, stop_at, distributed, stop)
+
+def _fit(task, cfg, out_dir, resume, stop_at, distributed, stop):
     t0 = time.time()
     cfg = as_config(obj2dict(cfg)); tc = cfg.train
     device = get_device(tc.device)
@@ -274,7 +292,9 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
                     losses = task.loss(model, to_device(b, device), cfg)
                 scaler.scale(losses['loss'] / len(micro)).backward()
                 for k, v in losses.items(): terms[k] = terms.get(k, 0.) + float(v.detach()) / len(micro)
+            terms['_signal'] = float(stop.caught is not None)                      # reduced with the losses: every rank stops together
             red = {k: float(v) / world for k, v in all_reduce_sum({k: torch.tensor(v) for k, v in terms.items()}).items()}
+            signalled = red.pop('_signal') > 0; terms.pop('_signal')
             bad = [k for k, v in red.items() if not math.isfinite(v)]
             if bad:
                 bar.close(); log.close()
@@ -293,16 +313,16 @@ def fit(task, cfg, out_dir=None,            # the task, its resolved config, the
                           local={f'local_{k}': v for k, v in terms.items()})
                 acc, n_acc = {}, 0
             if tc.val_every and state['step'] % tc.val_every == 0 and state['step'] < total: validate()
-            if stop_at is not None and state['step'] >= stop_at and state['step'] < total:
+            if (signalled or stop_at is not None and state['step'] >= stop_at) and state['step'] < total:
                 checkpoint('last.pt'); bar.close(); log.close()
-                return dict(task=cfg.task, stopped_at=state['step'])
+                return dict(task=cfg.task, stopped_at=state['step'], **({'signal': stop.caught or 'another rank'} if signalled else {}))
         if state['step'] < total:
             state['epoch'] += 1; state['batches'] = 0
             if not tc.val_every: validate()
     bar.close()
     metrics = validate()
     summary = dict(task=cfg.task, metrics=metrics, baselines={}, runtime_s=None, train_runtime_s=round(time.time() - t0, 2),
-                   steps=state['step'], config=obj2dict(cfg))
+                   steps=state['step'], best={tc.best_metric: state['best']}, config=obj2dict(cfg))
     if rank == 0:
         summary['baselines'] = task.baselines(data, cfg, out) or {}
         summary.update(task.describe(_unwrap(model), data, cfg) or {})
