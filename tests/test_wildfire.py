@@ -53,3 +53,26 @@ def test_ndws_tiles():
     ds = WildfireDataset(load_ndws(root), t_min=1, t_max=1)
     m = evaluate(task, Persistence(), make_loader(ds, cfg, collate_fires), cfg, torch.device('cpu'))
     assert abs(m['f1'] - 0.25) < 0.01
+
+
+@pytest.mark.parametrize('fusion', ['concat', 'cross_attn'])
+def test_emberformer_dino_model(fusion):
+    "EmberFormerDINO (the notebook's `#| slow` lesson): shapes, terrain cache, padded dates cannot leak, check_module"
+    from torch import nn
+    from geoformers.data.wildfire import WildfireDataset, collate_fires
+    from geoformers.models.emberformer import EmberFormerDINO
+    from geoformers.testing import check_module, tiny_dinov2
+    b = collate_fires([WildfireDataset(simulate_fires(2, size=32, days=8), t_min=2, t_max=5)[k] for k in (0, 3, 8)])
+    args = [b[k] for k in ('fire', 'wind', 'static', 'valid_t')]
+    torch.manual_seed(0)
+    ed = EmberFormerDINO(tiny_dinov2(), dim=32, heads=4, dec_hidden=16, fusion=fusion).eval()
+    out = ed.forward_pixels(*args, static_key=b['fire_idx'])
+    assert out.shape == (3, 1, 32, 32) and ed(*args).shape == (3, 1, 3, 3)
+    assert len(ed._cache) == 2
+    torch.testing.assert_close(ed.forward_pixels(*args, static_key=b['fire_idx']), out)
+    f2 = b['fire'].clone(); f2[0, 2:] = 1.                      # sample 0 has T = 2: dates 2.. are padding
+    torch.testing.assert_close(ed.forward_pixels(f2, *args[1:]), out)
+    class Pix(nn.Module):
+        def __init__(self, m): super().__init__(); self.m = m
+        def forward(self, *a): return self.m.forward_pixels(*a)
+    check_module(Pix(EmberFormerDINO(tiny_dinov2(), dim=32, heads=4, dec_hidden=16, fusion=fusion)), *args, shape=(3, 1, 32, 32))

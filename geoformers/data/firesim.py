@@ -54,7 +54,7 @@ def shift(a:np.ndarray, dy:int, dx:int, fill=0)->np.ndarray:
     return out
 
 def spread_probability(ter:xr.Dataset, u:float, v:float, # terrain, wind towards east (u) and north (v) in m/s
-                       p0:float=0.45, c1:float=0.045, c2:float=0.131, a:float=0.078)->np.ndarray: # [8, H, W]
+                       p0:float=0.25, c1:float=0.045, c2:float=0.131, a:float=0.078)->np.ndarray: # [8, H, W]
     "Probability that a burning neighbour at each of the 8 `NEIGHBOURS` offsets ignites each cell within one step"
     elev, fuel, cell_m = ter.elevation.values.astype('float64'), ter.fuel.values, ter.attrs['cell_m']
     speed = float(np.hypot(u, v))
@@ -77,7 +77,7 @@ def spread_step(burning:np.ndarray, unburnt:np.ndarray, # [H, W] bool each
     return unburnt & (rng.random(burning.shape) >= pnot)
 
 # %% ../../nbs/11a_data.firesim.ipynb #0a612aaa
-def simulate_fire(size:int=64, days:int=14, steps_per_day:int=3, seed:int=0,
+def simulate_fire(size:int=64, days:int=14, steps_per_day:int=2, seed:int=0,
                   burn_days:tuple=(1., 2.5),   # residence time in days at fuel 0 and fuel 1
                   wind_turn:float=35.,         # std of the daily change of wind direction, degrees
                   cloud_prob:float=0.1,        # chance that a day's map has a cloud blob marked -1

@@ -40,7 +40,8 @@ def wildfire_model(m, static_chans:int=5)->nn.Module:
     common = dict(static_chans=static_chans, dim=m.dim, depth=m.depth, heads=m.heads, dropout=m.dropout,
                   decoder=m.decoder, dec_hidden=m.dec_hidden, ref_hidden=m.ref_hidden)
     if m.name == 'emberformer':
-        return EmberFormer(patch=m.patch, use_wind=m.use_wind, use_static=m.use_static, use_time=m.use_time, **common)
+        return EmberFormer(patch=m.patch, use_wind=m.use_wind, use_static=m.use_static, use_time=m.use_time,
+                           skip_days=m.skip_days, **common)
     if m.name == 'emberformer_dino':
         cfg = None
         if m.dino is None:
