@@ -22,10 +22,11 @@ class TokenPool(nn.Module):
     def __init__(self, num_tokens:int,          # M
                  dim:int=None,                  # D, needed for `attn`
                  mode:str='mean',               # 'mean', 'attn' or 'stride'
-                 pool_grid:tuple=None,          # (Mt, Mh, Mw) for `mean` over the token grid; product must be M
+                 pool_grid:tuple=None,          # (Mt, Mh, Mw) for `mean` over the token grid; product must be M (ignored by other modes)
                  heads:int=4):
         super().__init__()
         if mode not in ('mean', 'attn', 'stride'): raise ValueError(f"pool mode must be 'mean', 'attn' or 'stride', got {mode!r}")
+        if mode != 'mean': pool_grid = None
         if pool_grid is not None and math.prod(pool_grid) != num_tokens:
             raise ValueError(f"pool_grid {tuple(pool_grid)} gives {math.prod(pool_grid)} tokens, not num_tokens={num_tokens}")
         self.num_tokens, self.mode, self.pool_grid = num_tokens, mode, pool_grid and tuple(pool_grid)

@@ -182,12 +182,15 @@ class WeatherTextTask(Task):
         pool = TokenPool(m.num_tokens, dim=enc.dim, mode=m.pool, pool_grid=tuple(m.pool_grid) if m.pool_grid else None)
         pf = Prefixer(enc.dim, lm.get_input_embeddings().embedding_dim, depth=m.prefixer_depth, act=m.act,
                       residual=m.residual, layerscale=m.layerscale)
-        return VisionTextModel(enc, lm, pool, pf, unfreeze_last_block=m.unfreeze_last_block)
+        return VisionTextModel(enc, lm, pool, pf, freeze_encoder=not m.train_encoder, unfreeze_last_block=m.unfreeze_last_block)
 
     def param_groups(self, model, cfg):
+        m = cfg.model
         adapter = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(('pool', 'prefixer'))]
         lm = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith('lm')]
-        return [dict(name='adapter', params=adapter)] + ([dict(name='lm', params=lm, lr=cfg.model.lm_lr)] if lm else [])
+        enc = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith('encoder')]
+        return ([dict(name='adapter', params=adapter)] + ([dict(name='lm', params=lm, lr=m.lm_lr)] if lm else [])
+                + ([dict(name='encoder', params=enc, lr=m.encoder_lr, freeze_epochs=m.encoder_freeze_epochs)] if enc else []))
 
     def loss(self, model, batch, cfg): return {'loss': model(batch['x'], batch['ids'], batch['mask'], prefix=self.prefix).loss}
 
