@@ -35,6 +35,19 @@ def test_two_step_run_writes_probe_and_baseline(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     s = json.loads((tmp_path/'summary.json').read_text())
     assert s['steps'] == 2 and 0 <= s['metrics']['probe_acc'] <= 1
-    assert 'probe_acc' in s['baselines']['random_init'] and 'loss' in s['metrics']
+    assert 'probe_acc' in s['baselines']['random_init'] and 'loss' in s['metrics'] and 'probe_acc_fewshot' in s['metrics']
+    assert 0 <= s['baselines']['mean_spectrum']['probe_acc'] <= 1      # the no-encoder baseline
     assert s['tokens_per_sample']['after_merge'] == 64
     assert list((tmp_path/'previews').glob('*.png'))            # preview: masks of both strategies
+
+
+def test_patch_discrimination_centring():
+    "A vector shared by every token of a sample carries no identity: centred, it changes nothing; uncentred, it swamps the scores"
+    import torch
+    from geoformers.models.latentmim import patch_discrimination
+    torch.manual_seed(0)
+    t = torch.randn(2, 12, 32); p = t + 0.5 * torch.randn(2, 12, 32); off = 10 * torch.randn(32)
+    valid = torch.ones(2, 12, dtype=torch.bool); valid[0, 8:] = False
+    assert torch.allclose(patch_discrimination(p + off, t + off, valid), patch_discrimination(p, t, valid), atol=1e-4)
+    assert patch_discrimination(p + off, t + off, valid, center=False) > 2 * patch_discrimination(p, t, valid, center=False)
+    assert patch_discrimination(t + off, t + off, valid) < 0.01          # a copy of the targets is a perfect prediction

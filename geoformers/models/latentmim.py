@@ -72,10 +72,17 @@ MASKINGS = dict(random_with_decode=random_with_decode, modality_cross_random=mod
 def patch_discrimination(pred:Tensor,      # [B, N, D] predictions
                          target:Tensor,    # [B, N, D] targets
                          valid:Tensor,     # [B, N] bool, the tokens to score (DECODER)
-                         tau:float=0.1, masked_negatives:bool=True)->Tensor:
+                         tau:float=0.1, masked_negatives:bool=True,
+                         center:bool=True, # subtract each sample's mean (over valid tokens) before normalising
+                        )->Tensor:
     "Mean over valid tokens of the per-sample patch-discrimination loss (× 2τ)"
-    p, idx, pad = pack(F.normalize(pred.float(), dim=-1), valid)
-    t = torch.gather(F.normalize(target.float(), dim=-1), 1, idx[..., None].expand(-1, -1, target.shape[-1]))
+    p, idx, pad = pack(pred.float(), valid)                                            # [B, S, D]
+    t = torch.gather(target.float(), 1, idx[..., None].expand(-1, -1, target.shape[-1]))
+    if center:
+        w = (~pad).float()[..., None]
+        def mean(x): return (x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1)
+        p, t = (p - mean(p)) * w, (t - mean(t)) * w
+    p, t = F.normalize(p, dim=-1), F.normalize(t, dim=-1)
     S = p.shape[1]
     eye = torch.eye(S, dtype=torch.bool, device=p.device)[None]
     ok = ~pad[:, None, :]
@@ -98,7 +105,7 @@ class LatentMIM(nn.Module):
     def __init__(self, encoder:BandsetEncoder, predictor:BandsetPredictor,
                  target:str='ema', ema_momentum:float=0.996,
                  masking:str='modality_cross_random', encode_ratio:float=0.5, decode_ratio:float=0.5, decode_only=(),
-                 tau:float=0.1, masked_negatives:bool=True, contrastive_weight:float=0.1):
+                 tau:float=0.1, masked_negatives:bool=True, contrastive_weight:float=0.1, center_targets:bool=True):
         super().__init__()
         if target not in ('ema', 'frozen'): raise ValueError(f"target must be 'ema' or 'frozen', got {target!r}")
         if masking not in MASKINGS: raise ValueError(f"masking must be one of {sorted(MASKINGS)}, got {masking!r}")
@@ -111,6 +118,7 @@ class LatentMIM(nn.Module):
         self.target, self.ema_momentum, self.masking = target, ema_momentum, masking
         self.encode_ratio, self.decode_ratio, self.decode_only = encode_ratio, decode_ratio, tuple(decode_only)
         self.tau, self.masked_negatives, self.contrastive_weight = tau, masked_negatives, contrastive_weight
+        self.center_targets = center_targets
 
     @torch.no_grad()
     def update_target(self):
@@ -133,7 +141,7 @@ class LatentMIM(nn.Module):
             enc = self.encoder(batch, masks)
             pred = self.predictor(enc, batch['months'])
             p, flat, _ = collapse(pred, enc['orig_masks'])
-            disc.append(patch_discrimination(p, collapse(target, enc['orig_masks'])[0], flat == DEC, self.tau, self.masked_negatives))
+            disc.append(patch_discrimination(p, collapse(target, enc['orig_masks'])[0], flat == DEC, self.tau, self.masked_negatives, self.center_targets))
             pooled.append(enc['pooled'])
         out = dict(patch_disc=sum(disc) / len(disc))
         out['infonce'] = info_nce(*pooled, tau=self.tau) if len(pooled) == 2 else out['patch_disc'].new_zeros(())
