@@ -39,3 +39,12 @@ def test_weather_pipeline(tmp_path):
     date = s['samples'][0]['date']
     r = run(caption_cmd('--date', date, '--run', 'runs/weather-text', '--max_new_tokens', '5', '--max_samples', '1'), tmp_path)
     assert r.stdout.startswith(date)
+
+
+def test_mae_from_config_norm_pix_loss():
+    "`norm_pix_loss` reaches SatSwinMAE; configs and checkpoints without the key keep per-patch normalised targets"
+    from geoformers.tasks.weather import mae_from_config
+    base = dict(dim=16, depth=1, heads=2, patch=[2, 4, 4], window=[1, 2, 2], decoder_dim=8, decoder_heads=2, mask_ratio=0.75)
+    assert mae_from_config(base, 3).norm_pix_loss
+    assert mae_from_config({**base, 'norm_pix_loss': True}, 3).norm_pix_loss
+    assert not mae_from_config({**base, 'norm_pix_loss': False}, 3).norm_pix_loss
