@@ -22,9 +22,7 @@ def run(args, cwd, timeout=240):
 def caption_cmd(*args):
     "The console script when installed, else the same function through fastcore's parser"
     if shutil.which('geoformers_caption'): return ['geoformers_caption', *args]
-    return [sys.executable, '-c', 'from fastcore.script import anno_parser; from geoformers.tasks.weather import caption_cli as f; '
-            'a = vars(anno_parser(f.__wrapped__, prog="geoformers_caption").parse_args()); '
-            '[a.pop(k, None) for k in ("pdb", "xtra")]; f(**a)', *args]
+    return [sys.executable, '-c', 'from geoformers.tasks.weather import caption_cli; caption_cli()', *args]
 
 
 def test_weather_pipeline(tmp_path):

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from fastcore.script import call_parse
+from fastcore.script import anno_parser
 from fastcore.xtras import obj2dict
 from torch.utils.data import Subset
 
@@ -187,11 +187,10 @@ class WeatherTextTask(Task):
 
     def param_groups(self, model, cfg):
         m = cfg.model
-        adapter = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(('pool', 'prefixer'))]
-        lm = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith('lm')]
-        enc = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith('encoder')]
-        return ([dict(name='adapter', params=adapter)] + ([dict(name='lm', params=lm, lr=m.lm_lr)] if lm else [])
-                + ([dict(name='encoder', params=enc, lr=m.encoder_lr, freeze_epochs=m.encoder_freeze_epochs)] if enc else []))
+        def trainable(prefix): return [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix)]
+        groups = [dict(name='adapter', params=trainable(('pool', 'prefixer'))), dict(name='lm', params=trainable('lm'), lr=m.lm_lr),
+                  dict(name='encoder', params=trainable('encoder'), lr=m.encoder_lr, freeze_epochs=m.encoder_freeze_epochs)]
+        return [g for g in groups if g['params']]              # LM and encoder groups only when something there trains
 
     def loss(self, model, batch, cfg): return {'loss': model(batch['x'], batch['ids'], batch['mask'], prefix=self.prefix).loss}
 
@@ -279,12 +278,7 @@ def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's
         print(f"{it['date']} {str(it['time'])[:16]} lat {it['lat'][0]:g}..{it['lat'][1]:g} lon {it['lon'][0]:g}..{it['lon'][1]:g}: {t}")
     return texts
 
-@call_parse
-def caption_cli(date:str=None,                 # YYYY-MM-DD (a date of the run's data)
-                run:str='runs/weather-text',   # a weather-text run folder (config.json, best.pt)
-                anchor:str=None,               # first|middle|last: which step dates a window (default: the run's)
-                max_new_tokens:int=128, temperature:float=0.7, top_p:float=0.9,
-                max_samples:int=4,             # at most this many windows
-                seed:int=0):
-    "`geoformers_caption`: print generated weather narratives for the windows anchored on `date`"
-    caption_date(date, run, anchor, max_new_tokens, temperature, top_p, max_samples, seed)
+def caption_cli():
+    "`geoformers_caption`: `caption_date`'s arguments from the command line; prints the narratives (returns None, the exit status)"
+    args = vars(anno_parser(caption_date, prog='geoformers_caption').parse_args())
+    caption_date(**{k: v for k, v in args.items() if k not in ('pdb', 'xtra')})   # fastcore's own --pdb / --xtra flags
