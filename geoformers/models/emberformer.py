@@ -33,11 +33,13 @@ def _check(fire, wind, static, valid_t):
                          f"{tuple(wind.shape)}, {tuple(valid_t.shape)}, {tuple(static.shape)}")
     return B, T, H, W
 
-def recent_frames(fire:Tensor, valid_t:Tensor, k:int)->Tensor: # [B, T, H, W], [B, T] valid first -> [B, k, H, W]
-    "The last `k` valid fire maps, most recent first; zeros where the history is shorter than `k`"
-    idx = valid_t.sum(1, keepdim=True) - 1 - torch.arange(k, device=fire.device)    # [B, k]
-    out = fire[torch.arange(len(fire), device=fire.device)[:, None], idx.clamp(min=0)]
-    return out * (idx >= 0)[..., None, None].to(out.dtype)
+def recent_frames(fire:Tensor, valid_t:Tensor, k:int)->Tensor: # [B, T, H, W], [B, T] bool -> [B, k, H, W]
+    "The last `k` valid fire maps, most recent first (any mask, as `last_valid`); zeros where fewer than `k` are valid"
+    B, T = valid_t.shape
+    step = torch.arange(1, T + 1, device=fire.device) * valid_t               # [B, T] 1-based step, 0 where padded
+    top, idx = F.pad(step, (0, max(k - T, 0))).topk(k, dim=1)                 # [B, k] latest valid steps first
+    out = fire[torch.arange(B, device=fire.device)[:, None], idx.clamp(max=T - 1)]
+    return out * (top > 0)[..., None, None].to(out.dtype)
 
 _decoders = {'unet': SpatialDecoderUNet, 'light': SimpleSpatialDecoder}
 def _decoder(name, dim, hidden):
