@@ -73,8 +73,13 @@ class BandsetTask(Task):
                   labels=d.labels)
         if d.probe_train > d.n_train: raise ValueError(f"data.probe_train={d.probe_train} exceeds data.n_train={d.n_train}")
         train, val = SyntheticScenes(d.n_train, seed=2 * d.seed, **kw), SyntheticScenes(d.n_val, seed=2 * d.seed + 1, **kw)
-        self._probe = (torch.utils.data.Subset(train, range(d.probe_train)), val)
-        return dict(train=train, val=val, collate=None)
+        # the probe scenes are generated once (every evaluation and both baselines reuse them), validation included
+        self._probe = ([train[i] for i in range(d.probe_train)], [val[i] for i in range(len(val))])
+        return dict(train=train, val=self._probe[1], collate=None)
+
+    def probe_sets(self, cfg)->tuple: # -> (labelled training scenes, validation scenes)
+        if not hasattr(self, '_probe'): self.data(cfg)
+        return self._probe
 
     def model(self, cfg)->LatentMIM:
         m, mods = cfg.model, list(cfg.data.modalities)
@@ -96,8 +101,7 @@ class BandsetTask(Task):
     def eval_step(self, model, batch, cfg)->dict:
         stats = super().eval_step(model, batch, cfg)
         if (batch['idx'] == 0).any():
-            if not hasattr(self, '_probe'): self.data(cfg)
-            tr, te = self._probe
+            tr, te = self.probe_sets(cfg)
             feats = *embed_all(model, tr), *embed_all(model, te)
             c, n = ridge_probe(*feats)
             cf, nf = fewshot_probe(*feats, cfg.data.probe_labels, cfg.data.probe_draws)
@@ -118,8 +122,8 @@ class BandsetTask(Task):
     def baselines(self, data, cfg, run_dir)->dict:
         torch.manual_seed(cfg.get('seed', 0) + 1)
         out = {'random_init': evaluate(self, self.model(cfg), make_loader(data['val'], cfg), cfg, torch.device('cpu'))}
-        if not hasattr(self, '_probe'): self.data(cfg)
-        feats = *mean_spectra(self._probe[0]), *mean_spectra(self._probe[1])
+        tr, te = self.probe_sets(cfg)
+        feats = *mean_spectra(tr), *mean_spectra(te)
         (c, n), (cf, nf) = ridge_probe(*feats), fewshot_probe(*feats, cfg.data.probe_labels, cfg.data.probe_draws)
         out['mean_spectrum'] = dict(probe_acc=c / n, probe_acc_fewshot=cf / nf)   # no encoder: raw pooled reflectance
         return out

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MAE_KEYS', 'weather_windows', 'split_by_date', 'collate_cubes', 'mae_from_config', 'WeatherMAETask',
-           'find_mae_checkpoint', 'load_encoder', 'WeatherTextTask', 'caption_date', 'caption_cli']
+           'find_mae_checkpoint', 'load_encoder', 'WeatherTextTask', 'load_text_run', 'caption_date', 'caption_cli']
 
 # %% ../../nbs/34_tasks.weather.ipynb #06c1f3eb
 import copy
@@ -250,6 +250,22 @@ def _wrap(s:str, n:int=90)->str:
     return '\n'.join(textwrap.wrap(s, n))
 
 # %% ../../nbs/34_tasks.weather.ipynb #4a125dc4
+def load_text_run(run='runs/weather-text', # a weather-text run folder (config.json, best.pt)
+                  anchor:str=None,             # first|middle|last: override the run's anchor
+                  **eval_kw)->tuple:           # overrides of the run's `eval:` section
+    "A weather-text run rebuilt from its folder: `(task, cfg, model, data)`, the model with `best.pt` in eval mode"
+    run = Path(run)
+    if not (run/'config.json').exists(): raise FileNotFoundError(f"{run} is not a weather-text run folder (no config.json)")
+    cfg = obj2dict(as_config(json.loads((run/'config.json').read_text())))
+    if anchor: cfg['data']['anchor'] = anchor
+    cfg['eval'].update(eval_kw)
+    cfg = as_config(cfg)
+    task = WeatherTextTask()
+    data = task.data(cfg)
+    model = task.model(cfg)
+    load_checkpoint(run/'best.pt', model)
+    return task, cfg, model.eval(), data
+
 def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's data)
                 run:str='runs/weather-text',   # a weather-text run folder (config.json, best.pt)
                 anchor:str=None,               # first|middle|last: which step dates a window (default: the run's)
@@ -258,22 +274,13 @@ def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's
                 seed:int=0):
     "Generated weather narratives for the windows anchored on `date` (printed, and returned as a list)"
     if not date: raise ValueError("pass --date YYYY-MM-DD")
-    run = Path(run)
-    if not (run/'config.json').exists(): raise FileNotFoundError(f"{run} is not a weather-text run folder (no config.json)")
-    cfg = obj2dict(as_config(json.loads((run/'config.json').read_text())))
-    if anchor: cfg['data']['anchor'] = anchor
-    cfg['eval'].update(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-    cfg = as_config(cfg)
-    task = WeatherTextTask()
-    task.data(cfg)
-    model = task.model(cfg)
-    load_checkpoint(run/'best.pt', model)
+    task, cfg, model, _ = load_text_run(run, anchor, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     idx = task.windows.windows_for_date(date)[:max_samples]
     if not len(idx):
         t = pd.DatetimeIndex(task.windows.times)
         raise ValueError(f"no window is anchored on {date} (anchor={cfg.data.anchor}); the data covers {t[0]:%Y-%m-%d} .. {t[-1]:%Y-%m-%d}")
     items = [task.windows[int(i)] for i in idx]
-    texts = task.generate(model.eval(), torch.stack([it['x'] for it in items]), cfg, seed=seed)
+    texts = task.generate(model, torch.stack([it['x'] for it in items]), cfg, seed=seed)
     for it, t in zip(items, texts):
         print(f"{it['date']} {str(it['time'])[:16]} lat {it['lat'][0]:g}..{it['lat'][1]:g} lon {it['lon'][0]:g}..{it['lon'][1]:g}: {t}")
     return texts
