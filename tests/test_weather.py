@@ -39,6 +39,18 @@ def test_weather_pipeline(tmp_path):
     assert r.stdout.startswith(date)
 
 
+def test_weather_text_ddp(tmp_path):
+    "Under torchrun with 2 processes rank 0 trains the text LM while rank 1 waits; both ranks then step on it"
+    run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'geoformers.train.cli',
+         'weather-text', '--out', 'runs/ddp', '--max_steps', '2', '--set', 'model.mae_ckpt=none', 'train.rank_logs=true',
+         'train.log_every=1', *TINY_DATA, *TINY_TEXT, *COMMON, 'train.batch_size=2'], tmp_path)
+    ranks = [(tmp_path/'runs'/'ddp'/f'rank{i}.jsonl').read_text().splitlines() for i in (0, 1)]
+    assert [len(r) for r in ranks] == [2, 2]
+    assert json.loads((tmp_path/'runs'/'weather_text_lm'/'spec.json').read_text())['steps'] == 3
+    s = json.loads((tmp_path/'runs'/'ddp'/'summary.json').read_text())
+    assert s['steps'] == 2 and s['baselines']['no_prefix']['perplexity'] > 1
+
+
 def test_mae_from_config_norm_pix_loss():
     "`norm_pix_loss` reaches SatSwinMAE; configs and checkpoints without the key keep per-patch normalised targets"
     from geoformers.tasks.weather import mae_from_config

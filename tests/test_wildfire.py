@@ -1,5 +1,6 @@
 "Integration tests of the wildfire task: the CLI end to end on tiny settings, NetCDF folders, the DINOv2 variant."
 import json
+import os
 import subprocess
 import sys
 
@@ -76,3 +77,12 @@ def test_emberformer_dino_model(fusion):
         def __init__(self, m): super().__init__(); self.m = m
         def forward(self, *a): return self.m.forward_pixels(*a)
     check_module(Pix(EmberFormerDINO(tiny_dinov2(), dim=32, heads=4, dec_hidden=16, fusion=fusion)), *args, shape=(3, 1, 32, 32))
+
+
+def test_ddp_two_processes(tmp_path):
+    "Under torchrun the pixel logits go through DDP's forward, and the one-process UNet baseline fit on rank 0 does not all-reduce"
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'geoformers.train.cli',
+           'wildfire', '--out', str(tmp_path/'ddp'), '--max_steps', '2', '--set', *TINY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert json.loads((tmp_path/'ddp'/'summary.json').read_text())['steps'] == 2

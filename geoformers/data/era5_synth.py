@@ -72,19 +72,18 @@ def synth_era5(n_days:int=4,                      # days of hourly data
     msl, t2m, tp, warm, cold = (np.zeros(shape) for _ in range(5))
     for lo in lows:
         age = hrs - lo['t0']
-        alive = (age >= 0) & (age <= lo['life'])
-        for i in np.flatnonzero(alive):
-            a = age[i]/lo['life']
-            depth = lo['depth']*np.sin(np.pi*a)**0.7                       # deepens, then fills
-            clat, clon = lo['lat0'] + lo['vlat']*age[i], lo['lon0'] + lo['vlon']*age[i]
-            ddy, ddx = LAT - clat, (LON - clon)*np.cos(np.deg2rad(clat))
-            r2 = (ddy**2 + ddx**2)/lo['radius']**2
-            g = np.exp(-r2/2)
-            msl[i] = np.minimum(msl[i], -depth*g)                          # overlapping lows merge, never add up
-            front = np.exp(-((ddx - 0.4*lo['radius'] + 0.3*ddy)**2)/2) * (ddy < 0.5) * np.exp(-(ddy/(2*lo['radius']))**2)
-            tp[i] += depth/80*(1.2*np.exp(-r2) + 0.8*front)                 # mm/h
-            warm[i] += depth/12*np.exp(-((ddx - 0.8*lo['radius'])**2 + (ddy + 0.8*lo['radius'])**2)/(2*lo['radius']**2))
-            cold[i] += depth/8*g
+        i = np.flatnonzero((age >= 0) & (age <= lo['life']))              # every hour of this low's life at once: [n, H, W]
+        age = age[i, None, None]
+        depth = lo['depth']*np.sin(np.pi*(age/lo['life']))**0.7            # deepens, then fills
+        clat, clon = lo['lat0'] + lo['vlat']*age, lo['lon0'] + lo['vlon']*age
+        ddy, ddx = LAT - clat, (LON - clon)*np.cos(np.deg2rad(clat))
+        r2 = (ddy**2 + ddx**2)/lo['radius']**2
+        g = np.exp(-r2/2)
+        msl[i] = np.minimum(msl[i], -depth*g)                              # overlapping lows merge, never add up
+        front = np.exp(-((ddx - 0.4*lo['radius'] + 0.3*ddy)**2)/2) * (ddy < 0.5) * np.exp(-(ddy/(2*lo['radius']))**2)
+        tp[i] += depth/80*(1.2*np.exp(-r2) + 0.8*front)                     # mm/h
+        warm[i] += depth/12*np.exp(-((ddx - 0.8*lo['radius'])**2 + (ddy + 0.8*lo['radius'])**2)/(2*lo['radius']**2))
+        cold[i] += depth/8*g
     msl += base
     dpdy = -np.gradient(msl*100, axis=1)/dy          # latitude is descending: minus turns index order into northward
     dpdx = np.gradient(msl*100, axis=2)/dx

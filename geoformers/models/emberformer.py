@@ -69,7 +69,8 @@ class EmberFormer(nn.Module):
         g = rearrange(h, 'b (gy gx) d -> b d gy gx', gy=Gy)
         return g, self.decoder(g)[0]
 
-    def forward(self, fire, wind, static, valid_t)->Tensor: # -> [B, 1, Gy, Gx]
+    def forward(self, fire, wind, static, valid_t, pixels:bool=False)->Tensor: # -> [B, 1, Gy, Gx]; pixels: [B, 1, H, W]
+        if pixels: return self.forward_pixels(fire, wind, static, valid_t)
         return self.grid(fire, wind, static, valid_t)[1]
 
     def forward_pixels(self, fire, wind, static, valid_t)->Tensor: # -> [B, 1, H, W]
@@ -121,7 +122,8 @@ class EmberFormerDINO(nn.Module):
         g = rearrange(self.temporal(x, valid_t), 'b (gy gx) d -> b d gy gx', gy=Gy)
         return g, self.decoder(g)[0]
 
-    def forward(self, fire, wind, static, valid_t, static_key=None)->Tensor: # -> [B, 1, Gy, Gx]
+    def forward(self, fire, wind, static, valid_t, static_key=None, pixels:bool=False)->Tensor: # -> [B, 1, Gy, Gx]; pixels: [B, 1, H, W]
+        if pixels: return self.forward_pixels(fire, wind, static, valid_t, static_key)
         return self.grid(fire, wind, static, valid_t, static_key)[1]
 
     def forward_pixels(self, fire, wind, static, valid_t, static_key=None)->Tensor: # -> [B, 1, H, W]
@@ -148,4 +150,6 @@ class LastFrameUNet(nn.Module):
         d2 = self.d2(torch.cat([e2, up(m, e2)], 1))
         return self.head(self.d1(torch.cat([e1, up(d2, e1)], 1)))
 
-    forward = forward_pixels
+    def forward(self, fire, wind, static, valid_t, pixels:bool=True)->Tensor: # -> [B, 1, H, W]
+        if not pixels: raise ValueError("LastFrameUNet predicts pixels only (it has no patch grid)")
+        return self.forward_pixels(fire, wind, static, valid_t)

@@ -181,6 +181,10 @@ class SatSwinMAE(nn.Module):
         loss = (err * mask).sum() / mask.sum()
         return dict(loss=loss, pred=pred, mask=mask)
 
+    def decoder_parameters(self)->list:
+        "Parameters only the MAE objective uses (mask token, decoder): `encode_tokens` never reaches them"
+        return [self.mask_token, *self.to_decoder.parameters(), *self.decoder.parameters(), *self.to_pixels.parameters()]
+
     def unpatchify(self, p:Tensor, grid:tuple)->Tensor: # [B, N, P] -> [B, C, T'*pt, H'*ph, W'*pw]
         "Inverse of `patchify`"
         pt, ph, pw = self.patch

@@ -62,6 +62,8 @@ def mean_spectra(ds)->tuple: # -> ([n, C] mean reflectance per band of every mod
     return torch.stack(feats), torch.tensor(labels)
 
 # %% ../../nbs/35_tasks.bandset.ipynb #775bbdf6
+_PROBE_KEYS = ('probe_runs', 'probe_correct', 'probe_n', 'probe_fewshot_correct', 'probe_fewshot_n', 'embed_std')
+
 @register_task
 class BandsetTask(Task):
     "LatentMIM pretraining on synthetic S2 + Landsat scenes; probe accuracy against a random-init encoder"
@@ -100,23 +102,23 @@ class BandsetTask(Task):
 
     def eval_step(self, model, batch, cfg)->dict:
         stats = super().eval_step(model, batch, cfg)
-        if (batch['idx'] == 0).any():
+        probe = dict.fromkeys(_PROBE_KEYS, torch.tensor(0.))     # every batch reports the keys: under DDP the ranks' sums must match
+        if (batch['idx'] == 0).any():                            # the batch holding scene 0 (on one rank) runs the probe
             tr, te = self.probe_sets(cfg)
             feats = *embed_all(model, tr), *embed_all(model, te)
             c, n = ridge_probe(*feats)
             cf, nf = fewshot_probe(*feats, cfg.data.probe_labels, cfg.data.probe_draws)
-            stats.update(probe_correct=torch.tensor(float(c)), probe_n=torch.tensor(float(n)),
+            probe = dict(probe_runs=torch.tensor(1.), probe_correct=torch.tensor(float(c)), probe_n=torch.tensor(float(n)),
                          probe_fewshot_correct=torch.tensor(float(cf)), probe_fewshot_n=torch.tensor(float(nf)),
                          embed_std=feats[2].std(0).mean())          # collapse check: spread of val embeddings
-        return stats
+        return {**stats, **probe}
 
     def compute_metrics(self, stats, cfg)->dict:
-        probe = ('probe_correct', 'probe_n', 'probe_fewshot_correct', 'probe_fewshot_n', 'embed_std')
-        out = {k: v / stats['batches'] for k, v in stats.items() if k not in ('batches', *probe)}
-        if 'probe_n' in stats:
+        out = {k: v / stats['batches'] for k, v in stats.items() if k not in ('batches', *_PROBE_KEYS)}
+        if stats.get('probe_runs', 0) > 0:                       # DDP's padding may repeat scene 0: the ratios are unchanged
             out['probe_acc'] = stats['probe_correct'] / stats['probe_n']
             out['probe_acc_fewshot'] = stats['probe_fewshot_correct'] / stats['probe_fewshot_n']
-            out['embed_std'] = stats['embed_std']
+            out['embed_std'] = stats['embed_std'] / stats['probe_runs']
         return out
 
     def baselines(self, data, cfg, run_dir)->dict:

@@ -180,6 +180,7 @@ class WeatherTextTask(Task):
         if m.lora_r: lm = add_lora(lm, r=m.lora_r, alpha=2 * m.lora_r)
         enc = load_encoder(m.mae_ckpt, len(self.channels), dict(dim=64, depth=2, heads=4, patch=[2, 4, 4], window=[2, 4, 4],
                                                                  decoder_dim=32, decoder_heads=4, mask_ratio=0.75))
+        for p in enc.decoder_parameters(): p.requires_grad_(False)          # captions never use the MAE decoder (and DDP needs every trainable parameter used)
         pool = TokenPool(m.num_tokens, dim=enc.dim, mode=m.pool, pool_grid=tuple(m.pool_grid) if m.pool_grid else None)
         pf = Prefixer(enc.dim, lm.get_input_embeddings().embedding_dim, depth=m.prefixer_depth, act=m.act,
                       residual=m.residual, layerscale=m.layerscale)

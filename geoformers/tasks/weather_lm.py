@@ -13,11 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..models.hrm import HRMForCausalLM, hrm_loss
-from ..train.loop import TRAIN_DEFAULTS, fit, load_checkpoint
+from ..train.loop import TRAIN_DEFAULTS, dist_env, fit, load_checkpoint
 from ..train.tasks import Task
 
 # %% ../../nbs/34a_tasks.weather_lm.ipynb #75dbf8e9
@@ -104,19 +105,20 @@ def pretrain_text_lm(folder, train_caps, val_caps,     # DataFrames with `date`,
     folder = Path(folder); size = dict(size or {})
     spec = dict(kind=kind, vocab_size=vocab_size, size=size, max_len=max_len, steps=steps, batch_size=batch_size, lr=lr,
                 seed=seed, n_train=len(train_caps), first=str(train_caps['text'].iloc[0]))
-    if (folder/'spec.json').exists() and json.loads((folder/'spec.json').read_text()) == spec:
-        tok = PreTrainedTokenizerFast.from_pretrained(folder/'tokenizer')
-        lm = build_text_lm(kind, len(tok), **size)
-        load_checkpoint(folder/'best.pt', lm)
-        return lm.eval(), tok
-    folder.mkdir(parents=True, exist_ok=True)
-    tok = train_tokenizer(train_caps['text'], vocab_size, folder/'tokenizer')
-    task = TextLMTask(CaptionText(train_caps, tok, max_len), CaptionText(val_caps, tok, max_len, pair_prob=0.), tok, kind, size)
-    cfg = dict(task=task.name, seed=seed, data={}, model={}, train={**TRAIN_DEFAULTS, 'max_steps': steps, 'batch_size': batch_size,
-               'lr': lr, 'drop_last': False, 'warmup_steps': min(20, steps), 'val_every': None, 'log_every': 20, 'progress': False, 'device': 'cpu'})
-    fit(task, cfg, folder, distributed=False)
-    lm = task.model(cfg); load_checkpoint(folder/'best.pt', lm)
-    (folder/'spec.json').write_text(json.dumps(spec))
+    cached = (folder/'spec.json').exists() and json.loads((folder/'spec.json').read_text()) == spec
+    grouped = dist.is_available() and dist.is_initialized()
+    if not cached and (not grouped or dist_env()[0] == 0):      # under DDP rank 0 trains, the others wait for its files
+        folder.mkdir(parents=True, exist_ok=True)
+        tok = train_tokenizer(train_caps['text'], vocab_size, folder/'tokenizer')
+        task = TextLMTask(CaptionText(train_caps, tok, max_len), CaptionText(val_caps, tok, max_len, pair_prob=0.), tok, kind, size)
+        cfg = dict(task=task.name, seed=seed, data={}, model={}, train={**TRAIN_DEFAULTS, 'max_steps': steps, 'batch_size': batch_size,
+                   'lr': lr, 'drop_last': False, 'warmup_steps': min(20, steps), 'val_every': None, 'log_every': 20, 'progress': False, 'device': 'cpu'})
+        fit(task, cfg, folder, distributed=False)
+        (folder/'spec.json').write_text(json.dumps(spec))
+    if grouped: dist.barrier()
+    tok = PreTrainedTokenizerFast.from_pretrained(folder/'tokenizer')
+    lm = build_text_lm(kind, len(tok), **size)
+    load_checkpoint(folder/'best.pt', lm)
     return lm.eval(), tok
 
 # %% ../../nbs/34a_tasks.weather_lm.ipynb #abcb4602

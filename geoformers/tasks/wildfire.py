@@ -33,7 +33,7 @@ def wildfire_fires(d)->list:
 
 class Persistence(nn.Module):
     "Tomorrow's fire is today's: logits ±10 from the last valid fire map"
-    def forward_pixels(self, fire, wind, static, valid_t): return (2*last_valid(fire, valid_t)[:, None] - 1) * 10.
+    def forward(self, fire, wind, static, valid_t, pixels:bool=True): return (2*last_valid(fire, valid_t)[:, None] - 1) * 10.
 
 def wildfire_model(m, static_chans:int=5)->nn.Module:
     "The model named by `m.name` (`emberformer`, `emberformer_dino`, `unet_last_frame`) from a `model:` config"
@@ -75,7 +75,7 @@ class WildfireTask(Task):
         "Pixel logits `[B, 1, H, W]`; DINO models get the fire index as the terrain cache key"
         args = [batch[k] for k in ('fire', 'wind', 'static', 'valid_t')]
         kw = {'static_key': batch['fire_idx']} if isinstance(model, EmberFormerDINO) else {}
-        return model.forward_pixels(*args, **kw)
+        return model(*args, pixels=True, **kw)                 # through forward, so DDP synchronises the gradients
 
     def loss(self, model, batch, cfg):
         "BCE with `pos_weight` over certain pixels (+ `loss.dice` × soft Dice)"

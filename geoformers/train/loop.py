@@ -293,7 +293,9 @@ def _fit(task, cfg, out_dir, resume, stop_at, distributed, stop):
                 scaler.scale(losses['loss'] / len(micro)).backward()
                 for k, v in losses.items(): terms[k] = terms.get(k, 0.) + float(v.detach()) / len(micro)
             terms['_signal'] = float(stop.caught is not None)                      # reduced with the losses: every rank stops together
-            red = {k: float(v) / world for k, v in all_reduce_sum({k: torch.tensor(v) for k, v in terms.items()}).items()}
+            red = {k: torch.tensor(v) for k, v in terms.items()}
+            if is_dist: red = all_reduce_sum(red)                  # not when a distributed=False fit runs inside a DDP process
+            red = {k: float(v) / world for k, v in red.items()}
             signalled = red.pop('_signal') > 0; terms.pop('_signal')
             bad = [k for k, v in red.items() if not math.isfinite(v)]
             if bad:
