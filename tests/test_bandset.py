@@ -2,7 +2,8 @@
 import json
 import os
 import subprocess
-import sys
+
+from geoformers.testing import torchrun_cmd
 
 TINY = ['data.n_train=16', 'data.n_val=8', 'data.probe_train=16', 'model.dim=32', 'model.depth=2', 'model.pred_depth=1',
         'train.batch_size=8', 'train.progress=false']
@@ -57,9 +58,7 @@ def test_patch_discrimination_centring():
 def test_ddp_two_processes(tmp_path):
     "Under torchrun only one rank's batch runs the probe, yet every rank reports the probe keys (the all-reduce needs them)"
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m',
-                        'geoformers.train.cli', 'bandset', '--out', str(tmp_path), '--max_steps', '2', '--set', *TINY],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(torchrun_cmd('bandset', '--out', str(tmp_path), '--max_steps', '2', '--set', *TINY), capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     s = json.loads((tmp_path/'summary.json').read_text())
     assert s['steps'] == 2 and 0 <= s['metrics']['probe_acc'] <= 1 and s['metrics']['embed_std'] > 0

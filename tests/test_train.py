@@ -2,9 +2,10 @@
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+
+from geoformers.testing import torchrun_cmd
 
 
 def run(*args, timeout=300, **kw):
@@ -27,9 +28,8 @@ def test_unknown_key_is_a_clear_error():
 def test_ddp_two_processes_gloo(tmp_path):
     "Both ranks step; rank 0 logs the all-reduced mean of the ranks' own losses"
     out = tmp_path/'ddp'
-    r = run(sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-            '-m', 'geoformers.train.cli', 'toy', '--out', str(out), '--max_steps', '6',
-            '--set', 'train.rank_logs=true', 'train.log_every=1', 'train.progress=false')
+    r = run(*torchrun_cmd('toy', '--out', str(out), '--max_steps', '6',
+                          '--set', 'train.rank_logs=true', 'train.log_every=1', 'train.progress=false'))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ranks = [[json.loads(l) for l in (out/f'rank{i}.jsonl').read_text().splitlines()] for i in (0, 1)]
     assert [len(x) for x in ranks] == [6, 6]                                  # both ranks stepped 6 times

@@ -5,6 +5,8 @@ import shutil
 import subprocess
 import sys
 
+from geoformers.testing import torchrun_cmd
+
 TINY_DATA = ['data.n_days=5']
 TINY_MAE = ['model.dim=24', 'model.depth=2', 'model.heads=2', 'model.decoder_dim=16', 'model.decoder_heads=2']
 TINY_TEXT = ['model.lm_dim=32', 'model.lm_depth=1', 'model.lm_steps=3', 'model.lm_batch_size=4', 'model.vocab_size=300',
@@ -41,12 +43,13 @@ def test_weather_pipeline(tmp_path):
 
 def test_weather_text_ddp(tmp_path):
     "Under torchrun with 2 processes rank 0 trains the text LM while rank 1 waits; both ranks then step on it"
-    run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'geoformers.train.cli',
-         'weather-text', '--out', 'runs/ddp', '--max_steps', '2', '--set', 'model.mae_ckpt=none', 'train.rank_logs=true',
-         'train.log_every=1', *TINY_DATA, *TINY_TEXT, *COMMON, 'train.batch_size=2'], tmp_path)
+    run(torchrun_cmd('weather-text', '--out', 'runs/ddp', '--max_steps', '2', '--set', 'model.mae_ckpt=none', 'train.rank_logs=true',
+                     'train.log_every=1', *TINY_DATA, *TINY_TEXT, *COMMON, 'train.batch_size=2'), tmp_path)
     ranks = [(tmp_path/'runs'/'ddp'/f'rank{i}.jsonl').read_text().splitlines() for i in (0, 1)]
     assert [len(r) for r in ranks] == [2, 2]
     assert json.loads((tmp_path/'runs'/'weather_text_lm'/'spec.json').read_text())['steps'] == 3
+    lm_log = (tmp_path/'runs'/'weather_text_lm'/'metrics.jsonl').read_text().splitlines()
+    assert len(set(lm_log)) == len(lm_log)                  # one LM run logged (two ranks training would append it twice)
     s = json.loads((tmp_path/'runs'/'ddp'/'summary.json').read_text())
     assert s['steps'] == 2 and s['baselines']['no_prefix']['perplexity'] > 1
 

@@ -10,7 +10,7 @@ import torch
 
 from geoformers.data.firesim import simulate_fires
 from geoformers.data.wildfire import save_fires
-from geoformers.testing import shared_data
+from geoformers.testing import shared_data, torchrun_cmd
 from geoformers.train.loop import as_config, evaluate, fit, make_loader
 from geoformers.train.tasks import get_task, resolve_config
 
@@ -59,7 +59,6 @@ def test_ndws_tiles():
 @pytest.mark.parametrize('fusion', ['concat', 'cross_attn'])
 def test_emberformer_dino_model(fusion):
     "EmberFormerDINO (the notebook's `#| slow` lesson): shapes, terrain cache, padded dates cannot leak, check_module"
-    from torch import nn
     from geoformers.data.wildfire import WildfireDataset, collate_fires
     from geoformers.models.emberformer import EmberFormerDINO
     from geoformers.testing import check_module, tiny_dinov2
@@ -73,16 +72,11 @@ def test_emberformer_dino_model(fusion):
     torch.testing.assert_close(ed.forward_pixels(*args, static_key=b['fire_idx']), out)
     f2 = b['fire'].clone(); f2[0, 2:] = 1.                      # sample 0 has T = 2: dates 2.. are padding
     torch.testing.assert_close(ed.forward_pixels(f2, *args[1:]), out)
-    class Pix(nn.Module):
-        def __init__(self, m): super().__init__(); self.m = m
-        def forward(self, *a): return self.m.forward_pixels(*a)
-    check_module(Pix(EmberFormerDINO(tiny_dinov2(), dim=32, heads=4, dec_hidden=16, fusion=fusion)), *args, shape=(3, 1, 32, 32))
+    check_module(EmberFormerDINO(tiny_dinov2(), dim=32, heads=4, dec_hidden=16, fusion=fusion), *args, pixels=True, shape=(3, 1, 32, 32))
 
 
 def test_ddp_two_processes(tmp_path):
     "Under torchrun the pixel logits go through DDP's forward, and the one-process UNet baseline fit on rank 0 does not all-reduce"
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'geoformers.train.cli',
-           'wildfire', '--out', str(tmp_path/'ddp'), '--max_steps', '2', '--set', *TINY]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    r = subprocess.run(torchrun_cmd('wildfire', '--out', str(tmp_path/'ddp'), '--max_steps', '2', '--set', *TINY), capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert json.loads((tmp_path/'ddp'/'summary.json').read_text())['steps'] == 2

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..models.hrm import HRMForCausalLM, hrm_loss
-from ..train.loop import TRAIN_DEFAULTS, dist_env, fit, load_checkpoint
+from ..train.loop import TRAIN_DEFAULTS, fit, load_checkpoint
 from ..train.tasks import Task
 
 # %% ../../nbs/34a_tasks.weather_lm.ipynb #75dbf8e9
@@ -107,7 +107,7 @@ def pretrain_text_lm(folder, train_caps, val_caps,     # DataFrames with `date`,
                 seed=seed, n_train=len(train_caps), first=str(train_caps['text'].iloc[0]))
     cached = (folder/'spec.json').exists() and json.loads((folder/'spec.json').read_text()) == spec
     grouped = dist.is_available() and dist.is_initialized()
-    if not cached and (not grouped or dist_env()[0] == 0):      # under DDP rank 0 trains, the others wait for its files
+    if not cached and (not grouped or dist.get_rank() == 0):    # under DDP rank 0 trains, the others wait for its files
         folder.mkdir(parents=True, exist_ok=True)
         tok = train_tokenizer(train_caps['text'], vocab_size, folder/'tokenizer')
         task = TextLMTask(CaptionText(train_caps, tok, max_len), CaptionText(val_caps, tok, max_len, pair_prob=0.), tok, kind, size)
