@@ -31,6 +31,7 @@ def test_weather_pipeline(tmp_path):
     "2 steps of each task; weather-text finds the MAE checkpoint itself; captions print for a held-out date"
     run(['geoformers_train', 'weather-mae', '--max_steps', '2', '--set', *TINY_DATA, *TINY_MAE, *COMMON], tmp_path)
     assert (tmp_path/'runs'/'weather-mae'/'best.pt').exists()
+    assert len(list((tmp_path/'runs'/'cache').glob('synth_era5_*'))) == 2     # fields and captions, which weather-text reads back
     run(['geoformers_train', 'weather-text', '--max_steps', '2', '--set', *TINY_DATA, *TINY_TEXT, *COMMON], tmp_path)
     s = json.loads((tmp_path/'runs'/'weather-text'/'summary.json').read_text())
     assert {'loss', 'perplexity'} <= set(s['metrics'])

@@ -46,6 +46,8 @@ def _smooth_noise(shape, rng, scale:int=6)->np.ndarray:
     return (c[y0][:, x0]*(1-fy)*(1-fx) + c[y0+1][:, x0]*fy*(1-fx) + c[y0][:, x0+1]*(1-fy)*fx + c[y0+1][:, x0+1]*fy*fx)
 
 # %% ../../nbs/10a_data.era5_synth.ipynb #50580307
+_CHUNK_DAYS = 64   # days per block of the float64 work once the lows are placed
+
 def synth_era5(n_days:int=4,                      # days of hourly data
                seed:int=0,
                lat_range=(62., 46.),              # north, south edge (deg); latitude is stored descending
@@ -69,7 +71,7 @@ def synth_era5(n_days:int=4,                      # days of hourly data
     base = 1016 - 0.5*(LAT - LAT.mean()) + 3*_smooth_noise(LAT.shape, rng, 12)       # hPa
     tbase = 281 - 0.7*(LAT - 52) + 1.5*_smooth_noise(LAT.shape, rng, 8)              # K
     shape = (len(times),) + LAT.shape
-    msl, t2m, tp, warm, cold = (np.zeros(shape) for _ in range(5))
+    msl, tp, warm, cold = (np.zeros(shape) for _ in range(4))
     for lo in lows:
         age = hrs - lo['t0']
         i = np.flatnonzero((age >= 0) & (age <= lo['life']))              # every hour of this low's life at once: [n, H, W]
@@ -85,23 +87,35 @@ def synth_era5(n_days:int=4,                      # days of hourly data
         warm[i] += depth/12*np.exp(-((ddx - 0.8*lo['radius'])**2 + (ddy + 0.8*lo['radius'])**2)/(2*lo['radius']**2))
         cold[i] += depth/8*g
     msl += base
-    dpdy = -np.gradient(msl*100, axis=1)/dy          # latitude is descending: minus turns index order into northward
-    dpdx = np.gradient(msl*100, axis=2)/dx
-    ug, vg = -dpdy/(RHO*f), dpdx/(RHO*f)
+    # The rest works on `_CHUNK_DAYS` days at a time, into float32 fields: the float64 peak stays at the four arrays above.
+    # Each noise field is drawn chunk after chunk (the same numbers as one draw of the whole), one field after another.
+    chunks = [slice(s, s + 24*_CHUNK_DAYS) for s in range(0, len(times), 24*_CHUNK_DAYS)]
     ang = np.deg2rad(20)                             # friction turns the wind towards low pressure (counter-clockwise)
-    u10 = 0.65*(ug*np.cos(ang) - vg*np.sin(ang)) + 0.8*rng.standard_normal(shape)
-    v10 = 0.65*(ug*np.sin(ang) + vg*np.cos(ang)) + 0.8*rng.standard_normal(shape)
-    solar = (times.hour.values[:, None, None] + LON[None]/15 - 14)/24*2*np.pi
-    t2m = tbase + 3.5*np.cos(solar) + warm - 0.3*cold + 0.3*rng.standard_normal(shape)
-    tp = np.clip(tp - 0.05 + 0.03*rng.standard_normal(shape), 0, None)/1000          # m per hour, as ERA5
-    dims = ('time', 'latitude', 'longitude')
-    data = {'u10': u10, 'v10': v10, 't2m': t2m, 'msl': msl*100, 'tp': tp}
-    ds = xr.Dataset({k: (dims, v.astype('float32')) for k, v in data.items()})
+    def geostrophic(c):
+        dpdy = -np.gradient(msl[c]*100, axis=1)/dy   # latitude is descending: minus turns index order into northward
+        dpdx = np.gradient(msl[c]*100, axis=2)/dx
+        return -dpdy/(RHO*f), dpdx/(RHO*f)
     lev = np.asarray(levels, dtype='int64')
-    tl = np.stack([t2m - 0.0065*(1013-p)*8.5 - (1-p/1000)*cold*2 for p in lev], 1)                         # K
-    zl = np.stack([G*(8.0*(1013-p) + (1.2 + 0.5*(1-p/1000))*(msl-1013)*8 + (1-p/1000)*40*(t2m-281)) for p in lev], 1)
-    ds['t'] = (('time', 'level') + dims[1:], tl.astype('float32'))
-    ds['z'] = (('time', 'level') + dims[1:], zl.astype('float32'))
+    out = {k: np.empty(shape, 'float32') for k in ('u10', 'v10', 't2m', 'msl', 'tp')}
+    tl, zl = (np.empty((len(times), len(lev)) + LAT.shape, 'float32') for _ in range(2))
+    for c in chunks:
+        ug, vg = geostrophic(c)
+        out['u10'][c] = 0.65*(ug*np.cos(ang) - vg*np.sin(ang)) + 0.8*rng.standard_normal(ug.shape)
+    for c in chunks:
+        ug, vg = geostrophic(c)
+        out['v10'][c] = 0.65*(ug*np.sin(ang) + vg*np.cos(ang)) + 0.8*rng.standard_normal(ug.shape)
+    for c in chunks:
+        solar = (times.hour.values[c, None, None] + LON[None]/15 - 14)/24*2*np.pi
+        t2m = tbase + 3.5*np.cos(solar) + warm[c] - 0.3*cold[c] + 0.3*rng.standard_normal(solar.shape)
+        out['t2m'][c], out['msl'][c] = t2m, msl[c]*100
+        tl[c] = np.stack([t2m - 0.0065*(1013-p)*8.5 - (1-p/1000)*cold[c]*2 for p in lev], 1)                   # K
+        zl[c] = np.stack([G*(8.0*(1013-p) + (1.2 + 0.5*(1-p/1000))*(msl[c]-1013)*8 + (1-p/1000)*40*(t2m-281)) for p in lev], 1)
+    for c in chunks:
+        out['tp'][c] = np.clip(tp[c] - 0.05 + 0.03*rng.standard_normal(tp[c].shape), 0, None)/1000        # m per hour, as ERA5
+    dims = ('time', 'latitude', 'longitude')
+    ds = xr.Dataset({k: (dims, v) for k, v in out.items()})
+    ds['t'] = (('time', 'level') + dims[1:], tl)
+    ds['z'] = (('time', 'level') + dims[1:], zl)
     ds = ds.assign_coords(time=('time', times, {'standard_name': 'time', 'long_name': 'time', 'axis': 'T'}),
                           level=('level', lev, {'units': 'millibars', 'long_name': 'pressure_level', 'positive': 'down',
                                                 'standard_name': 'air_pressure', 'axis': 'Z'}),
@@ -149,19 +163,18 @@ def _track(msl:np.ndarray, i0:int, y0:int, x0:int, radius:int=6)->list:
             pos[i] = (y, x); i += step
     return [pos[i] for i in sorted(pos)]
 
-def _facts(day:xr.Dataset)->dict:
+def _facts(msl, u, v, tp,       # one day's `msl` (Pa), `u10`, `v10`, `tp` (m): [T, H, W] arrays
+           lats, lons)->dict:
     "What one day of fields shows: deepest low, its movement and trend, strongest winds, wettest region"
-    lats, lons = day.latitude.values, day.longitude.values
-    msl = day.msl.values/100
+    msl = msl/100
     i0, y0, x0 = np.unravel_index(int(np.argmin(msl)), msl.shape)
     tr = _track(msl, i0, y0, x0)
     (ya, xa), (yb, xb) = tr[0], tr[-1]
     p0, p1 = msl[0][tr[0]], msl[-1][tr[-1]]
     dlat, dlon = lats[yb] - lats[ya], (lons[xb] - lons[xa])*math.cos(math.radians(lats[y0]))
     speed = math.hypot(dlat, dlon)*111/max(len(msl) - 1, 1)                       # km/h
-    u, v = day.u10.values, day.v10.values
     spd = np.hypot(u, v); top = spd >= np.quantile(spd, 0.9)
-    rain = day.tp.values.sum(0)*1000                                                 # mm/day
+    rain = tp.sum(0)*1000                                                 # mm/day
     H, W = rain.shape
     blocks = {(a, b): rain[a*H//3:(a+1)*H//3, b*W//3:(b+1)*W//3].mean() for a in range(3) for b in range(3)}
     (a, b), wet = max(blocks.items(), key=lambda kv: kv[1])
@@ -206,8 +219,11 @@ def synth_captions(ds:xr.Dataset,        # fields with `msl`, `u10`, `v10`, `tp`
     if not 1 <= n_phrasings <= len(_TEMPLATES): raise ValueError(f"n_phrasings must be in 1..{len(_TEMPLATES)}, got {n_phrasings}")
     rows = []
     days = pd.DatetimeIndex(ds.time.values).normalize()
-    for d in days.unique():
-        f = _facts(ds.isel(time=np.flatnonzero(days == d)).load())
+    codes, dates = pd.factorize(days)                                                # dates in order of appearance
+    steps = np.split(np.argsort(codes, kind='stable'), np.cumsum(np.bincount(codes))[:-1])   # each date's time steps
+    fields = [ds[v].values for v in ('msl', 'u10', 'v10', 'tp')]
+    for d, i in zip(dates, steps):
+        f = _facts(*(a[i] for a in fields), ds.latitude.values, ds.longitude.values)
         w = _words(f); w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
         for k in range(n_phrasings):
             rows.append({'date': d.strftime('%Y-%m-%d'), 'event description': _TEMPLATES[k].format(**w), 'phrasing': k, **f})

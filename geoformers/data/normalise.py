@@ -7,6 +7,7 @@ __all__ = ['ChannelStats', 'channel_stats', 'nan_map', 'window_nan_counts']
 
 # %% ../../nbs/10c_data.normalise.ipynb #f6aaff9e
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +48,16 @@ class ChannelStats:
 
 def channel_stats(arrays:list,            # one numpy or dask array per channel, time first
                   channels:list,          # their names
-                  chunk:int=64,           # time steps per block for numpy arrays
+                  chunk:int=None,         # time steps per block for numpy arrays (default: about 4M values a block)
                   min_std:float=1e-6,     # floor for constant channels
                  )->ChannelStats:
     "Mean and std of every channel, NaNs ignored, in one streaming pass"
     if len(arrays) != len(channels): raise ValueError(f"{len(arrays)} arrays for {len(channels)} channel names")
     todo = []
     for a in arrays:
-        a = a if isinstance(a, da.Array) else da.from_array(a, chunks=(chunk,) + (-1,)*(a.ndim-1))
+        if not isinstance(a, da.Array):
+            step = chunk or max(1, 2**22 // max(1, math.prod(a.shape[1:])))
+            a = da.from_array(a, chunks=(step,) + (-1,)*(a.ndim-1))
         ref = da.nanmean(a[0])
         d = a.astype('float64') - ref
         todo += [ref, da.nansum(d), da.nansum(d*d), da.isfinite(a).sum()]
