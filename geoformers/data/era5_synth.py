@@ -101,7 +101,7 @@ def synth_era5(n_days:int=4,                      # days of hourly data
     for c in chunks:
         ug, vg = geostrophic(c)
         out['u10'][c] = 0.65*(ug*np.cos(ang) - vg*np.sin(ang)) + 0.8*rng.standard_normal(ug.shape)
-    for c in chunks:
+    for c in chunks:                                 # recomputed: keeping ug, vg would cost two more hourly float64 arrays
         ug, vg = geostrophic(c)
         out['v10'][c] = 0.65*(ug*np.sin(ang) + vg*np.cos(ang)) + 0.8*rng.standard_normal(ug.shape)
     for c in chunks:
@@ -222,8 +222,9 @@ def synth_captions(ds:xr.Dataset,        # fields with `msl`, `u10`, `v10`, `tp`
     codes, dates = pd.factorize(days)                                                # dates in order of appearance
     steps = np.split(np.argsort(codes, kind='stable'), np.cumsum(np.bincount(codes))[:-1])   # each date's time steps
     fields = [ds[v].values for v in ('msl', 'u10', 'v10', 'tp')]
+    lats, lons = ds.latitude.values, ds.longitude.values
     for d, i in zip(dates, steps):
-        f = _facts(*(a[i] for a in fields), ds.latitude.values, ds.longitude.values)
+        f = _facts(*(a[i] for a in fields), lats, lons)
         w = _words(f); w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
         for k in range(n_phrasings):
             rows.append({'date': d.strftime('%Y-%m-%d'), 'event description': _TEMPLATES[k].format(**w), 'phrasing': k, **f})

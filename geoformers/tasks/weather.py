@@ -46,7 +46,7 @@ def _synthetic(n_days:int, seed:int, res:float, time_step:int, n_phrasings:int, 
     if cache:                                                        # written aside, then renamed: readers never see half a file
         nc.parent.mkdir(parents=True, exist_ok=True)
         tmp = stem.with_name(f'{stem.name}.{os.getpid()}.tmp')
-        ds.to_netcdf(tmp.with_suffix('.nc')); caps.to_csv(tmp.with_suffix('.csv'), index=False)
+        ds.to_netcdf(tmp.with_suffix('.nc')); caps.to_csv(tmp.with_suffix('.csv'), index=False)   # uncompressed: fast both ways
         os.replace(tmp.with_suffix('.nc'), nc); os.replace(tmp.with_suffix('.csv'), csv)
     return ds, caps
 
