@@ -4,10 +4,12 @@ Runs the `bandset` task through its own loop with up to two changes, then prints
 `random_init` and `mean_spectrum` baselines of the same run (nbs/35, *Headroom*):
 - `--supervised`: the training loss is the cross-entropy of a linear head on the pooled embedding (all tokens
   visible) instead of LatentMIM: the bound a probe on this encoder can reach at the same budget.
-- `--standardise`: every band is standardised (mean and std over the valid pixels of 256 training scenes) before the
-  patch embeddings, for the trained model and the random-init baseline alike (`mean_spectrum` stays raw).
-Any `--set` override of the task goes after them. About 70 s per default-sized run on 2 CPU cores, e.g.
-`python bench/bandset_headroom.py --standardise --set data.n_val=1024 seed=1 data.seed=1`.
+- `--standardise`: every band is standardised (mean and std over the valid pixels of the first 256 labelled probe
+  scenes, which are the first training scenes) before the patch embeddings, for the trained model and the random-init
+  baseline alike (`mean_spectrum` stays raw).
+It also prints, at initialisation, how much of a token is patch content and how much composite encodings, and the
+probe and loss at every evaluation. Any `--set` override of the task goes after the flags. About 65 s per
+default-sized run on 2 CPU cores, e.g. `python bench/bandset_headroom.py --standardise --set data.n_val=1024 seed=1 data.seed=1`.
 """
 import argparse
 import json
@@ -16,22 +18,18 @@ import tempfile
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import default_collate
 
-from geoformers.data.multispectral import CLASSES, LAYOUTS, SyntheticScenes
-from geoformers.models.bandset import BandsetEncoder
+from geoformers.data.multispectral import CLASSES, LAYOUTS
+from geoformers.models.bandset import BandsetEncoder, MaskValue
 from geoformers.models.latentmim import LatentMIM
-from geoformers.train.loop import fit
+from geoformers.train.loop import fit, read_metrics
 from geoformers.train.tasks import get_task, resolve_config
 
-def band_stats(cfg, n:int=256)->dict: # {modality: ([C, 1, 1] mean, [C, 1, 1] std)} over valid pixels
-    d = cfg.data
-    ds = SyntheticScenes(n, seed=2 * d.seed, modalities=tuple(d.modalities), size=d.size, times=d.times,
-                         cloud_prob=d.cloud_prob, missing_prob=d.missing_prob, labels=d.labels)
-    out = {}
-    for m in d.modalities:
-        x = torch.cat([ds[i][m].transpose(0, 1)[:, ds[i][f'{m}_valid']] for i in range(n)], 1)   # [C, valid pixels]
-        out[m] = (x.mean(1)[:, None, None], x.std(1)[:, None, None])
-    return out
+def band_stats(scenes:list)->dict: # {modality: ([C, 1, 1] mean, [C, 1, 1] std)} over the valid pixels of `scenes`
+    mods = [k[:-len('_valid')] for k in scenes[0] if k.endswith('_valid')]
+    xs = {m: torch.cat([s[m].transpose(0, 1)[:, s[f'{m}_valid']] for s in scenes], 1) for m in mods}   # [C, valid pixels]
+    return {m: (x.mean(1)[:, None, None], x.std(1)[:, None, None]) for m, x in xs.items()}
 
 def standardise(stats:dict):
     "Patch `BandsetEncoder.tokenize` to standardise every band first"
@@ -43,15 +41,48 @@ def standardise(stats:dict):
     BandsetEncoder.tokenize = patched
 
 def supervise(task):
-    "Patch the task's model to train a linear head on the pooled embedding with cross-entropy"
+    "Patch LatentMIM's loss to the cross-entropy of a linear head (added by the task's model) on the pooled embedding"
     def forward(self, batch):
         ce = F.cross_entropy(self.head(self.encoder(batch)['pooled']), batch['label'])
         return dict(patch_disc=ce, infonce=ce.new_zeros(()), loss=ce)
     LatentMIM.forward = forward
-    model = task.model
-    def with_head(cfg):
-        m = model(cfg); m.head = nn.Linear(m.encoder.dim, len(CLASSES if cfg.data.labels == 'cover' else LAYOUTS)); return m
-    task.model = with_head
+
+@torch.no_grad()
+def token_composition(enc:BandsetEncoder, batch:dict)->dict: # root mean square per channel of valid tokens
+    "Patch content against composite encodings in the encoder's input tokens, and the content's spread across scenes"
+    toks, masks = enc.tokenize(batch)
+    out = {}
+    for m, t in toks.items():
+        e = enc.encodings(m, t.shape[:-1], batch['months'])
+        ok = masks[m] != MaskValue.MISSING
+        c = (t - e)[ok]
+        out[m] = dict(content_rms=round(float(c.pow(2).mean().sqrt()), 3), encodings_rms=round(float(e[ok].pow(2).mean().sqrt()), 3),
+                      content_spread=round(float(c.std(0).mean()), 3))
+    return out
+
+def main(supervised:bool, standardise_bands:bool, overrides:list):
+    task = get_task('bandset')
+    cfg = resolve_config(task, None, ['train.progress=false', *overrides])
+    if supervised: supervise(task)
+    model, init = task.model, {}
+    def patched_model(cfg):                  # fit builds the data first: its probe scenes are reused, not regenerated
+        labelled, first = task.probe_sets(cfg)[0], not init
+        if first and standardise_bands: standardise(band_stats(labelled[:256]))
+        m = model(cfg)
+        if supervised: m.head = nn.Linear(m.encoder.dim, len(CLASSES if cfg.data.labels == 'cover' else LAYOUTS))
+        if first:                            # the model that trains, at initialisation
+            init.update(token_composition(m.encoder, default_collate(labelled[:64])))
+            print('tokens at init:', json.dumps(init))
+        return m
+    task.model = patched_model
+    with tempfile.TemporaryDirectory() as tmp:
+        s = fit(task, cfg, tmp)
+        for r in read_metrics(tmp):
+            if 'probe_acc' in r: print(f"step {r['step']:4d}  loss {r['loss']:.3f}  probe_acc {r['probe_acc']:.3f}")
+    b = s['baselines']
+    print(json.dumps(dict(supervised=supervised, standardise=standardise_bands, overrides=overrides, steps=s['steps'],
+                          probe_acc=round(s['metrics']['probe_acc'], 3), random_init=round(b['random_init']['probe_acc'], 3),
+                          mean_spectrum=round(b['mean_spectrum']['probe_acc'], 3), runtime_s=round(s['runtime_s']))))
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -59,12 +90,4 @@ if __name__ == '__main__':
     ap.add_argument('--standardise', action='store_true')
     ap.add_argument('--set', nargs='*', default=[])
     a = ap.parse_args()
-    task = get_task('bandset')
-    cfg = resolve_config(task, None, ['train.progress=false', *a.set])
-    if a.standardise: standardise(band_stats(cfg))
-    if a.supervised: supervise(task)
-    with tempfile.TemporaryDirectory() as tmp: s = fit(task, cfg, tmp)
-    b = s['baselines']
-    print(json.dumps(dict(supervised=a.supervised, standardise=a.standardise, overrides=a.set, steps=s['steps'],
-                          probe_acc=round(s['metrics']['probe_acc'], 3), random_init=round(b['random_init']['probe_acc'], 3),
-                          mean_spectrum=round(b['mean_spectrum']['probe_acc'], 3))))
+    main(a.supervised, a.standardise, a.set)
