@@ -1,15 +1,15 @@
-"""How much a linear probe on the `bandset` encoder can gain: a supervised bound and per-band standardised inputs.
+"""How much a linear probe on the `bandset` encoder can gain: a supervised bound, and per-band standardised inputs.
 
-Runs the `bandset` task through its own loop with up to two changes, then prints its `probe_acc` next to the
-`random_init` and `mean_spectrum` baselines of the same run (nbs/35, *Headroom*):
+Runs the `bandset` task through its own loop, then prints its `probe_acc` next to the `random_init` and
+`mean_spectrum` baselines of the same run (nbs/35, *Headroom*):
 - `--supervised`: the training loss is the cross-entropy of a linear head on the pooled embedding (all tokens
   visible) instead of LatentMIM: the bound a probe on this encoder can reach at the same budget.
-- `--standardise`: every band is standardised (mean and std over the valid pixels of the first 256 labelled probe
-  scenes, which are the first training scenes) before the patch embeddings, for the trained model and the random-init
-  baseline alike (`mean_spectrum` stays raw).
+- standardised inputs are the task's own option, `--set model.standardise=true` (the trained model and the
+  random-init baseline alike; `mean_spectrum` stays raw).
 It also prints, at initialisation, how much of a token is patch content and how much composite encodings, and the
 probe and loss at every evaluation. Any `--set` override of the task goes after the flags. About 65 s per
-default-sized run on 2 CPU cores, e.g. `python bench/bandset_headroom.py --standardise --set data.n_val=1024 seed=1 data.seed=1`.
+default-sized run on 2 CPU cores, e.g.
+`python bench/bandset_headroom.py --set model.standardise=true data.n_val=1024 seed=1 data.seed=1`.
 """
 import argparse
 import json
@@ -25,20 +25,6 @@ from geoformers.models.bandset import BandsetEncoder, MaskValue
 from geoformers.models.latentmim import LatentMIM
 from geoformers.train.loop import fit, read_metrics
 from geoformers.train.tasks import get_task, resolve_config
-
-def band_stats(scenes:list)->dict: # {modality: ([C, 1, 1] mean, [C, 1, 1] std)} over the valid pixels of `scenes`
-    mods = [k[:-len('_valid')] for k in scenes[0] if k.endswith('_valid')]
-    xs = {m: torch.cat([s[m].transpose(0, 1)[:, s[f'{m}_valid']] for s in scenes], 1) for m in mods}   # [C, valid pixels]
-    return {m: (x.mean(1)[:, None, None], x.std(1)[:, None, None]) for m, x in xs.items()}
-
-def standardise(stats:dict):
-    "Patch `BandsetEncoder.tokenize` to standardise every band first"
-    tokenize = BandsetEncoder.tokenize
-    def patched(self, batch, masks=None):
-        b = dict(batch)
-        for m, (mu, sd) in stats.items(): b[m] = (batch[m] - mu.to(batch[m])) / sd.to(batch[m])
-        return tokenize(self, b, masks)
-    BandsetEncoder.tokenize = patched
 
 def supervise(task):
     "Patch LatentMIM's loss to the cross-entropy of a linear head (added by the task's model) on the pooled embedding"
@@ -60,14 +46,13 @@ def token_composition(enc:BandsetEncoder, batch:dict)->dict: # root mean square 
                       content_spread=round(float(c.std(0).mean()), 3))
     return out
 
-def main(supervised:bool, standardise_bands:bool, overrides:list):
+def main(supervised:bool, overrides:list):
     task = get_task('bandset')
     cfg = resolve_config(task, None, ['train.progress=false', *overrides])
     if supervised: supervise(task)
     model, init = task.model, {}
     def patched_model(cfg):                  # fit builds the data first: its probe scenes are reused, not regenerated
         labelled, first = task.probe_sets(cfg)[0], not init
-        if first and standardise_bands: standardise(band_stats(labelled[:256]))
         m = model(cfg)
         if supervised: m.head = nn.Linear(m.encoder.dim, len(CLASSES if cfg.data.labels == 'cover' else LAYOUTS))
         if first:                            # the model that trains, at initialisation
@@ -80,14 +65,13 @@ def main(supervised:bool, standardise_bands:bool, overrides:list):
         for r in read_metrics(tmp):
             if 'probe_acc' in r: print(f"step {r['step']:4d}  loss {r['loss']:.3f}  probe_acc {r['probe_acc']:.3f}")
     b = s['baselines']
-    print(json.dumps(dict(supervised=supervised, standardise=standardise_bands, overrides=overrides, steps=s['steps'],
+    print(json.dumps(dict(supervised=supervised, standardise=cfg.model.standardise, overrides=overrides, steps=s['steps'],
                           probe_acc=round(s['metrics']['probe_acc'], 3), random_init=round(b['random_init']['probe_acc'], 3),
                           mean_spectrum=round(b['mean_spectrum']['probe_acc'], 3), runtime_s=round(s['runtime_s']))))
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--supervised', action='store_true')
-    ap.add_argument('--standardise', action='store_true')
     ap.add_argument('--set', nargs='*', default=[])
     a = ap.parse_args()
-    main(a.supervised, a.standardise, a.set)
+    main(a.supervised, a.set)

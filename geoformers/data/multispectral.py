@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['Band', 'BANDS', 'BANDSETS', 'CLASSES', 'LAYOUTS', 'S2_L1C_ORDER', 'band_names', 'bandset_indices', 'signatures',
-           'synth_scene', 'one_thread', 'SyntheticScenes', 'read_s2_geotiff', 'scene_to_tensor']
+           'synth_scene', 'one_thread', 'SyntheticScenes', 'band_stats', 'read_s2_geotiff', 'scene_to_tensor']
 
 # %% ../../nbs/12_data.multispectral.ipynb #7326b55e
 import contextlib
@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 from torch.utils.data import Dataset
+
+from .normalise import channel_stats
 
 # %% ../../nbs/12_data.multispectral.ipynb #252ce8e2
 Band = namedtuple('Band', 'name res wavelength')
@@ -180,6 +182,18 @@ class SyntheticScenes(Dataset):
     def __getitem__(self, i):
         if not 0 <= i < self.n: raise IndexError(i)
         with one_thread(): return {**synth_scene(self.seed * 1_000_003 + i, **self.kw), 'idx': i}
+
+# %% ../../nbs/12_data.multispectral.ipynb #0a0068f7
+def band_stats(scenes:list)->dict: # {modality: ChannelStats of its bands}
+    "Per-band mean and std of every modality over the valid pixels of `scenes` (items of `SyntheticScenes`, or dicts like them)"
+    if not scenes: raise ValueError("band_stats needs at least one scene")
+    out = {}
+    for m in [k[:-len('_valid')] for k in scenes[0] if k.endswith('_valid')]:
+        x = torch.stack([s[m] for s in scenes]).double()                       # [N, T, C, H, W]
+        valid = torch.stack([s[f'{m}_valid'] for s in scenes])[:, :, None]     # [N, T, 1, H, W]
+        x = torch.where(valid, x, torch.nan).transpose(0, 2).flatten(1, 2)      # [C, N*T, H, W], NaN where invalid
+        out[m] = channel_stats(list(x.numpy()), band_names(m))
+    return out
 
 # %% ../../nbs/12_data.multispectral.ipynb #ce99ed67
 S2_L1C_ORDER = ['B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08', 'B8A', 'B09', 'B10', 'B11', 'B12']

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['MaskValue', 'BandsetMerge', 'BandsetUnmerge', 'collapse', 'expand', 'pack', 'unpack', 'CompositeEncoding', 'Block',
-           'BandsetEncoder', 'BandsetPredictor']
+           'BandStandardise', 'BandsetEncoder', 'BandsetPredictor']
 
 # %% ../../nbs/26_models.bandset.ipynb #450ebf4d
 from enum import IntEnum
@@ -15,7 +15,8 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ..core import MLP, sinusoidal_encoding
-from ..data.multispectral import bandset_indices
+from ..data.multispectral import band_names, bandset_indices
+from ..data.normalise import ChannelStats
 
 # %% ../../nbs/26_models.bandset.ipynb #61636423
 class MaskValue(IntEnum):
@@ -120,6 +121,23 @@ class Block(nn.Module):
         x = x + self.to_out(rearrange(a, 'b h s d -> b s (h d)'))
         return x + self.mlp(self.norm2(x))
 
+# %% ../../nbs/26_models.bandset.ipynb #c3309ee7
+class BandStandardise(nn.Module):
+    "`(x - mean) / std` per band of `[B, T, C, H, W]`; the identity until `set` (statistics are buffers: saved with the weights)"
+    def __init__(self, bands:list): # band names, in channel order
+        super().__init__()
+        self.bands = list(bands)
+        self.register_buffer('mean', torch.zeros(len(bands))); self.register_buffer('std', torch.ones(len(bands)))
+
+    @torch.no_grad()
+    def set(self, stats:ChannelStats):
+        stats.check(self.bands)                                        # statistics of other bands are an error
+        self.mean.copy_(torch.as_tensor(stats.mean)); self.std.copy_(torch.as_tensor(stats.std))
+
+    def forward(self, x:Tensor)->Tensor:
+        if x.shape[-3] != len(self.bands): raise ValueError(f"expected {len(self.bands)} bands in dim -3, got shape {tuple(x.shape)}")
+        return (x - self.mean[:, None, None].to(x.dtype)) / self.std[:, None, None].to(x.dtype)
+
 # %% ../../nbs/26_models.bandset.ipynb #b6af47e5
 class BandsetEncoder(nn.Module):
     "ViT over multi-bandset tokens; returns per-modality tokens, masks, original masks and a pooled embedding"
@@ -132,12 +150,19 @@ class BandsetEncoder(nn.Module):
         self.bandsets = {m: bandset_indices(m, b) for m, b in modalities.items()}
         self.dim, self.patch_size, self.merge_after_layer = dim, patch_size, merge_after_layer
         self.band_dropout, self.random_band_dropout = band_dropout, random_band_dropout
+        self.standardise = nn.ModuleDict({m: BandStandardise(band_names(m)) for m in self.bandsets})   # identity until set_band_stats
         self.embed = nn.ModuleDict({m: nn.ModuleList([nn.Linear(len(ix) * patch_size**2, dim) for ix in bs]) for m, bs in self.bandsets.items()})
         self.encodings = CompositeEncoding(dim, {m: len(bs) for m, bs in self.bandsets.items()})
         self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         self.merges = nn.ModuleDict({m: BandsetMerge(len(bs), dim) for m, bs in self.bandsets.items() if merge_bandsets and len(bs) > 1})
         self.merge_enabled = merge_bandsets
+
+    def set_band_stats(self, stats:dict):
+        "Standardise every band of the modalities in `stats` (`{m: ChannelStats}`, e.g. from `band_stats`) from now on"
+        unknown = set(stats) - set(self.bandsets)
+        if unknown: raise ValueError(f"band statistics for {sorted(unknown)}, which this encoder does not have ({sorted(self.bandsets)})")
+        for m, s in stats.items(): self.standardise[m].set(s)
 
     def _drop_bands(self, x:Tensor)->Tensor: # [B, T, C, H, W]
         if not (self.training and self.band_dropout > 0): return x
@@ -160,7 +185,7 @@ class BandsetEncoder(nn.Module):
         "Tokens `{m: [B, h, w, T, n, D]}` with encodings, and masks (`masks` where given, `MISSING` where invalid)"
         P, toks, out_masks = self.patch_size, {}, {}
         for m, base in self.base_masks(batch).items():
-            x = self._drop_bands(batch[m])
+            x = self._drop_bands(self.standardise[m](batch[m]))
             t = torch.stack([emb(rearrange(x[:, :, ix], 'b t c (h p1) (w p2) -> b h w t (c p1 p2)', p1=P, p2=P))
                              for emb, ix in zip(self.embed[m], self.bandsets[m])], -2)        # [B, h, w, T, n, D]
             out_masks[m] = base if masks is None else torch.where(base == MaskValue.MISSING, base, masks[m])

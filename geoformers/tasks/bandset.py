@@ -13,7 +13,7 @@ from einops import rearrange
 from torch.utils.data import DataLoader, default_collate
 
 from ..core import count_params
-from ..data.multispectral import SyntheticScenes
+from ..data.multispectral import SyntheticScenes, band_stats
 from ..models.bandset import BandsetEncoder, BandsetPredictor
 from ..models.latentmim import MASKINGS, LatentMIM
 from ..train.loop import evaluate, make_loader
@@ -77,11 +77,17 @@ class BandsetTask(Task):
         train, val = SyntheticScenes(d.n_train, seed=2 * d.seed, **kw), SyntheticScenes(d.n_val, seed=2 * d.seed + 1, **kw)
         # the probe scenes are generated once (every evaluation and both baselines reuse them), validation included
         self._probe = ([train[i] for i in range(d.probe_train)], [val[i] for i in range(len(val))])
+        self._band_stats = None                                  # recomputed from these scenes when model.standardise asks
         return dict(train=train, val=self._probe[1], collate=None)
 
     def probe_sets(self, cfg)->tuple: # -> (labelled training scenes, validation scenes)
         if not hasattr(self, '_probe'): self.data(cfg)
         return self._probe
+
+    def band_stats(self, cfg)->dict: # {modality: ChannelStats} over the labelled training scenes, once per `data` call
+        tr = self.probe_sets(cfg)[0]
+        if getattr(self, '_band_stats', None) is None: self._band_stats = band_stats(tr)
+        return self._band_stats
 
     def model(self, cfg)->LatentMIM:
         m, mods = cfg.model, list(cfg.data.modalities)
@@ -90,6 +96,7 @@ class BandsetTask(Task):
         enc = BandsetEncoder({x: m.bandsets[x] for x in mods}, dim=m.dim, depth=m.depth, heads=m.heads, patch_size=m.patch_size,
                              merge_bandsets=m.merge_bandsets, merge_after_layer=m.merge_after_layer,
                              band_dropout=m.band_dropout, random_band_dropout=m.random_band_dropout)
+        if m.standardise: enc.set_band_stats(self.band_stats(cfg))   # before LatentMIM copies it into the target encoder
         return LatentMIM(enc, BandsetPredictor(enc, depth=m.pred_depth, heads=m.heads), target=m.target,
                          ema_momentum=m.ema_momentum, masking=m.masking, encode_ratio=m.encode_ratio,
                          decode_ratio=m.decode_ratio, decode_only=tuple(m.decode_only), tau=m.tau,
