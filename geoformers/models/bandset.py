@@ -131,7 +131,7 @@ class BandStandardise(nn.Module):
 
     @torch.no_grad()
     def set(self, stats:ChannelStats):
-        stats.check(self.bands)                                        # statistics of other bands are an error
+        if list(stats.channels) != self.bands: raise ValueError(f"band statistics for {list(stats.channels)}, but the bands are {self.bands}")
         self.mean.copy_(torch.as_tensor(stats.mean)); self.std.copy_(torch.as_tensor(stats.std))
 
     def forward(self, x:Tensor)->Tensor:
@@ -159,7 +159,7 @@ class BandsetEncoder(nn.Module):
         self.merge_enabled = merge_bandsets
 
     def set_band_stats(self, stats:dict):
-        "Standardise every band of the modalities in `stats` (`{m: ChannelStats}`, e.g. from `band_stats`) from now on"
+        "Standardise every band of the modalities in `stats` (`{m: ChannelStats}`, e.g. from `band_stats`); before `LatentMIM` copies the encoder"
         unknown = set(stats) - set(self.bandsets)
         if unknown: raise ValueError(f"band statistics for {sorted(unknown)}, which this encoder does not have ({sorted(self.bandsets)})")
         for m, s in stats.items(): self.standardise[m].set(s)
