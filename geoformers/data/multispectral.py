@@ -189,7 +189,7 @@ def band_stats(scenes:list)->dict: # {modality: ChannelStats of its bands}
     if not scenes: raise ValueError("band_stats needs at least one scene")
     out = {}
     for m in [k[:-len('_valid')] for k in scenes[0] if k.endswith('_valid')]:
-        x = torch.stack([s[m] for s in scenes]).double()                       # [N, T, C, H, W]
+        x = torch.stack([s[m] for s in scenes])                                # [N, T, C, H, W] (channel_stats sums in float64)
         valid = torch.stack([s[f'{m}_valid'] for s in scenes])[:, :, None]     # [N, T, 1, H, W]
         x = torch.where(valid, x, torch.nan).transpose(0, 2).flatten(1, 2)      # [C, N*T, H, W], NaN where invalid
         out[m] = channel_stats(list(x.numpy()), band_names(m))

@@ -35,11 +35,12 @@ class ChannelStats:
         d = json.loads(Path(path).read_text())
         return cls(list(d), np.array([v['mean'] for v in d.values()]), np.array([v['std'] for v in d.values()]))
 
-    def check(self, channels:list):
+    def check(self, channels:list,
+              have:str='the data has',                                                    # what `channels` are, in the message
+              fix:str='recompute them (normalise=True) or select the same variables and levels'): # what to do, in the message
         "Raise if these statistics were computed for other channels"
         if list(channels) != list(self.channels):
-            raise ValueError(f"normalisation statistics are for channels {self.channels} but the data has {list(channels)}; "
-                             "recompute them (normalise=True) or select the same variables and levels")
+            raise ValueError(f"normalisation statistics are for channels {self.channels} but {have} {list(channels)}; {fix}")
 
     def __call__(self, x:np.ndarray, inverse:bool=False)->np.ndarray: # [C, ...] -> [C, ...]
         "Normalise `x` (or undo it with `inverse`), channel first"

@@ -131,7 +131,7 @@ class BandStandardise(nn.Module):
 
     @torch.no_grad()
     def set(self, stats:ChannelStats):
-        if list(stats.channels) != self.bands: raise ValueError(f"band statistics for {list(stats.channels)}, but the bands are {self.bands}")
+        stats.check(self.bands, have='the bands are', fix="compute them with band_stats on this modality's scenes")
         self.mean.copy_(torch.as_tensor(stats.mean)); self.std.copy_(torch.as_tensor(stats.std))
 
     def forward(self, x:Tensor)->Tensor:

@@ -77,17 +77,16 @@ class BandsetTask(Task):
         train, val = SyntheticScenes(d.n_train, seed=2 * d.seed, **kw), SyntheticScenes(d.n_val, seed=2 * d.seed + 1, **kw)
         # the probe scenes are generated once (every evaluation and both baselines reuse them), validation included
         self._probe = ([train[i] for i in range(d.probe_train)], [val[i] for i in range(len(val))])
-        self._band_stats = None                                  # recomputed from these scenes when model.standardise asks
         return dict(train=train, val=self._probe[1], collate=None)
 
     def probe_sets(self, cfg)->tuple: # -> (labelled training scenes, validation scenes)
         if not hasattr(self, '_probe'): self.data(cfg)
         return self._probe
 
-    def band_stats(self, cfg)->dict: # {modality: ChannelStats} over the labelled training scenes, once per `data` call
+    def band_stats(self, cfg)->dict: # {modality: ChannelStats} over the labelled training scenes, computed once per set of them
         tr = self.probe_sets(cfg)[0]
-        if getattr(self, '_band_stats', None) is None: self._band_stats = band_stats(tr)
-        return self._band_stats
+        if getattr(self, '_band_stats', (None,))[0] is not tr: self._band_stats = (tr, band_stats(tr))
+        return self._band_stats[1]
 
     def model(self, cfg)->LatentMIM:
         m, mods = cfg.model, list(cfg.data.modalities)
