@@ -18,7 +18,7 @@ from torch import nn
 from ..core import last_valid
 from ..data.firesim import simulate_fires
 from ..data.wildfire import WildfireDataset, collate_fires, load_fires, split_fires
-from ..metrics import pixel_metrics, pixel_stats
+from ..metrics.pixel import pixel_metrics, pixel_stats
 from ..models.emberformer import EmberFormer, EmberFormerDINO, LastFrameUNet
 from ..train.loop import as_config, evaluate, fit, make_loader
 from ..train.tasks import Task, register_task
