@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['REPO_URL', 'GeoformersModel', 'load_pretrained', 'model_card']
 
-# %% ../../nbs/32b_train.hub.ipynb #a917ef2d
+# %% ../../nbs/32b_train.hub.ipynb #238080d0
 import json
 import shutil
 import warnings
@@ -17,9 +17,9 @@ from fastcore.xtras import obj2dict
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
-from ..core import get_device
 from ..errors import CheckpointError, RunFolderError, UserError
 from .checkpoint import rename_keys, state_dict_diff
+from .loop import user_device
 from .predict import config_hash, format_table, load_run
 from .tasks import get_task, resolve_config
 
@@ -27,7 +27,7 @@ with warnings.catch_warnings():                     # tqdm.auto warns in a kerne
     warnings.filterwarnings('ignore', message='IProgress not found')
     from huggingface_hub import ModelCard, PyTorchModelHubMixin, snapshot_download
 
-# %% ../../nbs/32b_train.hub.ipynb #56c5e2a4
+# %% ../../nbs/32b_train.hub.ipynb #af53ba96
 REPO_URL = 'https://github.com/geoformers/geoformers'
 
 class GeoformersModel(nn.Module, PyTorchModelHubMixin, library_name='geoformers', repo_url=REPO_URL,
@@ -45,7 +45,7 @@ class GeoformersModel(nn.Module, PyTorchModelHubMixin, library_name='geoformers'
         "The task model's forward"
         return self.model(*args, **kwargs)
 
-# %% ../../nbs/32b_train.hub.ipynb #183fb4bd
+# %% ../../nbs/32b_train.hub.ipynb #63f1d17b
 def _from_run(cls, run, checkpoint:str='best')->GeoformersModel:
     "The model of a run folder (`best.pt`, else `last.pt`), with its provenance and summary"
     task, cfg, model = load_run(run, checkpoint)
@@ -60,7 +60,7 @@ def _from_run(cls, run, checkpoint:str='best')->GeoformersModel:
 
 GeoformersModel.from_run = classmethod(_from_run)
 
-# %% ../../nbs/32b_train.hub.ipynb #cdd472a4
+# %% ../../nbs/32b_train.hub.ipynb #2622cfd1
 def _save_pretrained(self:GeoformersModel, save_directory:Path):
     "Write model.safetensors, config.json, geoformers.json, baselines/ and README.md into `save_directory`"
     d = Path(save_directory)
@@ -75,7 +75,7 @@ def _save_pretrained(self:GeoformersModel, save_directory:Path):
 
 GeoformersModel._save_pretrained = _save_pretrained
 
-# %% ../../nbs/32b_train.hub.ipynb #ccf20a56
+# %% ../../nbs/32b_train.hub.ipynb #d7405ddd
 def _from_pretrained(cls, *, model_id:str, revision=None, cache_dir=None, force_download=False,
                      local_files_only=False, token=None, map_location='cpu', strict=True, config=None,
                      **model_kwargs)->GeoformersModel:
@@ -99,22 +99,22 @@ def _from_pretrained(cls, *, model_id:str, revision=None, cache_dir=None, force_
 
 GeoformersModel._from_pretrained = classmethod(_from_pretrained)
 
-# %% ../../nbs/32b_train.hub.ipynb #c92ba5fd
+# %% ../../nbs/32b_train.hub.ipynb #22d6a4af
 def load_pretrained(name_or_dir, device='cpu')->tuple:
     "`(task, cfg, model)` of a model folder or hub id, the model in eval mode with `.provenance` and `.run_dir`"
-    try: m = GeoformersModel.from_pretrained(str(name_or_dir), map_location=str(get_device(device)))
+    try: m = GeoformersModel.from_pretrained(str(name_or_dir), map_location=str(user_device(device)))
     except UserError: raise
     except Exception as e:
         if Path(name_or_dir).exists(): raise
         raise UserError(f"{str(name_or_dir)!r} is neither a folder here nor a model the Hugging Face Hub could "
                         f"give ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
-    model = m.model.to(get_device(device)).eval()
+    model = m.model.to(user_device(device)).eval()
     prov = dict(m.info.get('provenance') or {})
     prov.update(task=m.task.name, run=str(name_or_dir), config_hash=config_hash(m.cfg))
     model.provenance, model.run_dir = prov, m.source
     return m.task, m.cfg, model
 
-# %% ../../nbs/32b_train.hub.ipynb #2e666ba3
+# %% ../../nbs/32b_train.hub.ipynb #8d0c7307
 def _results_table(results:dict)->str:
     "Markdown table: the model's metrics and each baseline's"
     rows = {'this model (final)': results.get('metrics') or {}, **(results.get('baselines') or {})}

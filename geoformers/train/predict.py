@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['config_hash', 'provenance', 'load_run', 'predict_run', 'predict_cli', 'format_table', 'eval_run', 'eval_cli']
 
-# %% ../../nbs/32a_train.predict.ipynb #4361f49c
+# %% ../../nbs/32a_train.predict.ipynb #3b3220f7
 import hashlib
 import json
 import re
@@ -19,13 +19,12 @@ from fastcore.script import Param, store_true
 from fastcore.xtras import obj2dict
 
 import geoformers
-from ..core import get_device
 from ..errors import CheckpointError, DataError, RunFolderError, UserError, cli_command
 from .checkpoint import _diff, load_checkpoint, rename_keys, state_dict_diff
-from .loop import evaluate, make_loader
+from .loop import evaluate, make_loader, user_device
 from .tasks import get_task, resolve_config
 
-# %% ../../nbs/32a_train.predict.ipynb #48fdb20b
+# %% ../../nbs/32a_train.predict.ipynb #0876dbcb
 def config_hash(cfg)->str:
     "A short SHA-256 of the config (keys sorted): equal configs have equal hashes"
     text = json.dumps(obj2dict(cfg), sort_keys=True, default=str)
@@ -40,7 +39,7 @@ def provenance(cfg,                       # the run's config
     return dict(task=cfg['task'], run=str(run), checkpoint=checkpoint, checkpoint_step=checkpoint_step,
                 geoformers_version=geoformers.__version__, config_hash=config_hash(cfg))
 
-# %% ../../nbs/32a_train.predict.ipynb #b94750e4
+# %% ../../nbs/32a_train.predict.ipynb #adee4ec0
 def _note(msg:str): print(f"note: {msg}", file=sys.stderr)
 
 def _checkpoint_file(run:Path, checkpoint:str)->Path:
@@ -88,12 +87,12 @@ def load_run(run,                     # a run folder, a model folder (save_pretr
         why = f"; the configs differ in {'; '.join(keys)}" if keys else ''
         raise CheckpointError(f"checkpoint {path} does not fit the model {p/'config.json'} describes (another model "
                               f"size?): {state_dict_diff(ck['model'], model.state_dict())}{why}") from None
-    model.to(get_device(device)).eval()
+    model.to(user_device(device)).eval()
     model.provenance = provenance(cfg, p, path.name, ck.get('state', {}).get('step'))
     model.run_dir = p
     return task, cfg, model
 
-# %% ../../nbs/32a_train.predict.ipynb #823264e9
+# %% ../../nbs/32a_train.predict.ipynb #e32addda
 def _default_out(task, run, data)->Path:
     name = Path(data).stem if data else 'val'
     folder = Path(run) if Path(run).is_dir() else Path('.')
@@ -115,7 +114,7 @@ def predict_run(run, data=None, out=None, device='cpu', batch_size:int=None, che
     _check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     attrs = dict(model.provenance)
-    res = Path(task.predict(model, cfg, data, out, batch_size=batch_size, device=get_device(device), attrs=attrs))
+    res = Path(task.predict(model, cfg, data, out, batch_size=batch_size, device=user_device(device), attrs=attrs))
     meta = dict(**attrs, data=str(data) if data else 'the run\'s validation split', output=str(res),
                 command=command,
                 created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), wall_s=round(time.time() - t0, 3))
@@ -141,10 +140,10 @@ def predict_cli(run:str,                     # a run folder, a model folder (sav
     print(f"wrote {res} and {res}.provenance.json")
     return res
 
-# %% ../../nbs/32a_train.predict.ipynb #9148be32
+# %% ../../nbs/32a_train.predict.ipynb #5ba80a14
 if __name__ == '__main__' and '__file__' in globals(): predict_cli()
 
-# %% ../../nbs/32a_train.predict.ipynb #fd37197f
+# %% ../../nbs/32a_train.predict.ipynb #790edee7
 def format_table(rows:dict, digits:int=4)->str:
     "`{row: {column: value}}` as a plain-text table"
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
@@ -169,7 +168,7 @@ def eval_run(run, data, name:str=None, device='cpu', batch_size:int=None, checkp
     _check_out(out, overwrite)
     if batch_size: cfg.train.val_batch_size = batch_size
     loader = make_loader(d['val'], cfg, d.get('collate'))
-    metrics = evaluate(task, model, loader, cfg, get_device(device))
+    metrics = evaluate(task, model, loader, cfg, user_device(device))
     baselines = task.eval_baselines(d, cfg, model.run_dir) or {}
     res = dict(task=task.name, data=str(data), name=name, note=d.get('note', ''), samples=len(d['val']),
                metrics=metrics, baselines=baselines, provenance=model.provenance,
