@@ -6,7 +6,7 @@
 __all__ = ['USER_OS_ERRORS', 'UserError', 'ConfigError', 'DataError', 'RunFolderError', 'CheckpointError', 'Range',
            'error_message', 'user_errors', 'run_cli', 'cli_command']
 
-# %% ../nbs/02_errors.ipynb #41fe1c33
+# %% ../nbs/02_errors.ipynb #4ade7188
 import functools
 import inspect
 import math
@@ -17,115 +17,166 @@ from pathlib import Path
 from fastcore.basics import patch
 from fastcore.script import anno_parser
 
-# %% ../nbs/02_errors.ipynb #bd2f9343
+# %% ../nbs/02_errors.ipynb #6b47cee5
 class UserError(Exception):
-    "A mistake in what the user gave; command-line tools print the message alone and exit with code 2"
+    "A mistake in what the user gave: commands print the message alone and exit with code 2"
+
 
 class ConfigError(UserError, ValueError):
-    "A config file, key or value that cannot be used: the message names the key, the value and the allowed range"
+    "A config file, key or value that cannot be used: names the key, the value and the range"
+
 
 class DataError(UserError, ValueError):
-    "Input data that is missing, malformed or outside its code book: the message names the file and the values"
+    "Input data missing, malformed or outside its code book: names the file and the values"
+
 
 class RunFolderError(UserError, FileExistsError):
-    "A run folder or output path that cannot be used as asked (it holds another run, it is a file, it is not a run)"
+    "A run folder or output that cannot be used as asked (holds another run, is a file, is no run)"
+
 
 class CheckpointError(UserError, ValueError):
-    "A checkpoint that cannot be used: missing, unreadable, from another task or from another model size"
+    "A checkpoint that cannot be used: missing, unreadable, from another task or another model size"
 
-# %% ../nbs/02_errors.ipynb #9584f7e1
+# %% ../nbs/02_errors.ipynb #2f0e745f
 class Range:
     "What a config value may be: a type, bounds, a set of choices, and whether `None` is allowed"
-    def __init__(self, type=None,       # `int`, `float`, `str`, `bool`, `list` (None: any type)
-                 ge=None, gt=None,      # lower bound, inclusive / exclusive
-                 le=None, lt=None,      # upper bound, inclusive / exclusive
-                 choices:tuple=None,    # the only values allowed
-                 none:bool=False,       # is `None` (YAML `null`) allowed?
-                 length:int=None):      # for lists: the exact length
+
+    def __init__(
+        self,
+        type=None,  # `int`, `float`, `str`, `bool`, `list` (None: any type)
+        ge=None,
+        gt=None,  # lower bound, inclusive / exclusive
+        le=None,
+        lt=None,  # upper bound, inclusive / exclusive
+        choices: tuple = None,  # the only values allowed
+        none: bool = False,  # is `None` (YAML `null`) allowed?
+        length: int = None,  # for lists: the exact length
+    ):
         self.type, self.ge, self.gt, self.le, self.lt = type, ge, gt, le, lt
         self.choices, self.none, self.length = choices, none, length
 
     def __repr__(self):
-        tn = {int: 'an int', float: 'a number', str: 'a string', bool: 'true or false',
-              list: 'a list'}.get(self.type, 'a value')
-        if self.choices is not None: s = 'one of ' + ', '.join(repr(c) for c in self.choices)
+        tn = {
+            int: 'an int',
+            float: 'a number',
+            str: 'a string',
+            bool: 'true or false',
+            list: 'a list',
+        }.get(self.type, 'a value')
+        if self.choices is not None:
+            s = 'one of ' + ', '.join(repr(c) for c in self.choices)
         else:
-            bounds = [f'{op} {v}' for op, v in (('>=', self.ge), ('>', self.gt), ('<=', self.le),
-                                                ('<', self.lt)) if v is not None]
+            bounds = [
+                f'{op} {v}'
+                for op, v in (('>=', self.ge), ('>', self.gt), ('<=', self.le), ('<', self.lt))
+                if v is not None
+            ]
             s = tn + (' ' + ' and '.join(bounds) if bounds else '')
-            if self.length is not None: s += f' of length {self.length}'
+            if self.length is not None:
+                s += f' of length {self.length}'
         return s + (' or null' if self.none else '')
 
-# %% ../nbs/02_errors.ipynb #21ddb2ce
-def _is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool)
+# %% ../nbs/02_errors.ipynb #7796725d
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
 
 @patch
-def check(self:Range, key:str, value):
+def check(self: Range, key: str, value):
     "`value` as the type it should be, or a `ConfigError` naming `key`, `value` and the range"
+
     def fail(why=''):
         raise ConfigError(f"{key}={value!r} is not allowed{why}: it must be {self!r}")
+
     if value is None:
-        if self.none: return None
+        if self.none:
+            return None
         fail()
     if self.choices is not None:
-        if value not in self.choices: fail()
+        if value not in self.choices:
+            fail()
         return value
     t = self.type
     if t is float:
-        if not _is_num(value): fail()
+        if not _is_num(value):
+            fail()
         value = float(value)
-        if not math.isfinite(value): fail(' (not finite)')
-    elif t is int and not (isinstance(value, int) and not isinstance(value, bool)): fail()
-    elif t is bool and not isinstance(value, bool): fail()
-    elif t in (str, list) and not isinstance(value, t): fail()
-    if t is list and self.length is not None and len(value) != self.length: fail()
+        if not math.isfinite(value):
+            fail(' (not finite)')
+    elif t is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        fail()
+    elif t is bool and not isinstance(value, bool):
+        fail()
+    elif t in (str, list) and not isinstance(value, t):
+        fail()
+    if t is list and self.length is not None and len(value) != self.length:
+        fail()
     if _is_num(value):
-        for ok in (self.ge is None or value >= self.ge, self.gt is None or value > self.gt,
-                   self.le is None or value <= self.le, self.lt is None or value < self.lt):
-            if not ok: fail()
+        for ok in (
+            self.ge is None or value >= self.ge,
+            self.gt is None or value > self.gt,
+            self.le is None or value <= self.le,
+            self.lt is None or value < self.lt,
+        ):
+            if not ok:
+                fail()
     return value
 
-# %% ../nbs/02_errors.ipynb #455ff104
+# %% ../nbs/02_errors.ipynb #41ea59ae
 USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
-def error_message(e:BaseException)->str:
+
+def error_message(e: BaseException) -> str:
     "The one line (plus any notes) a command prints for the user error `e`"
     if isinstance(e, OSError) and not isinstance(e, UserError) and e.filename is not None:
         msg = f"{e.strerror}: {e.filename}"
-    else: msg = str(e) or type(e).__name__
+    else:
+        msg = str(e) or type(e).__name__
     notes = getattr(e, '__notes__', [])
     return '\n'.join([f"error: {msg}", *notes])
 
+
 @contextmanager
-def user_errors(debug:bool=False):  # re-raise instead, with the full traceback
+def user_errors(debug: bool = False):  # re-raise instead, with the full traceback
     "Within the block, a user error prints `error: <message>` on stderr and exits with code 2"
-    try: yield
+    try:
+        yield
     except (UserError, *USER_OS_ERRORS) as e:
-        if debug: raise
+        if debug:
+            raise
         print(error_message(e), file=sys.stderr)
         raise SystemExit(2) from None
 
-# %% ../nbs/02_errors.ipynb #9dbb7fd3
-def _is_script_run(frame)->bool:
-    "Is `frame` the top level of a file run as a program (a console script, `python -m`, `python x.py`)?"
-    if not frame or frame.f_locals is not frame.f_globals: return False
+# %% ../nbs/02_errors.ipynb #18f72c17
+def _is_script_run(frame) -> bool:
+    "Is `frame` the top level of a program (console script, `python -m`, `python x.py`)?"
+    if not frame or frame.f_locals is not frame.f_globals:
+        return False
     g = frame.f_globals
-    if g.get('__name__') != '__main__' or not g.get('__file__'): return False
+    if g.get('__name__') != '__main__' or not g.get('__file__'):
+        return False
     return Path(g['__file__']).resolve() == Path(frame.f_code.co_filename).resolve()
 
-def run_cli(func, argv:list=None):
-    "Parse `argv` (default `sys.argv[1:]`) for `func` as fastcore's `call_parse` does, plus `--debug`"
+
+def run_cli(func, argv: list = None):
+    "Parse `argv` (default `sys.argv[1:]`) for `func` as fastcore's `call_parse` does, + `--debug`"
     p = anno_parser(func)
     p.add_argument('--debug', action='store_true', help='show the full traceback of an error')
     args = vars(p.parse_args(argv))
     debug = args.pop('debug')
-    for k in ('pdb', 'xtra'): args.pop(k, None)
-    with user_errors(debug): return func(**args)
+    for k in ('pdb', 'xtra'):
+        args.pop(k, None)
+    with user_errors(debug):
+        return func(**args)
+
 
 def cli_command(func):
-    "Decorator: `func` is a console script (called without arguments from one, it parses `sys.argv`)"
+    "Decorator: `func` is a console script (called without arguments from one, it reads `sys.argv`)"
+
     @functools.wraps(func)
     def _f(*args, **kwargs):
-        if args or kwargs or not _is_script_run(inspect.currentframe().f_back): return func(*args, **kwargs)
-        run_cli(func)          # a console script exits with code 0: its result is not an exit status
+        if args or kwargs or not _is_script_run(inspect.currentframe().f_back):
+            return func(*args, **kwargs)
+        run_cli(func)  # a console script exits with code 0: its result is not an exit status
+
     return _f

@@ -6,7 +6,7 @@
 __all__ = ['IGNORE_ON_RESUME', 'RUN_FILES', 'rng_state', 'set_rng_state', 'save_checkpoint', 'rename_keys', 'state_dict_diff',
            'load_checkpoint', 'holds_run', 'claim_run_dir', 'latest_run', 'prepare_run_dir']
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #ae26397b
+# %% ../../nbs/30a_train.checkpoint.ipynb #c2b9778d
 import itertools
 import os
 import random
@@ -19,21 +19,32 @@ from torch import nn
 
 from ..errors import CheckpointError, RunFolderError
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #b4ddb195
-def rng_state()->dict:
+# %% ../../nbs/30a_train.checkpoint.ipynb #97f674c0
+def rng_state() -> dict:
     "Every RNG state a run uses, in a form `torch.load(weights_only=True)` accepts"
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    npy = dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=pos, has_gauss=has_gauss, cached=cached)
-    return dict(python=list(random.getstate()[1]), numpy=npy, torch=torch.get_rng_state(),
-                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+    npy = dict(
+        keys=torch.from_numpy(keys.astype(np.int64)), pos=pos, has_gauss=has_gauss, cached=cached
+    )
+    return dict(
+        python=list(random.getstate()[1]),
+        numpy=npy,
+        torch=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    )
 
-def set_rng_state(s:dict):
+
+def set_rng_state(s: dict):
     "Restore states saved by `rng_state`"
     random.setstate((3, tuple(s['python']), None))
     n = s['numpy']
-    np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached']))
+    np.random.set_state(
+        ('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached'])
+    )
     torch.set_rng_state(s['torch'])
-    if s['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    if s['cuda'] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s['cuda'])
+
 
 def save_checkpoint(path, **state):
     "Write `state` to `path` atomically (temporary file + rename)"
@@ -42,61 +53,95 @@ def save_checkpoint(path, **state):
     torch.save(state, tmp)
     os.replace(tmp, path)
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #93f8a20b
-def _diff(a, b, prefix='')->list:
+# %% ../../nbs/30a_train.checkpoint.ipynb #06bc6885
+def _diff(a, b, prefix='') -> list:
     "Keys whose values differ between two nested dicts"
     out = []
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k, '<missing>'), b.get(k, '<missing>')
-        if isinstance(va, dict) and isinstance(vb, dict): out += _diff(va, vb, f'{prefix}{k}.')
-        elif va != vb: out.append(f'{prefix}{k}: {va!r} (checkpoint) vs {vb!r} (now)')
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, f'{prefix}{k}.')
+        elif va != vb:
+            out.append(f'{prefix}{k}: {va!r} (checkpoint) vs {vb!r} (now)')
     return out
 
-def rename_keys(cfg:dict, renamed:dict)->dict:
-    "A copy of nested `cfg` with the dotted keys in `renamed` (`{'old.key': 'new.key'}`) moved to their new names"
+
+def rename_keys(cfg: dict, renamed: dict) -> dict:
+    "A copy of nested `cfg` with the dotted keys in `renamed` (`{'old.key': 'new.key'}`) renamed"
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
     for old, new in (renamed or {}).items():
         *op, ol = old.split('.')
         d = cfg
-        for p in op: d = d.get(p, {}) if isinstance(d, dict) else {}
-        if not isinstance(d, dict) or ol not in d: continue
+        for p in op:
+            d = d.get(p, {}) if isinstance(d, dict) else {}
+        if not isinstance(d, dict) or ol not in d:
+            continue
         value = d.pop(ol)
         *np_, nl = new.split('.')
         d = cfg
-        for p in np_: d = d.setdefault(p, {})
+        for p in np_:
+            d = d.setdefault(p, {})
         d[nl] = value
     return cfg
 
-def _shapes(sd:dict)->dict: return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, 'shape')}
 
-def state_dict_diff(have:dict, want:dict, n:int=5)->str:
-    "What differs between a checkpoint's state dict `have` and a model's `want`: shapes, missing, extra"
+def _shapes(sd: dict) -> dict:
+    return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, 'shape')}
+
+
+def state_dict_diff(have: dict, want: dict, n: int = 5) -> str:
+    "What differs between a checkpoint's state dict `have` and a model's `want`"
     a, b = _shapes(have), _shapes(want)
-    def few(ks): return ', '.join(ks[:n]) + (f' (+{len(ks) - n} more)' if len(ks) > n else '')
-    shapes = [f'{k} {list(a[k])} (checkpoint) vs {list(b[k])} (model)' for k in a if k in b and a[k] != b[k]]
+
+    def few(ks):
+        return ', '.join(ks[:n]) + (f' (+{len(ks) - n} more)' if len(ks) > n else '')
+
+    shapes = [
+        f'{k} {list(a[k])} (checkpoint) vs {list(b[k])} (model)'
+        for k in a
+        if k in b and a[k] != b[k]
+    ]
     missing, extra = [k for k in b if k not in a], [k for k in a if k not in b]
-    parts = [f'shapes differ: {few(shapes)}' if shapes else '',
-             f'missing from the checkpoint: {few(missing)}' if missing else '',
-             f'not in the model: {few(extra)}' if extra else '']
+    parts = [
+        f'shapes differ: {few(shapes)}' if shapes else '',
+        f'missing from the checkpoint: {few(missing)}' if missing else '',
+        f'not in the model: {few(extra)}' if extra else '',
+    ]
     return '; '.join(p for p in parts if p)
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #13ba9784
-IGNORE_ON_RESUME = ('train.max_steps', 'train.epochs', 'train.wandb', 'train.progress', 'train.device',
-                    'train.num_threads', 'train.num_workers')
+# %% ../../nbs/30a_train.checkpoint.ipynb #4d5ed4fb
+IGNORE_ON_RESUME = (
+    'train.max_steps',
+    'train.epochs',
+    'train.wandb',
+    'train.progress',
+    'train.device',
+    'train.num_threads',
+    'train.num_workers',
+)
 
-def load_checkpoint(path, model:nn.Module=None, config:dict=None,
-                    ignore=IGNORE_ON_RESUME,   # config keys that may change between a checkpoint and now
-                    task:str=None,             # the task the checkpoint must come from
-                    renamed:dict=None)->dict:  # renamed config keys (`Task.renamed_keys`)
-    "Load a checkpoint, check it matches `task` and `config` (except `ignore`d keys) and load `model`'s weights"
+
+def load_checkpoint(
+    path,
+    model: nn.Module = None,
+    config: dict = None,
+    ignore=IGNORE_ON_RESUME,  # config keys that may change between a checkpoint and now
+    task: str = None,  # the task the checkpoint must come from
+    renamed: dict = None,  # renamed config keys (`Task.renamed_keys`)
+) -> dict:
+    "Load a checkpoint, check it matches `task` and `config` (but `ignore`), load `model`'s weights"
     path = Path(path)
     if path.is_dir():
-        hint = f"; pass {path/'best.pt'}" if (path/'best.pt').exists() else ''
+        hint = f"; pass {path / 'best.pt'}" if (path / 'best.pt').exists() else ''
         raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}")
-    if not path.exists(): raise CheckpointError(f"no checkpoint at {path}")
-    try: ck = torch.load(path, map_location='cpu', weights_only=True)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ck = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable (corrupt or truncated?): {e}") from e
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable (corrupt or truncated?): {e}"
+        ) from e
     if not isinstance(ck, dict) or 'model' not in ck:
         raise CheckpointError(f"{path} is not a geoformers checkpoint (no 'model' entry)")
     ck_cfg = rename_keys(ck.get('config') or {}, renamed)
@@ -106,78 +151,121 @@ def load_checkpoint(path, model:nn.Module=None, config:dict=None,
         raise CheckpointError(f"checkpoint {path} is from a run of task {ck_task!r}, not {task!r}")
     if config is not None:
         diff = [d for d in _diff(ck_cfg, config) if not d.startswith(ignore)]
-        if diff: raise CheckpointError(f"checkpoint {path} was made with another config: " + '; '.join(diff))
+        if diff:
+            raise CheckpointError(
+                f"checkpoint {path} was made with another config: " + '; '.join(diff)
+            )
     if model is not None:
-        try: model.load_state_dict(ck['model'])
+        try:
+            model.load_state_dict(ck['model'])
         except RuntimeError as e:
             origin = f" (it is from a run of task {ck_task!r})" if ck_task else ''
             diff = state_dict_diff(ck['model'], model.state_dict()) or str(e)
-            raise CheckpointError(f"checkpoint {path} does not fit this model{origin}: {diff}") from e
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this model{origin}: {diff}"
+            ) from e
     return ck
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #8293f39b
+# %% ../../nbs/30a_train.checkpoint.ipynb #ca8c0838
 RUN_FILES = ('config.json', 'last.pt', 'best.pt', 'metrics.jsonl', 'summary.json')
 
-def holds_run(path)->bool:
-    "Does folder `path` hold (part of) a run?"
-    return any((Path(path)/f).exists() for f in RUN_FILES)
 
-def claim_run_dir(root, task:str)->Path:
+def holds_run(path) -> bool:
+    "Does folder `path` hold (part of) a run?"
+    return any((Path(path) / f).exists() for f in RUN_FILES)
+
+
+def claim_run_dir(root, task: str) -> Path:
     "Create and return the first free folder of `root/<task>`, `root/<task>-2`, ... (atomic)"
     root = Path(root)
-    if root.exists() and not root.is_dir(): raise RunFolderError(f"{root} is a file, not a folder for runs")
+    if root.exists() and not root.is_dir():
+        raise RunFolderError(f"{root} is a file, not a folder for runs")
     root.mkdir(parents=True, exist_ok=True)
     for i in itertools.count(1):
-        p = root/(task if i == 1 else f'{task}-{i}')
+        p = root / (task if i == 1 else f'{task}-{i}')
         try:
             p.mkdir()
             return p
-        except FileExistsError: continue
+        except FileExistsError:
+            continue
 
-def latest_run(root, task:str)->Path:
+
+def latest_run(root, task: str) -> Path:
     "The newest run of `task` under `root` (the highest `-N` holding a `config.json`)"
     root = Path(root)
+
     def num(p):
-        n = p.name[len(task) + 1:]
-        return 1 if p.name == task else int(n) if p.name.startswith(task + '-') and n.isdigit() else None
-    runs = sorted((num(p), p) for p in (root.glob(f'{task}*') if root.is_dir() else [])
-                  if num(p) and (p/'config.json').exists())
-    if not runs: raise RunFolderError(f"no run of {task!r} under {root}/ to resume; pass --out RUN_FOLDER")
+        n = p.name[len(task) + 1 :]
+        return (
+            1
+            if p.name == task
+            else int(n)
+            if p.name.startswith(task + '-') and n.isdigit()
+            else None
+        )
+
+    runs = sorted(
+        (num(p), p)
+        for p in (root.glob(f'{task}*') if root.is_dir() else [])
+        if num(p) and (p / 'config.json').exists()
+    )
+    if not runs:
+        raise RunFolderError(f"no run of {task!r} under {root}/ to resume; pass --out RUN_FOLDER")
     return runs[-1][1]
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #91479165
-def _describe(out:Path)->str:
+# %% ../../nbs/30a_train.checkpoint.ipynb #edd3528a
+def _describe(out: Path) -> str:
     "'(task toy, step 40)' from a run folder's files, as far as they say"
     import json
+
     bits = []
-    try: bits.append(f"task {json.loads((out/'config.json').read_text()).get('task')}")
-    except Exception: pass
-    try: bits.append(f"{sum(1 for _ in open(out/'metrics.jsonl'))} log records")
-    except Exception: pass
+    try:
+        bits.append(f"task {json.loads((out / 'config.json').read_text()).get('task')}")
+    except Exception:
+        pass
+    try:
+        bits.append(f"{sum(1 for _ in open(out / 'metrics.jsonl'))} log records")
+    except Exception:
+        pass
     return f" ({', '.join(bits)})" if bits else ''
 
-def prepare_run_dir(out, resume:bool=False, overwrite:bool=False)->Path:
-    "Check `out` can take this run (see above); with `overwrite`, delete the run it holds; create it"
+
+def prepare_run_dir(out, resume: bool = False, overwrite: bool = False) -> Path:
+    "Check `out` can take this run (see above); `overwrite` deletes the run it holds; create it"
     out = Path(out)
-    if resume and overwrite: raise RunFolderError("--resume and --overwrite exclude each other: choose one")
+    if resume and overwrite:
+        raise RunFolderError("--resume and --overwrite exclude each other: choose one")
     if out.exists() and not out.is_dir():
-        raise RunFolderError(f"--out {out} is a file, not a folder: pass a folder for the run (created if missing)")
+        raise RunFolderError(
+            f"--out {out} is a file, not a folder: pass a folder for the run (created if missing)"
+        )
     if resume:
-        if not (out/'last.pt').exists():
-            why = ("it holds no run" if not holds_run(out) else
-                   "the run stopped before its first checkpoint; start it again with --overwrite")
+        if not (out / 'last.pt').exists():
+            why = (
+                "it holds no run"
+                if not holds_run(out)
+                else "the run stopped before its first checkpoint; start it again with --overwrite"
+            )
             raise RunFolderError(f"cannot resume {out}: no last.pt there ({why})")
         return out
     if holds_run(out):
         if not overwrite:
-            raise RunFolderError(f"{out} already holds a run{_describe(out)}: pass --resume to continue it, "
-                                 "--overwrite to replace it, or another --out")
+            raise RunFolderError(
+                f"{out} already holds a run{_describe(out)}: pass --resume to continue it, "
+                "--overwrite to replace it, or another --out"
+            )
         here = Path.cwd().resolve()
-        if out.resolve() in (here, *here.parents) or (out/'.git').exists():
-            raise RunFolderError(f"--overwrite would delete {out}, which holds the current directory or a git "
-                                 "repository; pass a folder of its own to --out")
+        if out.resolve() in (here, *here.parents) or (out / '.git').exists():
+            raise RunFolderError(
+                f"--overwrite would delete {out}, which holds the current directory or a git "
+                "repository; pass a folder of its own to --out"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    try: os.close(os.open(out/'config.json', os.O_CREAT | os.O_EXCL | os.O_WRONLY))   # claimed atomically
-    except FileExistsError: raise RunFolderError(f"another run has just claimed {out}; pass another --out") from None
+    try:
+        os.close(
+            os.open(out / 'config.json', os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        )  # claimed atomically
+    except FileExistsError:
+        raise RunFolderError(f"another run has just claimed {out}; pass another --out") from None
     return out

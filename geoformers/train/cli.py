@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['run_config', 'run_task', 'train_cli']
 
-# %% ../../nbs/32_train.cli.ipynb #c73b0e6c
+# %% ../../nbs/32_train.cli.ipynb #94066eec
 import json
 from pathlib import Path
 
@@ -19,23 +19,36 @@ from .checkpoint import claim_run_dir, latest_run, rename_keys
 from .loop import dist_env, fit
 from .tasks import get_task, list_tasks, resolve_config
 
-# %% ../../nbs/32_train.cli.ipynb #965ea5e8
-def run_config(task, out)->dict:
-    "The config a run folder was trained with (`config.json`), with renamed keys under their new names"
-    p = Path(out)/'config.json'
-    if not p.exists(): raise RunFolderError(f"{out} is not a run folder (no config.json); pass the --out of a run")
-    try: cfg = json.loads(p.read_text())
-    except json.JSONDecodeError as e: raise RunFolderError(f"{p} is unreadable: {e}") from None
+# %% ../../nbs/32_train.cli.ipynb #b725d654
+def run_config(task, out) -> dict:
+    "The config a run folder was trained with (`config.json`), renamed keys under their new names"
+    p = Path(out) / 'config.json'
+    if not p.exists():
+        raise RunFolderError(f"{out} is not a run folder (no config.json); pass the --out of a run")
+    try:
+        cfg = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{p} is unreadable: {e}") from None
     if cfg.get('task') != task.name:
         raise RunFolderError(f"{out} holds a run of task {cfg.get('task')!r}, not {task.name!r}")
     return rename_keys(cfg, task.renamed_keys)
 
-def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool=False, overwrite:bool=False,
-             print_config:bool=False, dry_run:bool=False):
+
+def run_task(
+    task: str,
+    config=None,
+    overrides: list = (),
+    out: str = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    print_config: bool = False,
+    dry_run: bool = False,
+):
     "Resolve `task`'s config and train it (or only print the config, or only build data and model)"
     t = get_task(task)
     rank, world, _ = dist_env()
-    if resume: out = Path(out) if out else latest_run('runs', task)
+    if resume:
+        out = Path(out) if out else latest_run('runs', task)
     base = run_config(t, out) if resume else None
     cfg = resolve_config(t, config, overrides, base=base)
     if print_config:
@@ -43,44 +56,61 @@ def run_task(task:str, config=None, overrides:list=(), out:str=None, resume:bool
         return cfg
     if dry_run:
         data, model = t.data(cfg), t.model(cfg)
-        facts = dict(task=task, train_samples=len(data['train']), val_samples=len(data['val']),
-                     params=count_params(model), trainable_params=count_params(model, trainable=True))
+        facts = dict(
+            task=task,
+            train_samples=len(data['train']),
+            val_samples=len(data['val']),
+            params=count_params(model),
+            trainable_params=count_params(model, trainable=True),
+        )
         facts.update(t.describe(model, data, cfg) or {})
         print(yaml.safe_dump(obj2dict(cfg), sort_keys=False))
         print(json.dumps(facts, indent=2, default=str))
         return facts
     if out is None:
-        if world > 1: raise ConfigError("under torchrun pass --out RUN_FOLDER, so that every process uses the same one")
+        if world > 1:
+            raise ConfigError(
+                "under torchrun pass --out RUN_FOLDER, so that every process uses the same one"
+            )
         out = claim_run_dir('runs', task)
-    if rank == 0: print(f"geoformers_train {task}: run folder {out}")
+    if rank == 0:
+        print(f"geoformers_train {task}: run folder {out}")
     summary = fit(t, cfg, out, resume=resume, overwrite=overwrite)
-    if rank == 0: _report(task, out, summary)
+    if rank == 0:
+        _report(task, out, summary)
     return summary
 
-def _report(task:str, out, summary:dict):
+
+def _report(task: str, out, summary: dict):
     if 'stopped_at' in summary:
         during = ' during the baselines' if summary.get('during') else ''
-        print(f"stopped at step {summary['stopped_at']}{during} ({summary.get('signal', 'stop_at')}); "
-              f"continue with: geoformers_train {task} --resume --out {out}")
+        print(
+            f"stopped at step {summary['stopped_at']}{during} "
+            f"({summary.get('signal', 'stop_at')}); "
+            f"continue with: geoformers_train {task} --resume --out {out}"
+        )
         return
     keys = ('task', 'metrics', 'baselines', 'runtime_s', 'warnings')
     print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=2, default=float))
 
-# %% ../../nbs/32_train.cli.ipynb #4ccbe914
+# %% ../../nbs/32_train.cli.ipynb #9ce42c45
 @cli_command
-def train_cli(task:Param("task name (see --list)", str, opt=False, nargs='?')=None,
-              config:str=None,                # YAML file with the keys to change, or a preset name
-              set:Param("override config keys: --set train.lr=3e-4 model.dim=64", str, nargs='+',
-                        action='extend')=None,
-              out:str=None,                   # run folder (default runs/<task>[-N])
-              resume:store_true=False,        # continue the run in --out (default: the newest) from last.pt
-              overwrite:store_true=False,     # delete the run --out holds and start again
-              wandb:str=None,                 # online, offline or disabled
-              device:str=None,                # auto, cpu or cuda
-              max_steps:int=None,             # stop after this many optimiser steps
-              print_config:store_true=False,  # print the resolved config and exit
-              dry_run:store_true=False,       # build data and model, print their sizes, exit
-              list:store_true=False):         # list the tasks and exit
+def train_cli(
+    task: Param("task name (see --list)", str, opt=False, nargs='?') = None,
+    config: str = None,  # YAML file with the keys to change, or a preset name
+    set: Param(
+        "override config keys: --set train.lr=3e-4 model.dim=64", str, nargs='+', action='extend'
+    ) = None,
+    out: str = None,  # run folder (default runs/<task>[-N])
+    resume: store_true = False,  # continue the run in --out (default: the newest) from last.pt
+    overwrite: store_true = False,  # delete the run --out holds and start again
+    wandb: str = None,  # online, offline or disabled
+    device: str = None,  # auto, cpu or cuda
+    max_steps: int = None,  # stop after this many optimiser steps
+    print_config: store_true = False,  # print the resolved config and exit
+    dry_run: store_true = False,  # build data and model, print their sizes, exit
+    list: store_true = False,  # list the tasks and exit
+):
     "Train a geoformers task from its default config, a YAML file and --set overrides"
     if list or not task:
         print('\n'.join(list_tasks()))
@@ -89,5 +119,6 @@ def train_cli(task:Param("task name (see --list)", str, opt=False, nargs='?')=No
     overrides = [*(set or []), *(f'train.{k}={v}' for k, v in opts.items() if v is not None)]
     return run_task(task, config, overrides, out, resume, overwrite, print_config, dry_run)
 
-# %% ../../nbs/32_train.cli.ipynb #b6f7a677
-if __name__ == '__main__' and '__file__' in globals(): train_cli()
+# %% ../../nbs/32_train.cli.ipynb #9fecb3ab
+if __name__ == '__main__' and '__file__' in globals():
+    train_cli()

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['REPO_URL', 'GeoformersModel', 'load_pretrained', 'model_card']
 
-# %% ../../nbs/32b_train.hub.ipynb #238080d0
+# %% ../../nbs/32b_train.hub.ipynb #7031b024
 import json
 import shutil
 import warnings
@@ -23,124 +23,190 @@ from .loop import user_device
 from .predict import config_hash, format_table, load_run
 from .tasks import get_task, resolve_config
 
-with warnings.catch_warnings():                     # tqdm.auto warns in a kernel without ipywidgets
+with warnings.catch_warnings():  # tqdm.auto warns in a kernel without ipywidgets
     warnings.filterwarnings('ignore', message='IProgress not found')
     from huggingface_hub import ModelCard, PyTorchModelHubMixin, snapshot_download
 
-# %% ../../nbs/32b_train.hub.ipynb #af53ba96
+# %% ../../nbs/32b_train.hub.ipynb #7f6f63ae
 REPO_URL = 'https://github.com/geoformers/geoformers'
 
-class GeoformersModel(nn.Module, PyTorchModelHubMixin, library_name='geoformers', repo_url=REPO_URL,
-                      docs_url='https://geoformers.github.io/geoformers', license='apache-2.0', tags=['geoformers']):
-    "A trained model with its run's config, provenance and results: `save_pretrained`, `from_pretrained`, `push_to_hub`"
-    def __init__(self, config:dict):   # a run's config (its config.json)
+
+class GeoformersModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name='geoformers',
+    repo_url=REPO_URL,
+    docs_url='https://geoformers.github.io/geoformers',
+    license='apache-2.0',
+    tags=['geoformers'],
+):
+    "A trained model with its run's config, provenance and results, to save, load and push"
+
+    def __init__(self, config: dict):  # a run's config (its config.json)
         super().__init__()
         self.task = get_task(config['task'])
         self.cfg = resolve_config(self.task, base=rename_keys(config, self.task.renamed_keys))
-        if getattr(self.task, 'model_needs_data', False): self.task.data(self.cfg)
+        if getattr(self.task, 'model_needs_data', False):
+            self.task.data(self.cfg)
         self.model = self.task.model(self.cfg)
-        self.info, self.source = {}, None    # provenance and results; the folder the weights came from
+        self.info, self.source = (
+            {},
+            None,
+        )  # provenance and results; the folder the weights came from
 
     def forward(self, *args, **kwargs):
         "The task model's forward"
         return self.model(*args, **kwargs)
 
-# %% ../../nbs/32b_train.hub.ipynb #63f1d17b
-def _from_run(cls, run, checkpoint:str='best')->GeoformersModel:
+# %% ../../nbs/32b_train.hub.ipynb #ed8773d4
+def _from_run(cls, run, checkpoint: str = 'best') -> GeoformersModel:
     "The model of a run folder (`best.pt`, else `last.pt`), with its provenance and summary"
     task, cfg, model = load_run(run, checkpoint)
     m = cls(obj2dict(cfg))
     m.model.load_state_dict(model.state_dict())
-    summary = Path(run)/'summary.json'
+    summary = Path(run) / 'summary.json'
     res = json.loads(summary.read_text()) if summary.exists() else {}
-    m.info = dict(provenance=model.provenance,
-                  results={k: res[k] for k in ('metrics', 'baselines', 'best', 'steps') if k in res})
+    m.info = dict(
+        provenance=model.provenance,
+        results={k: res[k] for k in ('metrics', 'baselines', 'best', 'steps') if k in res},
+    )
     m.source = Path(run)
     return m.eval()
 
+
 GeoformersModel.from_run = classmethod(_from_run)
 
-# %% ../../nbs/32b_train.hub.ipynb #2622cfd1
-def _save_pretrained(self:GeoformersModel, save_directory:Path):
-    "Write model.safetensors, config.json, geoformers.json, baselines/ and README.md into `save_directory`"
+# %% ../../nbs/32b_train.hub.ipynb #6a0a80d9
+def _save_pretrained(self: GeoformersModel, save_directory: Path):
+    "Write model.safetensors, config.json, geoformers.json, baselines/, README.md there"
     d = Path(save_directory)
-    save_model(self.model, str(d/'model.safetensors'), metadata={'format': 'pt', 'task': self.task.name},
-               force_contiguous=True)
-    (d/'config.json').write_text(json.dumps(obj2dict(self.cfg), indent=2))
-    (d/'geoformers.json').write_text(json.dumps(self.info, indent=2, default=float))
-    src = self.source and Path(self.source)/'baselines'
-    if src and src.is_dir() and src.resolve() != (d/'baselines').resolve():
-        shutil.copytree(src, d/'baselines', dirs_exist_ok=True)
-    (d/'README.md').write_text(model_card(self, d.name))
+    save_model(
+        self.model,
+        str(d / 'model.safetensors'),
+        metadata={'format': 'pt', 'task': self.task.name},
+        force_contiguous=True,
+    )
+    (d / 'config.json').write_text(json.dumps(obj2dict(self.cfg), indent=2))
+    (d / 'geoformers.json').write_text(json.dumps(self.info, indent=2, default=float))
+    src = self.source and Path(self.source) / 'baselines'
+    if src and src.is_dir() and src.resolve() != (d / 'baselines').resolve():
+        shutil.copytree(src, d / 'baselines', dirs_exist_ok=True)
+    (d / 'README.md').write_text(model_card(self, d.name))
+
 
 GeoformersModel._save_pretrained = _save_pretrained
 
-# %% ../../nbs/32b_train.hub.ipynb #d7405ddd
-def _from_pretrained(cls, *, model_id:str, revision=None, cache_dir=None, force_download=False,
-                     local_files_only=False, token=None, map_location='cpu', strict=True, config=None,
-                     **model_kwargs)->GeoformersModel:
-    "Build the model from `config` and load `model_id`'s weights (a local folder or a hub repository)"
+# %% ../../nbs/32b_train.hub.ipynb #772ab0f0
+def _from_pretrained(
+    cls,
+    *,
+    model_id: str,
+    revision=None,
+    cache_dir=None,
+    force_download=False,
+    local_files_only=False,
+    token=None,
+    map_location='cpu',
+    strict=True,
+    config=None,
+    **model_kwargs,
+) -> GeoformersModel:
+    "Build the model from `config`, load `model_id`'s weights (a local folder or a hub repository)"
     folder = Path(model_id)
     if not folder.is_dir():
-        folder = Path(snapshot_download(repo_id=model_id, revision=revision, cache_dir=cache_dir, token=token,
-                                        force_download=force_download, local_files_only=local_files_only))
-    if config is None: raise RunFolderError(f"{model_id} has no config.json: it is not a geoformers model folder")
+        folder = Path(
+            snapshot_download(
+                repo_id=model_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                token=token,
+                force_download=force_download,
+                local_files_only=local_files_only,
+            )
+        )
+    if config is None:
+        raise RunFolderError(f"{model_id} has no config.json: it is not a geoformers model folder")
     m = cls(config=config)
-    weights = folder/'model.safetensors'
-    if not weights.exists(): raise CheckpointError(f"{model_id} has no model.safetensors")
-    try: load_model(m.model, str(weights), strict=strict, device=str(map_location))
+    weights = folder / 'model.safetensors'
+    if not weights.exists():
+        raise CheckpointError(f"{model_id} has no model.safetensors")
+    try:
+        load_model(m.model, str(weights), strict=strict, device=str(map_location))
     except RuntimeError:
-        raise CheckpointError(f"{weights} does not fit the model config.json describes: "
-                              f"{state_dict_diff(load_file(str(weights)), m.model.state_dict())}") from None
-    info = folder/'geoformers.json'
+        raise CheckpointError(
+            f"{weights} does not fit the model config.json describes: "
+            f"{state_dict_diff(load_file(str(weights)), m.model.state_dict())}"
+        ) from None
+    info = folder / 'geoformers.json'
     m.info = json.loads(info.read_text()) if info.exists() else {}
     m.source = folder
     return m.eval()
 
+
 GeoformersModel._from_pretrained = classmethod(_from_pretrained)
 
-# %% ../../nbs/32b_train.hub.ipynb #22d6a4af
-def load_pretrained(name_or_dir, device='cpu')->tuple:
-    "`(task, cfg, model)` of a model folder or hub id, the model in eval mode with `.provenance` and `.run_dir`"
-    try: m = GeoformersModel.from_pretrained(str(name_or_dir), map_location=str(user_device(device)))
-    except UserError: raise
+# %% ../../nbs/32b_train.hub.ipynb #ec4a98e4
+def load_pretrained(name_or_dir, device='cpu') -> tuple:
+    "`(task, cfg, model)` of a model folder or hub id; the model in eval mode with `.provenance`"
+    try:
+        m = GeoformersModel.from_pretrained(str(name_or_dir), map_location=str(user_device(device)))
+    except UserError:
+        raise
     except Exception as e:
-        if Path(name_or_dir).exists(): raise
-        raise UserError(f"{str(name_or_dir)!r} is neither a folder here nor a model the Hugging Face Hub could "
-                        f"give ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+        if Path(name_or_dir).exists():
+            raise
+        raise UserError(
+            f"{str(name_or_dir)!r} is neither a folder here nor a model the Hugging Face Hub could "
+            f"give ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from e
     model = m.model.to(user_device(device)).eval()
     prov = dict(m.info.get('provenance') or {})
     prov.update(task=m.task.name, run=str(name_or_dir), config_hash=config_hash(m.cfg))
     model.provenance, model.run_dir = prov, m.source
     return m.task, m.cfg, model
 
-# %% ../../nbs/32b_train.hub.ipynb #8d0c7307
-def _results_table(results:dict)->str:
+# %% ../../nbs/32b_train.hub.ipynb #b9986d85
+def _results_table(results: dict) -> str:
     "Markdown table: the model's metrics and each baseline's"
     rows = {'this model (final)': results.get('metrics') or {}, **(results.get('baselines') or {})}
-    if not any(rows.values()): return 'The run saved no results.'
+    if not any(rows.values()):
+        return 'The run saved no results.'
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
-    def fmt(v): return f'{v:.4g}' if isinstance(v, float) else str(v)
+
+    def fmt(v):
+        return f'{v:.4g}' if isinstance(v, float) else str(v)
+
     lines = ['| | ' + ' | '.join(cols) + ' |', '|---' * (len(cols) + 1) + '|']
-    lines += [f'| {name} | ' + ' | '.join(fmt(r.get(c, '')) for c in cols) + ' |' for name, r in rows.items()]
+    lines += [
+        f'| {name} | ' + ' | '.join(fmt(r.get(c, '')) for c in cols) + ' |'
+        for name, r in rows.items()
+    ]
     return '\n'.join(lines)
 
-def model_card(m:GeoformersModel, repo_id:str='MODEL')->str:
+
+def model_card(m: GeoformersModel, repo_id: str = 'MODEL') -> str:
     "README.md of a model folder: task, data, results against baselines, usage, config, licence"
     t, cfg, info = m.task, obj2dict(m.cfg), m.info
     prov, res = info.get('provenance') or {}, info.get('results') or {}
     doc = (type(t).__doc__ or '').strip()
     best = res.get('best') or {}
     best_txt = ', '.join(f'{k} = {v:.4g}' for k, v in best.items() if isinstance(v, float))
-    meta = yaml.safe_dump(dict(library_name='geoformers', license='apache-2.0',
-                               tags=['geoformers', t.name, 'pytorch_model_hub_mixin']), sort_keys=False)
+    meta = yaml.safe_dump(
+        dict(
+            library_name='geoformers',
+            license='apache-2.0',
+            tags=['geoformers', t.name, 'pytorch_model_hub_mixin'],
+        ),
+        sort_keys=False,
+    )
     return f"""---
 {meta}---
 
 # geoformers `{t.name}` model
 
 {doc}. Trained with [geoformers]({REPO_URL}) (`geoformers_train {t.name}`); these are the weights of
-`{prov.get('checkpoint', 'the checkpoint')}` at step {prov.get('checkpoint_step', '?')} of {res.get('steps', '?')}.
+`{prov.get('checkpoint', 'the checkpoint')}` at step {prov.get('checkpoint_step', '?')} of
+{res.get('steps', '?')}.
 
 ## Data
 
@@ -152,7 +218,8 @@ The `data` section of the run's config (the full config is below):
 
 ## Results
 
-On the validation split of the training data, after the last step, against the baselines the run evaluated
+On the validation split of the training data, after the last step, against the baselines the run
+evaluated
 on the same split{f' (best validation {best_txt}, the checkpoint saved here)' if best_txt else ''}:
 
 {_results_table(res)}
@@ -161,7 +228,7 @@ on the same split{f' (best validation {best_txt}, the checkpoint saved here)' if
 
 ```bash
 pip install geoformers
-geoformers_predict {repo_id} --data INPUT --out OUTPUT{t.output_suffix}   # the task's standard output
+geoformers_predict {repo_id} --data INPUT --out OUTPUT{t.output_suffix}   # the task's output
 geoformers_eval {repo_id} --data DATA                                    # metrics on other data
 ```
 
@@ -178,7 +245,8 @@ task, cfg, model = load_run('{repo_id}')
 
 ## Licence
 
-The weights are released under the Apache-2.0 licence, as geoformers is. The data the model was trained on may
+The weights are released under the Apache-2.0 licence, as geoformers is. The data the model was
+trained on may
 carry terms of its own; see the data section above.
 
 ## Provenance
@@ -187,8 +255,10 @@ geoformers {prov.get('geoformers_version', '?')}, config hash `{config_hash(cfg)
 `{Path(str(prov.get('run', '?'))).name}`.
 """
 
-def _generate_model_card(self:GeoformersModel, *args, **kwargs)->ModelCard:
+
+def _generate_model_card(self: GeoformersModel, *args, **kwargs) -> ModelCard:
     "The model card as a `huggingface_hub.ModelCard`"
     return ModelCard(model_card(self))
+
 
 GeoformersModel.generate_model_card = _generate_model_card

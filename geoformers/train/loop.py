@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['TRAIN_DEFAULTS', 'TRAIN_RANGES', 'as_config', 'dist_env', 'init_distributed', 'all_reduce_sum', 'user_device',
-           'to_device', 'ResumableSampler', 'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate',
-           'RunLog', 'read_metrics', 'trim_metrics', 'StopSignals', 'Preempted', 'NonFiniteLoss', 'batch_ids',
-           'nonfinite_inputs', 'make_loader', 'Trainer', 'fit']
+           'ResumableSampler', 'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate', 'RunLog',
+           'read_metrics', 'trim_metrics', 'StopSignals', 'Preempted', 'NonFiniteLoss', 'batch_ids', 'nonfinite_inputs',
+           'make_loader', 'Trainer', 'fit']
 
-# %% ../../nbs/30_train.loop.ipynb #75139ec5
+# %% ../../nbs/30_train.loop.ipynb #0f1989c7
 import itertools
 import json
 import math
@@ -27,321 +27,479 @@ from fastcore.xtras import dict2obj, obj2dict
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
-from tqdm import tqdm
 
-from ..core import get_device, seed_everything
+from ..core import get_device, progress, seed_everything, to_device
 from ..errors import ConfigError, DataError, Range, UserError
-from .checkpoint import (claim_run_dir, load_checkpoint, prepare_run_dir, rng_state,
-                                         save_checkpoint, set_rng_state)
+from geoformers.train.checkpoint import (
+    claim_run_dir,
+    load_checkpoint,
+    prepare_run_dir,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 
-# %% ../../nbs/30_train.loop.ipynb #f1dfc192
+# %% ../../nbs/30_train.loop.ipynb #d25f07b7
 TRAIN_DEFAULTS = dict(
-    epochs=1, max_steps=None,               # optimiser steps; max_steps wins over epochs
-    batch_size=16, val_batch_size=None, drop_last=True, num_workers=0,
-    lr=1e-3, weight_decay=0.01, betas=[0.9, 0.999],
-    schedule='cosine', warmup_steps=0, min_lr_ratio=0.0,   # 'cosine' or 'constant' after warmup
-    grad_clip=1.0, grad_accum=1,            # grad_clip 0 = no clipping
-    amp='none',                             # 'none', 'bf16' (CPU and CUDA) or 'fp16' (CUDA, with a scaler)
-    val_every=None,                         # validate every N steps; None = at the end of every epoch
-    log_every=10, progress=True,
-    best_metric='loss', best_mode='min',    # which validation metric picks best.pt
-    wandb='disabled', wandb_project='geoformers',   # 'online', 'offline' or 'disabled'
-    device='auto', num_threads=None,        # num_threads: torch CPU threads (None = torch's default, one per core)
-    rank_logs=False,                        # every rank writes rank{r}.jsonl (for checking DDP)
+    epochs=1,
+    max_steps=None,  # optimiser steps; max_steps wins over epochs
+    batch_size=16,
+    val_batch_size=None,
+    drop_last=True,
+    num_workers=0,
+    lr=1e-3,
+    weight_decay=0.01,
+    betas=[0.9, 0.999],
+    schedule='cosine',
+    warmup_steps=0,
+    min_lr_ratio=0.0,  # 'cosine' or 'constant' after warmup
+    grad_clip=1.0,
+    grad_accum=1,  # grad_clip 0 = no clipping
+    amp='none',  # 'none', 'bf16' (CPU and CUDA) or 'fp16' (CUDA, with a scaler)
+    val_every=None,  # validate every N steps; None = at the end of every epoch
+    log_every=10,
+    progress=True,
+    best_metric='loss',
+    best_mode='min',  # which validation metric picks best.pt
+    wandb='disabled',
+    wandb_project='geoformers',  # 'online', 'offline' or 'disabled'
+    device='auto',
+    num_threads=None,  # num_threads: torch CPU threads (None = torch's default, one per core)
+    rank_logs=False,  # every rank writes rank{r}.jsonl (for checking DDP)
 )
 
 _pos, _nonneg = Range(int, ge=1), Range(int, ge=0)
-TRAIN_RANGES = {f'train.{k}': v for k, v in dict(
-    epochs=_pos, max_steps=Range(int, ge=1, none=True), batch_size=_pos, val_batch_size=Range(int, ge=1, none=True),
-    drop_last=Range(bool), num_workers=_nonneg, lr=Range(float, gt=0), weight_decay=Range(float, ge=0),
-    betas=Range(list, length=2), schedule=Range(choices=('cosine', 'constant')), warmup_steps=_nonneg,
-    min_lr_ratio=Range(float, ge=0, le=1), grad_clip=Range(float, ge=0), grad_accum=_pos,
-    amp=Range(choices=('none', 'bf16', 'fp16')), val_every=Range(int, ge=1, none=True), log_every=_pos,
-    progress=Range(bool), best_metric=Range(str), best_mode=Range(choices=('min', 'max')),
-    wandb=Range(choices=('online', 'offline', 'disabled')), wandb_project=Range(str), device=Range(str),
-    num_threads=Range(int, ge=1, none=True), rank_logs=Range(bool)).items()}
+TRAIN_RANGES = {
+    f'train.{k}': v
+    for k, v in dict(
+        epochs=_pos,
+        max_steps=Range(int, ge=1, none=True),
+        batch_size=_pos,
+        val_batch_size=Range(int, ge=1, none=True),
+        drop_last=Range(bool),
+        num_workers=_nonneg,
+        lr=Range(float, gt=0),
+        weight_decay=Range(float, ge=0),
+        betas=Range(list, length=2),
+        schedule=Range(choices=('cosine', 'constant')),
+        warmup_steps=_nonneg,
+        min_lr_ratio=Range(float, ge=0, le=1),
+        grad_clip=Range(float, ge=0),
+        grad_accum=_pos,
+        amp=Range(choices=('none', 'bf16', 'fp16')),
+        val_every=Range(int, ge=1, none=True),
+        log_every=_pos,
+        progress=Range(bool),
+        best_metric=Range(str),
+        best_mode=Range(choices=('min', 'max')),
+        wandb=Range(choices=('online', 'offline', 'disabled')),
+        wandb_project=Range(str),
+        device=Range(str),
+        num_threads=Range(int, ge=1, none=True),
+        rank_logs=Range(bool),
+    ).items()
+}
 
-def as_config(d:dict):
+
+def as_config(d: dict):
     "Nested dict -> attribute access (`cfg.train.lr`); lists stay lists"
     return dict2obj(d, list_func=list)
 
-# %% ../../nbs/30_train.loop.ipynb #1d551077
-def dist_env()->tuple:
-    "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` when not distributed)"
+# %% ../../nbs/30_train.loop.ipynb #62f1e94a
+def dist_env() -> tuple:
+    "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` if not distributed)"
     env = os.environ
     return int(env.get('RANK', 0)), int(env.get('WORLD_SIZE', 1)), int(env.get('LOCAL_RANK', 0))
 
-def init_distributed(device:torch.device)->bool:
-    "Join the process group if launched by torchrun with several processes; returns whether distributed"
+
+def init_distributed(device: torch.device) -> bool:
+    "Join the process group if launched by torchrun with several processes; is it distributed?"
     rank, world, local = dist_env()
-    if world == 1: return False
+    if world == 1:
+        return False
     if not dist.is_initialized():
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', rank=rank, world_size=world)
+        dist.init_process_group(
+            'nccl' if device.type == 'cuda' else 'gloo', rank=rank, world_size=world
+        )
     return True
 
-def all_reduce_sum(stats:dict)->dict:
+
+def all_reduce_sum(stats: dict) -> dict:
     "Sum a dict of tensors over ranks (a no-op when not distributed); keys must match across ranks"
-    if not (dist.is_available() and dist.is_initialized()): return stats
+    if not (dist.is_available() and dist.is_initialized()):
+        return stats
     keys = sorted(stats)
     flat = torch.stack([torch.as_tensor(stats[k], dtype=torch.float64).sum() for k in keys])
     dist.all_reduce(flat)
     return dict(zip(keys, flat))
 
-def user_device(name:str='auto')->torch.device:
+
+def user_device(name: str = 'auto') -> torch.device:
     "`get_device(name)`, with a device torch cannot use reported as a `ConfigError`"
-    try: return get_device(name)
-    except RuntimeError as e: raise ConfigError(f"device {name!r} cannot be used: {e}") from None
+    try:
+        return get_device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"device {name!r} cannot be used: {e}") from None
 
-def to_device(b, device):
-    "Move every tensor in a (nested) batch to `device`"
-    if isinstance(b, torch.Tensor): return b.to(device, non_blocking=True)
-    if isinstance(b, dict): return {k: to_device(v, device) for k, v in b.items()}
-    if isinstance(b, (list, tuple)): return type(b)(to_device(v, device) for v in b)
-    return b
-
-# %% ../../nbs/30_train.loop.ipynb #64c86f07
+# %% ../../nbs/30_train.loop.ipynb #075e19b0
 class ResumableSampler(Sampler):
     "`DistributedSampler` order (by seed, epoch and rank) that can start after `start` samples"
-    def __init__(self, n:int, shuffle:bool=True, seed:int=0):
+
+    def __init__(self, n: int, shuffle: bool = True, seed: int = 0):
         rank, world, _ = dist_env()
-        self.inner = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+        self.inner = DistributedSampler(
+            range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
+        )
         self.start = 0
 
-    def set_epoch(self, epoch:int, start:int=0):
+    def set_epoch(self, epoch: int, start: int = 0):
         "Order of `epoch`, from sample `start` on"
         self.inner.set_epoch(epoch)
         self.start = start
 
-    def __iter__(self): return iter(list(self.inner)[self.start:])
-    def __len__(self): return len(self.inner) - self.start
+    def __iter__(self):
+        return iter(list(self.inner)[self.start :])
 
-# %% ../../nbs/30_train.loop.ipynb #b062e2f1
-def make_optimizer(groups:list, tc)->torch.optim.Optimizer:
+    def __len__(self):
+        return len(self.inner) - self.start
+
+# %% ../../nbs/30_train.loop.ipynb #26ffa1e0
+def make_optimizer(groups: list, tc) -> torch.optim.Optimizer:
     "AdamW over the task's parameter groups, each split into decay / no-decay (1-D) parameters"
     out, seen = [], set()
     for g in groups:
         ps = [p for p in g['params'] if id(p) not in seen]
         seen.update(id(p) for p in ps)
         lr = g.get('lr', tc.lr)
-        for suffix, sel, wd in (('', lambda p: p.ndim > 1, tc.weight_decay),
-                                ('.no_decay', lambda p: p.ndim <= 1, 0.)):
+        for suffix, sel, wd in (
+            ('', lambda p: p.ndim > 1, tc.weight_decay),
+            ('.no_decay', lambda p: p.ndim <= 1, 0.0),
+        ):
             sub = [p for p in ps if sel(p)]
-            if sub: out.append(dict(params=sub, lr=lr, weight_decay=wd, name=g.get('name', 'all') + suffix,
-                                    freeze_epochs=g.get('freeze_epochs', 0)))
+            if sub:
+                out.append(
+                    dict(
+                        params=sub,
+                        lr=lr,
+                        weight_decay=wd,
+                        name=g.get('name', 'all') + suffix,
+                        freeze_epochs=g.get('freeze_epochs', 0),
+                    )
+                )
     return torch.optim.AdamW(out, lr=tc.lr, betas=tuple(tc.betas))
 
-def lr_lambda(total_steps:int, warmup_steps:int=0, schedule:str='cosine', min_lr_ratio:float=0.):
+
+def lr_lambda(
+    total_steps: int, warmup_steps: int = 0, schedule: str = 'cosine', min_lr_ratio: float = 0.0
+):
     "Multiplier of the base rate at each step: linear warmup, then cosine decay (or constant)"
     if schedule not in ('cosine', 'constant'):
         raise ConfigError(f"train.schedule must be 'cosine' or 'constant', got {schedule!r}")
+
     def f(step):
-        if step < warmup_steps: return (step + 1) / warmup_steps
-        if schedule == 'constant': return 1.
-        prog = min(1., (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == 'constant':
+            return 1.0
+        prog = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
+
     return f
 
-def apply_freeze(opt:torch.optim.Optimizer, epoch:int)->list:
-    "Freeze the groups whose `freeze_epochs` is not reached at `epoch`; returns the frozen group names"
+
+def apply_freeze(opt: torch.optim.Optimizer, epoch: int) -> list:
+    "Freeze the groups whose `freeze_epochs` is not reached at `epoch`; returns their names"
     frozen = []
     for g in opt.param_groups:
         on = epoch >= g['freeze_epochs']
-        for p in g['params']: p.requires_grad_(on)
-        if not on: frozen.append(g['name'])
+        for p in g['params']:
+            p.requires_grad_(on)
+        if not on:
+            frozen.append(g['name'])
     return frozen
 
-# %% ../../nbs/30_train.loop.ipynb #10594251
-def autocast(device:torch.device, amp:str):
+# %% ../../nbs/30_train.loop.ipynb #1007daaa
+def autocast(device: torch.device, amp: str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16')"
-    if amp in (None, 'none'): return nullcontext()
-    if amp not in ('bf16', 'fp16'): raise ConfigError(f"train.amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
-    if amp == 'fp16' and device.type != 'cuda': raise ConfigError("train.amp='fp16' needs CUDA; use 'bf16' on CPU")
+    if amp in (None, 'none'):
+        return nullcontext()
+    if amp not in ('bf16', 'fp16'):
+        raise ConfigError(f"train.amp must be 'none', 'bf16' or 'fp16', got {amp!r}")
+    if amp == 'fp16' and device.type != 'cuda':
+        raise ConfigError("train.amp='fp16' needs CUDA; use 'bf16' on CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == 'bf16' else torch.float16)
 
-def _unwrap(m): return m.module if isinstance(m, DDP) else m
+
+def _unwrap(m):
+    return m.module if isinstance(m, DDP) else m
+
 
 @torch.no_grad()
-def evaluate(task, model:nn.Module, loader, cfg, device=None)->dict:
-    "Validation metrics of `model`: `task.eval_step` summed over batches (and ranks), then `task.compute_metrics`"
-    device = device or next(model.parameters(), torch.empty(0)).device   # a baseline may have no parameters
+def evaluate(task, model: nn.Module, loader, cfg, device=None) -> dict:
+    "Metrics of `model`: `task.eval_step` summed over batches and ranks, `task.compute_metrics`"
+    device = (
+        device or next(model.parameters(), torch.empty(0)).device
+    )  # a baseline may have no parameters
     was = model.training
     model.eval()
     stats = {}
     for b in loader:
         with autocast(device, cfg.train.amp):
             s = task.eval_step(_unwrap(model), to_device(b, device), cfg)
-        for k, v in s.items(): stats[k] = stats.get(k, 0.) + torch.as_tensor(v, dtype=torch.float64).detach().cpu()
+        for k, v in s.items():
+            stats[k] = stats.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64).detach().cpu()
     model.train(was)
-    if isinstance(loader.sampler, DistributedSampler): stats = all_reduce_sum(stats)   # add the ranks' sums
-    if not stats: raise DataError(f"no validation batches: the validation split of task {cfg.task!r} is empty")
+    if isinstance(loader.sampler, DistributedSampler):
+        stats = all_reduce_sum(stats)  # add the ranks' sums
+    if not stats:
+        raise DataError(
+            f"no validation batches: the validation split of task {cfg.task!r} is empty"
+        )
     return {k: float(v) for k, v in task.compute_metrics(stats, cfg).items()}
 
-# %% ../../nbs/30_train.loop.ipynb #5e1982f6
+# %% ../../nbs/30_train.loop.ipynb #b46d9b25
 class RunLog:
-    "metrics.jsonl (+ optional per-rank logs and W&B) for one run; only rank 0 writes the shared files"
-    def __init__(self, out:Path, cfg, rank:int=0):
+    "metrics.jsonl (+ optional per-rank logs and W&B) of a run; only rank 0 writes the shared files"
+
+    def __init__(self, out: Path, cfg, rank: int = 0):
         self.out, self.rank, self.cfg, self.wb = Path(out), rank, cfg, None
         self.main = rank == 0
         if self.main and cfg.train.wandb != 'disabled':
             import wandb
-            self.wb = wandb.init(project=cfg.train.wandb_project, config=obj2dict(cfg), dir=str(self.out),
-                                 mode=cfg.train.wandb, name=self.out.name, resume='allow')
 
-    def write(self, rec:dict, local:dict=None):
-        "Append `rec` (all-reduced values) to metrics.jsonl; `local` (this rank's values) to rank{r}.jsonl"
+            self.wb = wandb.init(
+                project=cfg.train.wandb_project,
+                config=obj2dict(cfg),
+                dir=str(self.out),
+                mode=cfg.train.wandb,
+                name=self.out.name,
+                resume='allow',
+            )
+
+    def write(self, rec: dict, local: dict = None):
+        "Append `rec` (all-reduced) to metrics.jsonl; `local` (this rank's values) to rank{r}.jsonl"
         if local is not None and self.cfg.train.rank_logs:
-            with open(self.out/f'rank{self.rank}.jsonl', 'a') as f: f.write(json.dumps({**rec, **local}) + '\n')
-        if not self.main: return
-        with open(self.out/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
+            with open(self.out / f'rank{self.rank}.jsonl', 'a') as f:
+                f.write(json.dumps({**rec, **local}) + '\n')
+        if not self.main:
+            return
+        with open(self.out / 'metrics.jsonl', 'a') as f:
+            f.write(json.dumps(rec) + '\n')
         if self.wb:
             split = rec.get('split', 'train')
-            self.wb.log({f"{split}/{k}": v for k, v in rec.items() if isinstance(v, (int, float))}, step=rec['step'])
+            self.wb.log(
+                {f"{split}/{k}": v for k, v in rec.items() if isinstance(v, (int, float))},
+                step=rec['step'],
+            )
 
-    def image(self, fig, step:int):
+    def image(self, fig, step: int):
         "Save a preview figure as PNG under previews/ (and to W&B)"
-        if not self.main or fig is None: return
+        if not self.main or fig is None:
+            return
         import matplotlib.pyplot as plt
-        (self.out/'previews').mkdir(exist_ok=True)
-        fig.savefig(self.out/'previews'/f'step_{step:06d}.png', dpi=80, bbox_inches='tight')
+
+        (self.out / 'previews').mkdir(exist_ok=True)
+        fig.savefig(self.out / 'previews' / f'step_{step:06d}.png', dpi=80, bbox_inches='tight')
         if self.wb:
             import wandb
+
             self.wb.log({'preview': wandb.Image(fig)}, step=step)
         plt.close(fig)
 
-    def summary(self, summary:dict):
+    def summary(self, summary: dict):
         "Write summary.json (rank 0) and put its metrics and baselines in the W&B run summary"
-        if not self.main: return
-        (self.out/'summary.json').write_text(json.dumps(summary, indent=2, default=float))
+        if not self.main:
+            return
+        (self.out / 'summary.json').write_text(json.dumps(summary, indent=2, default=float))
         if self.wb:
             self.wb.summary.update({f'val/{k}': v for k, v in summary['metrics'].items()})
-            self.wb.summary.update({f'baseline/{b}/{k}': v for b, m in summary['baselines'].items()
-                                    for k, v in m.items()})
+            self.wb.summary.update(
+                {
+                    f'baseline/{b}/{k}': v
+                    for b, m in summary['baselines'].items()
+                    for k, v in m.items()
+                }
+            )
 
     def close(self):
         "Finish the W&B run, if any"
-        if self.wb: self.wb.finish()
+        if self.wb:
+            self.wb.finish()
 
-def read_metrics(out)->list:
+
+def read_metrics(out) -> list:
     "The records of a run's metrics.jsonl"
     return [json.loads(l) for l in Path(out, 'metrics.jsonl').read_text().splitlines()]
 
-def trim_metrics(out, step:int,          # the step of the checkpoint a run resumes from
-                 keep_val:bool=True     # keep a validation record *at* `step`?
-                )->int:
-    "Drop the records after `step` from a run's metrics.jsonl (and rank logs); returns how many were dropped"
+
+def trim_metrics(
+    out,
+    step: int,  # the step of the checkpoint a run resumes from
+    keep_val: bool = True,  # keep a validation record *at* `step`?
+) -> int:
+    "Drop the records after `step` from a run's metrics.jsonl and rank logs; returns how many"
     dropped = 0
     for p in [Path(out, 'metrics.jsonl'), *Path(out).glob('rank*.jsonl')]:
-        if not p.exists(): continue
+        if not p.exists():
+            continue
         lines = p.read_text().splitlines()
         keep = []
         for l in lines:
-            try: r = json.loads(l)
-            except json.JSONDecodeError: r = {'step': math.inf}        # a line cut short by kill -9
-            ok = r.get('step', 0) < step or r.get('step', 0) == step and (keep_val or r.get('split') != 'val')
-            if ok: keep.append(l)
+            try:
+                r = json.loads(l)
+            except json.JSONDecodeError:
+                r = {'step': math.inf}  # a line cut short by kill -9
+            ok = (
+                r.get('step', 0) < step
+                or r.get('step', 0) == step
+                and (keep_val or r.get('split') != 'val')
+            )
+            if ok:
+                keep.append(l)
         dropped += len(lines) - len(keep)
         tmp = p.with_suffix('.tmp')
         tmp.write_text(''.join(l + '\n' for l in keep))
         os.replace(tmp, p)
     return dropped
 
-# %% ../../nbs/30_train.loop.ipynb #222bf65e
+# %% ../../nbs/30_train.loop.ipynb #d85622d2
 class StopSignals:
-    "Within the block, SIGTERM/SIGUSR1 only set `.caught` (the signal's name), so `fit` can stop cleanly"
+    "In the block, SIGTERM/SIGUSR1 only set `.caught` (the signal's name): `fit` stops cleanly"
+
     signals = ('SIGTERM', 'SIGUSR1')
-    _active = []                            # the blocks open now, innermost last
+    _active = []  # the blocks open now, innermost last
 
     def __init__(self):
         self.caught, self.old = None, {}
 
     def __enter__(self):
         self.caught = StopSignals._active[-1].caught if StopSignals._active else None
-        if threading.current_thread() is threading.main_thread():   # handlers can only be set from the main thread
+        if (
+            threading.current_thread() is threading.main_thread()
+        ):  # handlers can only be set from the main thread
             for name in self.signals:
-                if hasattr(signal, name): self.old[name] = signal.signal(getattr(signal, name), self._catch)
+                if hasattr(signal, name):
+                    self.old[name] = signal.signal(getattr(signal, name), self._catch)
         StopSignals._active.append(self)
         return self
 
-    def _catch(self, signum, frame): self.caught = signal.Signals(signum).name
+    def _catch(self, signum, frame):
+        self.caught = signal.Signals(signum).name
 
     def __exit__(self, *exc):
-        for name, h in self.old.items(): signal.signal(getattr(signal, name), h)
+        for name, h in self.old.items():
+            signal.signal(getattr(signal, name), h)
         StopSignals._active.remove(self)
-        if StopSignals._active and self.caught: StopSignals._active[-1].caught = self.caught
+        if StopSignals._active and self.caught:
+            StopSignals._active[-1].caught = self.caught
+
 
 class Preempted(BaseException):
     "A nested `fit` (a baseline's training) was stopped by `signal`; the outer `fit` stops cleanly"
-    def __init__(self, signal:str, step:int):
+
+    def __init__(self, signal: str, step: int):
         super().__init__(f"stopped by {signal} at step {step} of a nested training run")
         self.signal, self.step = signal, step
 
-# %% ../../nbs/30_train.loop.ipynb #b449109f
+# %% ../../nbs/30_train.loop.ipynb #b33b9d75
 class NonFiniteLoss(FloatingPointError):
-    "The loss became NaN or inf: the message names the step, the loss terms, the batch's samples and the checkpoint"
-    def __init__(self, step:int,        # the optimiser step that failed (1-based)
-                 terms:dict,            # the non-finite loss terms and their values
-                 ids:list=None,         # the ids of the samples in the failing batch
-                 bad_inputs:dict=None,  # {input key: [ids of samples with NaN/inf in that input]}
-                 last:Path=None,        # the last good checkpoint, if one was written
-                 last_step:int=None):   # its step
+    "The loss became NaN or inf: names step, loss terms, the batch's samples, the checkpoint"
+
+    def __init__(
+        self,
+        step: int,  # the optimiser step that failed (1-based)
+        terms: dict,  # the non-finite loss terms and their values
+        ids: list = None,  # the ids of the samples in the failing batch
+        bad_inputs: dict = None,  # {input key: [ids of samples with NaN/inf in that input]}
+        last: Path = None,  # the last good checkpoint, if one was written
+        last_step: int = None,  # its step
+    ):
         store_attr()
         super().__init__(self.message())
 
-    def message(self)->str:
+    def message(self) -> str:
         "The whole story in one message"
-        s = f"non-finite loss at step {self.step}: " + ', '.join(f'{k}={v}' for k, v in self.terms.items())
+        s = f"non-finite loss at step {self.step}: " + ', '.join(
+            f'{k}={v}' for k, v in self.terms.items()
+        )
         if self.ids:
-            few = ', '.join(map(repr, self.ids[:8])) + (f' (+{len(self.ids) - 8} more)' if len(self.ids) > 8 else '')
+            few = ', '.join(map(repr, self.ids[:8])) + (
+                f' (+{len(self.ids) - 8} more)' if len(self.ids) > 8 else ''
+            )
             s += f"; the batch held {len(self.ids)} samples: {few}"
         if self.bad_inputs:
-            s += '; non-finite inputs: ' + '; '.join(f"{k} in {', '.join(map(repr, v[:8]))}"
-                                                    for k, v in self.bad_inputs.items())
+            s += '; non-finite inputs: ' + '; '.join(
+                f"{k} in {', '.join(map(repr, v[:8]))}" for k, v in self.bad_inputs.items()
+            )
             s += '. Fix or drop those samples'
-        elif self.ids: s += '. The inputs are finite: lower train.lr or check the loss for log(0) or 0/0'
+        elif self.ids:
+            s += '. The inputs are finite: lower train.lr or check the loss for log(0) or 0/0'
         if self.last is not None:
             s += f". The last good checkpoint is {self.last} (step {self.last_step})"
-        else: s += ". No checkpoint was written before it"
+        else:
+            s += ". No checkpoint was written before it"
         return s
 
-def batch_ids(batch)->list:
+
+def batch_ids(batch) -> list:
     "The sample ids of a collated batch (`batch['ids']`), or None"
     ids = batch.get('ids') if isinstance(batch, dict) else None
     return [str(i) for i in ids] if isinstance(ids, (list, tuple)) else None
 
-def nonfinite_inputs(batch, ids:list)->dict:
+
+def nonfinite_inputs(batch, ids: list) -> dict:
     "`{key: [ids]}`: samples with NaN/inf in a floating tensor of the (nested) batch dict"
     out = {}
+
     def walk(b, prefix=''):
         if isinstance(b, dict):
-            for k, v in b.items(): walk(v, f'{prefix}{k}.')
-        elif isinstance(b, torch.Tensor) and b.is_floating_point() and b.ndim and len(b) == len(ids):
+            for k, v in b.items():
+                walk(v, f'{prefix}{k}.')
+        elif (
+            isinstance(b, torch.Tensor) and b.is_floating_point() and b.ndim and len(b) == len(ids)
+        ):
             bad = (~torch.isfinite(b.detach())).reshape(len(b), -1).any(1)
-            if bad.any(): out[prefix[:-1]] = [ids[i] for i in bad.nonzero()[:, 0].tolist()]
+            if bad.any():
+                out[prefix[:-1]] = [ids[i] for i in bad.nonzero()[:, 0].tolist()]
+
     walk(batch)
     return out
 
-# %% ../../nbs/30_train.loop.ipynb #859d03e8
-def make_loader(ds, cfg, collate=None, sampler=None, seed:int=0, train:bool=False)->DataLoader:
-    "The DataLoader `fit` uses: the validation protocol (no shuffling, `val_batch_size`) unless `train`"
+# %% ../../nbs/30_train.loop.ipynb #c97fa99c
+def make_loader(
+    ds, cfg, collate=None, sampler=None, seed: int = 0, train: bool = False
+) -> DataLoader:
+    "The DataLoader of `fit`: the validation protocol (no shuffle, `val_batch_size`) unless `train`"
     tc = cfg.train
     g = torch.Generator()
-    g.manual_seed(seed)   # own generator: the global RNG is not consumed by loader workers
+    g.manual_seed(seed)  # own generator: the global RNG is not consumed by loader workers
     bs = tc.batch_size if train else (tc.val_batch_size or tc.batch_size)
-    return DataLoader(ds, batch_size=bs, sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
-                      drop_last=train and tc.drop_last, generator=g)
+    return DataLoader(
+        ds,
+        batch_size=bs,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=tc.num_workers,
+        drop_last=train and tc.drop_last,
+        generator=g,
+    )
 
-# %% ../../nbs/30_train.loop.ipynb #3467b9ef
+# %% ../../nbs/30_train.loop.ipynb #df02792d
 class Trainer:
     "The state of one `fit`: task, config, run folder, model, optimiser, position"
-    def __init__(self, task,                  # a `geoformers.train.tasks.Task`
-                 cfg,                         # its resolved config
-                 out_dir=None,                # the run folder (None: claim runs/<task>[-N])
-                 resume:bool=False,           # continue from out_dir/last.pt
-                 overwrite:bool=False,        # replace a run out_dir already holds
-                 stop_at:int=None,            # stop after this many steps as if interrupted
-                 distributed:bool=None,       # None: as launched (torchrun); False: force one process
-                 stop:StopSignals=None,       # the signal flag
-                 nested:bool=False):          # inside another fit (a baseline's training)
+
+    def __init__(
+        self,
+        task,  # a `geoformers.train.tasks.Task`
+        cfg,  # its resolved config
+        out_dir=None,  # the run folder (None: claim runs/<task>[-N])
+        resume: bool = False,  # continue from out_dir/last.pt
+        overwrite: bool = False,  # replace a run out_dir already holds
+        stop_at: int = None,  # stop after this many steps as if interrupted
+        distributed: bool = None,  # None: as launched (torchrun); False: force one process
+        stop: StopSignals = None,  # the signal flag
+        nested: bool = False,  # inside another fit (a baseline's training)
+    ):
         store_attr()
         self.cfg = as_config(obj2dict(cfg))
         self.tc = self.cfg.train
@@ -349,13 +507,14 @@ class Trainer:
         self.state = dict(step=0, epoch=0, batches=0, best=None)
         self.warnings, self.pending_val = [], False
 
-# %% ../../nbs/30_train.loop.ipynb #bae72aa9
+# %% ../../nbs/30_train.loop.ipynb #37180597
 @patch
-def setup(self:Trainer):
+def setup(self: Trainer):
     "Device, process group, run folder, data, model, optimiser, schedule"
     cfg, tc = self.cfg, self.tc
     self.device = user_device(tc.device)
-    if tc.num_threads: torch.set_num_threads(tc.num_threads)   # e.g. 1 per process on a shared CPU
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)  # e.g. 1 per process on a shared CPU
     self.is_dist = init_distributed(self.device) if self.distributed is not False else False
     self.rank, self.world, self.local = dist_env() if self.is_dist else (0, 1, 0)
     if self.is_dist and self.device.type == 'cuda':
@@ -366,70 +525,98 @@ def setup(self:Trainer):
     self.data = self.task.data(cfg)
     for split, name in (('train', 'training'), ('val', 'validation')):
         if len(self.data[split]) == 0:
-            raise DataError(f"the {name} split of task {cfg.task!r} is empty: check the data section of the config")
+            raise DataError(
+                f"the {name} split of task {cfg.task!r} is empty: check the config's data section"
+            )
     self.model = self.task.model(cfg).to(self.device)
     self.opt = make_optimizer(self.task.param_groups(self.model, cfg), tc)
     self.sampler = ResumableSampler(len(self.data['train']), shuffle=True, seed=cfg.get('seed', 0))
     bs, accum, n = tc.batch_size, tc.grad_accum, len(self.sampler)
     per_epoch = n // bs // accum if tc.drop_last else math.ceil(math.ceil(n / bs) / accum)
     if per_epoch == 0:
-        raise ConfigError(f"the training split has {n} samples per process, fewer than train.batch_size * "
-                          f"train.grad_accum = {bs * accum}: lower train.batch_size or set train.drop_last=false")
+        raise ConfigError(
+            f"the training split has {n} samples per process, fewer than train.batch_size * "
+            f"train.grad_accum = {bs * accum}: lower train.batch_size or set train.drop_last=false"
+        )
     self.total = tc.max_steps or tc.epochs * per_epoch
     lam = lr_lambda(self.total, tc.warmup_steps, tc.schedule, tc.min_lr_ratio)
     self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lam)
     self.scaler = torch.amp.GradScaler('cuda', enabled=tc.amp == 'fp16')
 
+
 @patch
-def run_folder(self:Trainer)->Path:
+def run_folder(self: Trainer) -> Path:
     "The run folder, claimed by rank 0 (the other ranks wait for it)"
     if self.out_dir is None and self.world > 1:
-        raise ConfigError("a distributed run needs a run folder all processes agree on: pass --out RUN_FOLDER")
+        raise ConfigError(
+            "a distributed run needs a run folder all processes agree on: pass --out RUN_FOLDER"
+        )
     if self.rank == 0:
-        if self.out_dir is None: out = claim_run_dir('runs', self.cfg.task)
-        else: out = prepare_run_dir(self.out_dir, self.resume, self.overwrite or (self.nested and not self.resume))
+        if self.out_dir is None:
+            out = claim_run_dir('runs', self.cfg.task)
+        else:
+            out = prepare_run_dir(
+                self.out_dir, self.resume, self.overwrite or (self.nested and not self.resume)
+            )
     if self.is_dist:
         box = [str(out) if self.rank == 0 else None]
         dist.broadcast_object_list(box, src=0)
         out = Path(box[0])
     return out
 
-# %% ../../nbs/30_train.loop.ipynb #9ca9d059
+# %% ../../nbs/30_train.loop.ipynb #15fa1563
 @patch
-def restore(self:Trainer):
-    "Load out/last.pt into model, optimiser, schedule, scaler, position and RNGs; trim the log to its step"
-    ck = load_checkpoint(self.out/'last.pt', self.model, obj2dict(self.cfg), task=self.cfg.task,
-                         renamed=getattr(self.task, 'renamed_keys', None))
+def restore(self: Trainer):
+    "Load out/last.pt into model, optimiser, schedule, scaler, position, RNGs; trim the log to it"
+    ck = load_checkpoint(
+        self.out / 'last.pt',
+        self.model,
+        obj2dict(self.cfg),
+        task=self.cfg.task,
+        renamed=getattr(self.task, 'renamed_keys', None),
+    )
     self.opt.load_state_dict(ck['optimizer'])
     self.sched.load_state_dict(ck['scheduler'])
     self.scaler.load_state_dict(ck['scaler'])
     self.state = ck['state']
     self.pending_val = self.state.pop('pending_val', False)
     set_rng_state(ck['rng'])
-    if self.rank == 0 and (self.out/'metrics.jsonl').exists():
+    if self.rank == 0 and (self.out / 'metrics.jsonl').exists():
         trim_metrics(self.out, self.state['step'], keep_val=not self.pending_val)
         key = self.tc.best_metric
         vals = [r[key] for r in read_metrics(self.out) if r.get('split') == 'val' and key in r]
         vals = [v for v in vals if math.isfinite(v)]
-        if vals: self.state['best'] = (min if self.tc.best_mode == 'min' else max)(vals)
+        if vals:
+            self.state['best'] = (min if self.tc.best_mode == 'min' else max)(vals)
+
 
 @patch
-def checkpoint(self:Trainer, name:str):
+def checkpoint(self: Trainer, name: str):
     "Write `name` (last.pt, best.pt) in the run folder (rank 0)"
-    if self.rank: return
-    save_checkpoint(self.out/name, model=_unwrap(self.model).state_dict(), optimizer=self.opt.state_dict(),
-                    scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict(), state=self.state,
-                    rng=rng_state(), config=obj2dict(self.cfg))
+    if self.rank:
+        return
+    save_checkpoint(
+        self.out / name,
+        model=_unwrap(self.model).state_dict(),
+        optimizer=self.opt.state_dict(),
+        scheduler=self.sched.state_dict(),
+        scaler=self.scaler.state_dict(),
+        state=self.state,
+        rng=rng_state(),
+        config=obj2dict(self.cfg),
+    )
 
-# %% ../../nbs/30_train.loop.ipynb #2d6c5d12
-def _note(e:BaseException, note:str):
-    if hasattr(e, 'add_note'): e.add_note(note)
+# %% ../../nbs/30_train.loop.ipynb #4bee0a32
+def _note(e: BaseException, note: str):
+    if hasattr(e, 'add_note'):
+        e.add_note(note)
+
 
 @patch
-def validate(self:Trainer)->dict:
-    "Write last.pt, evaluate, log, preview; write best.pt when `train.best_metric` improved (and is finite)"
+def validate(self: Trainer) -> dict:
+    "Write last.pt, evaluate, log, preview; best.pt when `train.best_metric` improved (finite)"
     tc, step = self.tc, self.state['step']
-    self.state['pending_val'] = True            # a run resumed from this checkpoint validates first
+    self.state['pending_val'] = True  # a run resumed from this checkpoint validates first
     self.checkpoint('last.pt')
     self.state['pending_val'] = False
     try:
@@ -439,16 +626,24 @@ def validate(self:Trainer)->dict:
             self.log.image(self.task.preview(_unwrap(self.model), batch, self.cfg), step)
     except Exception as e:
         if self.rank == 0:
-            _note(e, f"validation failed at step {step}; the training so far is saved in {self.out/'last.pt'}: "
-                     f"fix the cause and continue with --resume")
+            _note(
+                e,
+                f"validation failed at step {step}; the training so far is saved in "
+                f"{self.out / 'last.pt'}: "
+                f"fix the cause and continue with --resume",
+            )
         raise
     self.log.write(dict(split='val', step=step, epoch=self.state['epoch'], **metrics))
     key, v = tc.best_metric, metrics.get(tc.best_metric)
     if v is None:
-        raise ConfigError(f"train.best_metric={key!r} is not among the validation metrics {sorted(metrics)}")
+        raise ConfigError(
+            f"train.best_metric={key!r} is not among the validation metrics {sorted(metrics)}"
+        )
     if not math.isfinite(v):
-        self.warn(f"validation {key}={v} at step {step} is not finite, so it does not choose best.pt; "
-                  "check the validation data for NaN/inf values or samples without labels")
+        self.warn(
+            f"validation {key}={v} at step {step} is not finite, so it does not choose best.pt; "
+            "check the validation data for NaN/inf values or samples without labels"
+        )
         return metrics
     best = self.state['best']
     if best is None or (v < best if tc.best_mode == 'min' else v > best):
@@ -456,16 +651,18 @@ def validate(self:Trainer)->dict:
         self.checkpoint('best.pt')
     return metrics
 
+
 @patch
-def warn(self:Trainer, msg:str):
+def warn(self: Trainer, msg: str):
     "Print `msg` on stderr (rank 0) and keep it for summary.json"
     self.warnings.append(msg)
-    if self.rank == 0: print(f"warning: {msg}", file=sys.stderr)
+    if self.rank == 0:
+        print(f"warning: {msg}", file=sys.stderr)
 
-# %% ../../nbs/30_train.loop.ipynb #e13d84b5
+# %% ../../nbs/30_train.loop.ipynb #88bd613e
 @patch
-def train_step(self:Trainer, micro:list)->tuple:
-    "One optimiser step over the micro-batches `micro`; returns (reduced terms, local terms, signalled)"
+def train_step(self: Trainer, micro: list) -> tuple:
+    "One optimiser step over the micro-batches `micro`: (reduced terms, local terms, signalled)"
     tc, model, dev = self.tc, self.model, self.device
     terms = {}
     for i, b in enumerate(micro):
@@ -473,14 +670,17 @@ def train_step(self:Trainer, micro:list)->tuple:
         with sync, autocast(dev, tc.amp):
             losses = self.task.loss(model, to_device(b, dev), self.cfg)
         self.scaler.scale(losses['loss'] / len(micro)).backward()
-        for k, v in losses.items(): terms[k] = terms.get(k, 0.) + float(v.detach()) / len(micro)
+        for k, v in losses.items():
+            terms[k] = terms.get(k, 0.0) + float(v.detach()) / len(micro)
     red = {k: torch.tensor(v) for k, v in terms.items()}
     red['_signal'] = torch.tensor(float(self.stop.caught is not None))
-    if self.is_dist: red = all_reduce_sum(red)         # not when a distributed=False fit runs inside DDP
+    if self.is_dist:
+        red = all_reduce_sum(red)  # not when a distributed=False fit runs inside DDP
     red = {k: float(v) / self.world for k, v in red.items()}
     signalled = red.pop('_signal') > 0
     bad = {k: v for k, v in red.items() if not math.isfinite(v)}
-    if bad: self.nonfinite(micro, bad)
+    if bad:
+        self.nonfinite(micro, bad)
     if tc.grad_clip:
         self.scaler.unscale_(self.opt)
         nn.utils.clip_grad_norm_(_unwrap(model).parameters(), tc.grad_clip)
@@ -493,129 +693,195 @@ def train_step(self:Trainer, micro:list)->tuple:
     self.task.after_step(_unwrap(model), self.cfg, self.state['step'])
     return red, terms, signalled
 
+
 @patch
-def nonfinite(self:Trainer, micro:list, bad:dict):
-    "Raise `NonFiniteLoss` for the batch `micro`, naming its ids, non-finite inputs and the last checkpoint"
+def nonfinite(self: Trainer, micro: list, bad: dict):
+    "Raise `NonFiniteLoss` for the batch `micro`: its ids, non-finite inputs, the last checkpoint"
     ids, inputs = [], {}
     for b in micro:
         bi = batch_ids(b)
-        if bi is None: continue
+        if bi is None:
+            continue
         ids += bi
-        for k, v in nonfinite_inputs(b, bi).items(): inputs.setdefault(k, []).extend(v)
-    last = self.out/'last.pt'
-    step = torch.load(last, weights_only=True, mmap=True)['state']['step'] if last.exists() else None
-    raise NonFiniteLoss(self.state['step'] + 1, bad, ids or None, inputs, last if last.exists() else None, step)
+        for k, v in nonfinite_inputs(b, bi).items():
+            inputs.setdefault(k, []).extend(v)
+    last = self.out / 'last.pt'
+    step = (
+        torch.load(last, weights_only=True, mmap=True)['state']['step'] if last.exists() else None
+    )
+    raise NonFiniteLoss(
+        self.state['step'] + 1, bad, ids or None, inputs, last if last.exists() else None, step
+    )
 
-# %% ../../nbs/30_train.loop.ipynb #7f168e71
+# %% ../../nbs/30_train.loop.ipynb #c69c2658
 @patch
-def train(self:Trainer)->dict:
+def train(self: Trainer) -> dict:
     "The epochs; returns `{'stopped_at', 'signal'}` when stopped early, else None"
     tc, cfg, st = self.tc, self.cfg, self.state
     frozen = apply_freeze(self.opt, st['epoch'])
-    ddp = lambda m: DDP(m, device_ids=[self.local] if self.device.type == 'cuda' else None) if self.is_dist else m
+    ddp = lambda m: (
+        DDP(m, device_ids=[self.local] if self.device.type == 'cuda' else None)
+        if self.is_dist
+        else m
+    )
     self.model = ddp(self.model)
     self.model.train()
     show = self.rank == 0 and tc.progress and not self.nested
-    bar = tqdm(total=self.total, initial=st['step'], disable=None if show else True, desc=cfg.task,
-               dynamic_ncols=True)
-    st.setdefault('acc', {})                              # train losses since the last log record (resumable)
+    bar = progress(
+        total=self.total, initial=st['step'], disable=not show, desc=cfg.task, dynamic_ncols=True
+    )
+    st.setdefault('acc', {})  # train losses since the last log record (resumable)
     st.setdefault('n_acc', 0)
     try:
         while st['step'] < self.total:
             now_frozen = apply_freeze(self.opt, st['epoch'])
-            if now_frozen != frozen:                      # DDP must see the new set of trainable parameters
+            if now_frozen != frozen:  # DDP must see the new set of trainable parameters
                 frozen = now_frozen
                 self.model = ddp(_unwrap(self.model))
                 self.model.train()
             self.sampler.set_epoch(st['epoch'], start=st['batches'] * tc.batch_size)
-            loader = make_loader(self.data['train'], cfg, self.data.get('collate'), self.sampler,
-                                 cfg.get('seed', 0) + st['epoch'], train=True)
+            loader = make_loader(
+                self.data['train'],
+                cfg,
+                self.data.get('collate'),
+                self.sampler,
+                cfg.get('seed', 0) + st['epoch'],
+                train=True,
+            )
             it = iter(loader)
             while st['step'] < self.total:
                 micro = list(itertools.islice(it, tc.grad_accum))
-                if not micro or (tc.drop_last and len(micro) < tc.grad_accum): break
+                if not micro or (tc.drop_last and len(micro) < tc.grad_accum):
+                    break
                 red, terms, signalled = self.train_step(micro)
-                for k, v in red.items(): st['acc'][k] = st['acc'].get(k, 0.) + v
+                for k, v in red.items():
+                    st['acc'][k] = st['acc'].get(k, 0.0) + v
                 st['n_acc'] += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{red['loss']:.4f}")
                 if st['step'] % tc.log_every == 0 or st['step'] == self.total:
                     lr = {g['name']: g['lr'] for g in self.opt.param_groups}
-                    self.log.write(dict(split='train', step=st['step'], epoch=st['epoch'], world_size=self.world,
-                                        lr=lr, **{k: v / st['n_acc'] for k, v in st['acc'].items()}),
-                                   local={f'local_{k}': v for k, v in terms.items()})
+                    self.log.write(
+                        dict(
+                            split='train',
+                            step=st['step'],
+                            epoch=st['epoch'],
+                            world_size=self.world,
+                            lr=lr,
+                            **{k: v / st['n_acc'] for k, v in st['acc'].items()},
+                        ),
+                        local={f'local_{k}': v for k, v in terms.items()},
+                    )
                     st['acc'], st['n_acc'] = {}, 0
-                if tc.val_every and st['step'] % tc.val_every == 0 and st['step'] < self.total: self.validate()
+                if tc.val_every and st['step'] % tc.val_every == 0 and st['step'] < self.total:
+                    self.validate()
                 stopped = signalled or (self.stop_at is not None and st['step'] >= self.stop_at)
                 if stopped and st['step'] < self.total:
                     self.checkpoint('last.pt')
-                    if signalled and self.nested: raise Preempted(self.stop.caught or 'another rank', st['step'])
+                    if signalled and self.nested:
+                        raise Preempted(self.stop.caught or 'another rank', st['step'])
                     sig = {'signal': self.stop.caught or 'another rank'} if signalled else {}
                     return dict(task=cfg.task, stopped_at=st['step'], **sig)
             if st['step'] < self.total:
                 st['epoch'] += 1
                 st['batches'] = 0
-                if not tc.val_every: self.validate()
-    finally: bar.close()
+                if not tc.val_every:
+                    self.validate()
+    finally:
+        bar.close()
 
-# %% ../../nbs/30_train.loop.ipynb #30fb6986
+# %% ../../nbs/30_train.loop.ipynb #4fa37bd5
 @patch
-def finish(self:Trainer)->dict:
-    "Final validation, baselines (rank 0), summary.json; a run whose metric was never finite fails here"
+def finish(self: Trainer) -> dict:
+    "Final validation, baselines (rank 0), summary.json; fails if the metric was never finite"
     tc, st = self.tc, self.state
     metrics = self.validate()
-    summary = dict(task=self.cfg.task, metrics=metrics, baselines={}, runtime_s=None,
-                   train_runtime_s=round(time.time() - self.t0, 2), steps=st['step'],
-                   best={tc.best_metric: st['best']}, config=obj2dict(self.cfg))
+    summary = dict(
+        task=self.cfg.task,
+        metrics=metrics,
+        baselines={},
+        runtime_s=None,
+        train_runtime_s=round(time.time() - self.t0, 2),
+        steps=st['step'],
+        best={tc.best_metric: st['best']},
+        config=obj2dict(self.cfg),
+    )
     if self.rank == 0:
-        try: summary['baselines'] = self.task.baselines(self.data, self.cfg, self.out) or {}
+        try:
+            summary['baselines'] = self.task.baselines(self.data, self.cfg, self.out) or {}
         except Preempted as p:
-            return dict(task=self.cfg.task, stopped_at=st['step'], signal=p.signal, during='baselines')
+            return dict(
+                task=self.cfg.task, stopped_at=st['step'], signal=p.signal, during='baselines'
+            )
         summary.update(self.task.describe(_unwrap(self.model), self.data, self.cfg) or {})
-        summary['runtime_s'] = round(time.time() - self.t0, 2)      # training, evaluation and baselines
-        if self.warnings: summary['warnings'] = self.warnings
+        summary['runtime_s'] = round(time.time() - self.t0, 2)  # training, evaluation and baselines
+        if self.warnings:
+            summary['warnings'] = self.warnings
         self.log.summary(summary)
-    if self.is_dist: dist.barrier()
+    if self.is_dist:
+        dist.barrier()
     if st['best'] is None:
-        raise DataError(f"validation {tc.best_metric} was never finite, so no best.pt was written; the model is "
-                        f"kept in {self.out/'last.pt'}: check the validation data for NaN/inf or missing labels")
+        raise DataError(
+            f"validation {tc.best_metric} was never finite, so no best.pt was written; the "
+            f"model is kept in {self.out / 'last.pt'}: check the validation data for NaN/inf or "
+            "missing labels"
+        )
     return summary
 
-@patch
-def close(self:Trainer):
-    "Finish the log (W&B)"
-    if getattr(self, 'log', None) is not None: self.log.close()
 
-# %% ../../nbs/30_train.loop.ipynb #32bce812
+@patch
+def close(self: Trainer):
+    "Finish the log (W&B)"
+    if getattr(self, 'log', None) is not None:
+        self.log.close()
+
+# %% ../../nbs/30_train.loop.ipynb #630c58a4
 _depth = threading.local()
 
+
 @patch
-def run(self:Trainer)->dict:
+def run(self: Trainer) -> dict:
     "setup, restore (when resuming), train, finish"
     self.setup()
-    if self.resume: self.restore()
+    if self.resume:
+        self.restore()
     self.log = RunLog(self.out, self.cfg, self.rank)
     try:
-        if self.rank == 0: (self.out/'config.json').write_text(json.dumps(obj2dict(self.cfg), indent=2))
+        if self.rank == 0:
+            (self.out / 'config.json').write_text(json.dumps(obj2dict(self.cfg), indent=2))
         vs = self.data['val']
-        vsampler = (DistributedSampler(range(len(vs)), num_replicas=self.world, rank=self.rank, shuffle=False)
-                    if self.is_dist else None)
+        vsampler = (
+            DistributedSampler(
+                range(len(vs)), num_replicas=self.world, rank=self.rank, shuffle=False
+            )
+            if self.is_dist
+            else None
+        )
         self.vloader = make_loader(vs, self.cfg, self.data.get('collate'), vsampler)
-        if self.resume and self.pending_val and self.state['step'] < self.total: self.validate()
+        if self.resume and self.pending_val and self.state['step'] < self.total:
+            self.validate()
         stopped = self.train()
         return stopped or self.finish()
-    finally: self.close()
+    finally:
+        self.close()
 
-def fit(task, cfg, out_dir=None,            # the task, its resolved config, the run folder (None: runs/<task>[-N])
-        resume:bool=False,                  # continue from out_dir/last.pt
-        overwrite:bool=False,               # replace the run out_dir holds (else a folder holding a run is refused)
-        stop_at:int=None,                   # stop after this many steps as if interrupted (resumable)
-        distributed:bool=None,              # None: as launched (torchrun); False: force one process
-       )->dict:                             # the summary (also written to summary.json)
+
+def fit(
+    task,
+    cfg,
+    out_dir=None,  # the task, its resolved config, the run folder (None: runs/<task>[-N])
+    resume: bool = False,  # continue from out_dir/last.pt
+    overwrite: bool = False,  # replace the run out_dir holds (else such a folder is refused)
+    stop_at: int = None,  # stop after this many steps as if interrupted (resumable)
+    distributed: bool = None,  # None: as launched (torchrun); False: force one process
+) -> dict:  # the summary (also written to summary.json)
     "Train `task` with `cfg` in `out_dir`; returns the summary (or `stopped_at` when stopped early)"
     depth = getattr(_depth, 'n', 0)
     _depth.n = depth + 1
     try:
         with StopSignals() as stop:
-            return Trainer(task, cfg, out_dir, resume, overwrite, stop_at, distributed, stop, depth > 0).run()
-    finally: _depth.n = depth
+            return Trainer(
+                task, cfg, out_dir, resume, overwrite, stop_at, distributed, stop, depth > 0
+            ).run()
+    finally:
+        _depth.n = depth

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['config_hash', 'provenance', 'load_run', 'predict_run', 'predict_cli', 'format_table', 'eval_run', 'eval_cli']
 
-# %% ../../nbs/32a_train.predict.ipynb #3b3220f7
+# %% ../../nbs/32a_train.predict.ipynb #7a88ad90
 import hashlib
 import json
 import re
@@ -24,172 +24,259 @@ from .checkpoint import _diff, load_checkpoint, rename_keys, state_dict_diff
 from .loop import evaluate, make_loader, user_device
 from .tasks import get_task, resolve_config
 
-# %% ../../nbs/32a_train.predict.ipynb #0876dbcb
-def config_hash(cfg)->str:
+# %% ../../nbs/32a_train.predict.ipynb #8d8d0d59
+def config_hash(cfg) -> str:
     "A short SHA-256 of the config (keys sorted): equal configs have equal hashes"
     text = json.dumps(obj2dict(cfg), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-def provenance(cfg,                       # the run's config
-               run,                       # the run folder, model folder or hub id
-               checkpoint:str=None,       # the checkpoint file used
-               checkpoint_step:int=None,  # its optimiser step
-              )->dict:
+
+def provenance(
+    cfg,  # the run's config
+    run,  # the run folder, model folder or hub id
+    checkpoint: str = None,  # the checkpoint file used
+    checkpoint_step: int = None,  # its optimiser step
+) -> dict:
     "Where a prediction comes from: task, run, checkpoint, step, geoformers version, config hash"
-    return dict(task=cfg['task'], run=str(run), checkpoint=checkpoint, checkpoint_step=checkpoint_step,
-                geoformers_version=geoformers.__version__, config_hash=config_hash(cfg))
+    return dict(
+        task=cfg['task'],
+        run=str(run),
+        checkpoint=checkpoint,
+        checkpoint_step=checkpoint_step,
+        geoformers_version=geoformers.__version__,
+        config_hash=config_hash(cfg),
+    )
 
-# %% ../../nbs/32a_train.predict.ipynb #adee4ec0
-def _note(msg:str): print(f"note: {msg}", file=sys.stderr)
+# %% ../../nbs/32a_train.predict.ipynb #ec9722db
+def _note(msg: str):
+    print(f"note: {msg}", file=sys.stderr)
 
-def _checkpoint_file(run:Path, checkpoint:str)->Path:
+
+def _checkpoint_file(run: Path, checkpoint: str) -> Path:
     "best.pt (falling back to last.pt), last.pt, or a file"
     if checkpoint not in ('best', 'last'):
         p = Path(checkpoint)
-        if not p.is_file(): raise CheckpointError(f"no checkpoint file {p}; pass best, last or a .pt file")
+        if not p.is_file():
+            raise CheckpointError(f"no checkpoint file {p}; pass best, last or a .pt file")
         return p
-    best, last = run/'best.pt', run/'last.pt'
-    if checkpoint == 'best' and best.exists(): return best
+    best, last = run / 'best.pt', run / 'last.pt'
+    if checkpoint == 'best' and best.exists():
+        return best
     if last.exists():
-        if checkpoint == 'best': _note(f"{run} has no best.pt (no finite validation metric yet); using last.pt")
+        if checkpoint == 'best':
+            _note(f"{run} has no best.pt (no finite validation metric yet); using last.pt")
         return last
-    raise CheckpointError(f"{run} holds no checkpoint (no best.pt or last.pt): the run stopped before its first "
-                          f"validation; continue it with geoformers_train TASK --resume --out {run}")
+    raise CheckpointError(
+        f"{run} holds no checkpoint (no best.pt or last.pt): the run stopped before its first "
+        f"validation; continue it with geoformers_train TASK --resume --out {run}"
+    )
 
-def _is_hub_id(s:str)->bool:
+
+def _is_hub_id(s: str) -> bool:
     "Does `s` look like `owner/name` and not like a path here?"
-    return bool(re.fullmatch(r'[\w.-]+/[\w.-]+', s)) and not Path(s).exists() and not Path(s).parent.exists()
+    return (
+        bool(re.fullmatch(r'[\w.-]+/[\w.-]+', s))
+        and not Path(s).exists()
+        and not Path(s).parent.exists()
+    )
 
-def load_run(run,                     # a run folder, a model folder (save_pretrained) or a hub id
-             checkpoint:str='best',   # best (else last, with a note), last, or a checkpoint file
-             device='cpu',            # where the model goes ('auto': CUDA when present)
-            )->tuple:                 # (task, cfg, model): the model in eval mode, with `.provenance`
+
+def load_run(
+    run,  # a run folder, a model folder (save_pretrained) or a hub id
+    checkpoint: str = 'best',  # best (else last, with a note), last, or a checkpoint file
+    device='cpu',  # where the model goes ('auto': CUDA when present)
+) -> tuple:  # (task, cfg, model): the model in eval mode, with `.provenance`
     "The task, config and trained model of a run"
     p = Path(run)
-    if (p/'model.safetensors').exists() or _is_hub_id(str(run)):
+    if (p / 'model.safetensors').exists() or _is_hub_id(str(run)):
         from geoformers.train.hub import load_pretrained
+
         return load_pretrained(run, device=device)
-    if not p.exists(): raise RunFolderError(f"no run folder {p}")
-    if not p.is_dir(): raise RunFolderError(f"{p} is a file, not a run folder (config.json + best.pt)")
-    if not (p/'config.json').exists():
-        raise RunFolderError(f"{p} is not a run folder: it has no config.json (geoformers_train --out writes one)")
-    try: stored = json.loads((p/'config.json').read_text())
-    except json.JSONDecodeError as e: raise RunFolderError(f"{p/'config.json'} is unreadable: {e}") from None
+    if not p.exists():
+        raise RunFolderError(f"no run folder {p}")
+    if not p.is_dir():
+        raise RunFolderError(f"{p} is a file, not a run folder (config.json + best.pt)")
+    if not (p / 'config.json').exists():
+        raise RunFolderError(
+            f"{p} is not a run folder: it has no config.json (geoformers_train --out writes one)"
+        )
+    try:
+        stored = json.loads((p / 'config.json').read_text())
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{p / 'config.json'} is unreadable: {e}") from None
     task = get_task(stored.get('task'))
     cfg = resolve_config(task, base=rename_keys(stored, task.renamed_keys))
     path = _checkpoint_file(p, checkpoint)
     ck = load_checkpoint(path, task=task.name, renamed=task.renamed_keys)
-    if task.model_needs_data: task.data(cfg)
+    if task.model_needs_data:
+        task.data(cfg)
     model = task.model(cfg)
-    try: model.load_state_dict(ck['model'])
+    try:
+        model.load_state_dict(ck['model'])
     except RuntimeError:
         keys = [d for d in _diff(ck['config'].get('model', {}), obj2dict(cfg.model), 'model.')]
         why = f"; the configs differ in {'; '.join(keys)}" if keys else ''
-        raise CheckpointError(f"checkpoint {path} does not fit the model {p/'config.json'} describes (another model "
-                              f"size?): {state_dict_diff(ck['model'], model.state_dict())}{why}") from None
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model {p / 'config.json'} describes (another "
+            f"model "
+            f"size?): {state_dict_diff(ck['model'], model.state_dict())}{why}"
+        ) from None
     model.to(user_device(device)).eval()
     model.provenance = provenance(cfg, p, path.name, ck.get('state', {}).get('step'))
     model.run_dir = p
     return task, cfg, model
 
-# %% ../../nbs/32a_train.predict.ipynb #e32addda
-def _default_out(task, run, data)->Path:
+# %% ../../nbs/32a_train.predict.ipynb #9a764c4e
+def _default_out(task, run, data) -> Path:
     name = Path(data).stem if data else 'val'
     folder = Path(run) if Path(run).is_dir() else Path('.')
-    return folder/'predictions'/f"{name}{task.output_suffix}"
+    return folder / 'predictions' / f"{name}{task.output_suffix}"
 
-def _check_out(out:Path, overwrite:bool):
+
+def _check_out(out: Path, overwrite: bool):
     if out.exists() and not overwrite:
         raise RunFolderError(f"{out} exists: pass --overwrite to replace it, or another --out")
 
-def predict_run(run, data=None, out=None, device='cpu', batch_size:int=None, checkpoint:str='best',
-                overwrite:bool=False,
-                command:str=None)->Path:   # the command line, for the provenance JSON
-    "Apply the model of `run` to `data` with the task's `predict`; write the output and its provenance JSON"
-    if data is not None and not Path(data).exists(): raise DataError(f"--data {data}: no such file or folder")
-    if out is not None: _check_out(Path(out), overwrite)
+
+def predict_run(
+    run,
+    data=None,
+    out=None,
+    device='cpu',
+    batch_size: int = None,
+    checkpoint: str = 'best',
+    overwrite: bool = False,
+    command: str = None,  # the command line, for the provenance JSON
+) -> Path:
+    "Apply the model of `run` to `data` with the task's `predict`; write output and provenance JSON"
+    if data is not None and not Path(data).exists():
+        raise DataError(f"--data {data}: no such file or folder")
+    if out is not None:
+        _check_out(Path(out), overwrite)
     t0 = time.time()
     task, cfg, model = load_run(run, checkpoint, device)
     out = Path(out) if out is not None else _default_out(task, run, data)
     _check_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     attrs = dict(model.provenance)
-    res = Path(task.predict(model, cfg, data, out, batch_size=batch_size, device=user_device(device), attrs=attrs))
-    meta = dict(**attrs, data=str(data) if data else 'the run\'s validation split', output=str(res),
-                command=command,
-                created=time.strftime('%Y-%m-%dT%H:%M:%S%z'), wall_s=round(time.time() - t0, 3))
+    res = Path(
+        task.predict(
+            model, cfg, data, out, batch_size=batch_size, device=user_device(device), attrs=attrs
+        )
+    )
+    meta = dict(
+        **attrs,
+        data=str(data) if data else 'the run\'s validation split',
+        output=str(res),
+        command=command,
+        created=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+        wall_s=round(time.time() - t0, 3),
+    )
     Path(f'{res}.provenance.json').write_text(json.dumps(meta, indent=2))
     return res
 
+
 @cli_command
-def predict_cli(run:str,                     # a run folder, a model folder (save_pretrained) or a hub id
-                data:str=None,               # input in the task's own format (default: the run's validation data)
-                out:str=None,                # output file (default: RUN/predictions/<input name><suffix>)
-                device:str='cpu',            # cpu, cuda or auto
-                batch_size:int=None,         # default: the run's validation batch size
-                checkpoint:str='best',       # best (else last), last, or a .pt file
-                overwrite:store_true=False): # replace an existing output
+def predict_cli(
+    run: str,  # a run folder, a model folder (save_pretrained) or a hub id
+    data: str = None,  # input in the task's own format (default: the run's validation data)
+    out: str = None,  # output file (default: RUN/predictions/<input name><suffix>)
+    device: str = 'cpu',  # cpu, cuda or auto
+    batch_size: int = None,  # default: the run's validation batch size
+    checkpoint: str = 'best',  # best (else last), last, or a .pt file
+    overwrite: store_true = False,  # replace an existing output
+):
     "Apply a trained run to new data and write the task's standard output, with provenance"
     if batch_size is not None and batch_size < 1:
         raise UserError(f"--batch_size {batch_size} is not allowed: it must be an int >= 1")
     opts = dict(data=data, out=out, device=device, batch_size=batch_size, checkpoint=checkpoint)
-    cmd = ' '.join(['geoformers_predict', shlex.quote(str(run))] +
-                   [f'--{k} {shlex.quote(str(v))}' for k, v in opts.items() if v is not None] +
-                   (['--overwrite'] if overwrite else []))
+    cmd = ' '.join(
+        ['geoformers_predict', shlex.quote(str(run))]
+        + [f'--{k} {shlex.quote(str(v))}' for k, v in opts.items() if v is not None]
+        + (['--overwrite'] if overwrite else [])
+    )
     res = predict_run(run, data, out, device, batch_size, checkpoint, overwrite, cmd)
     print(f"wrote {res} and {res}.provenance.json")
     return res
 
-# %% ../../nbs/32a_train.predict.ipynb #5ba80a14
-if __name__ == '__main__' and '__file__' in globals(): predict_cli()
+# %% ../../nbs/32a_train.predict.ipynb #ed96e264
+if __name__ == '__main__' and '__file__' in globals():
+    predict_cli()
 
-# %% ../../nbs/32a_train.predict.ipynb #790edee7
-def format_table(rows:dict, digits:int=4)->str:
+# %% ../../nbs/32a_train.predict.ipynb #736b700f
+def format_table(rows: dict, digits: int = 4) -> str:
     "`{row: {column: value}}` as a plain-text table"
     cols = list(dict.fromkeys(k for r in rows.values() for k in r))
     w0 = max([len('model')] + [len(r) for r in rows])
-    def fmt(v): return f'{v:.{digits}g}' if isinstance(v, float) else str(v)
+
+    def fmt(v):
+        return f'{v:.{digits}g}' if isinstance(v, float) else str(v)
+
     cells = {r: [fmt(rows[r].get(c, '')) for c in cols] for r in rows}
     ws = [max([len(c)] + [len(cells[r][i]) for r in rows]) for i, c in enumerate(cols)]
     lines = ['  '.join([''.ljust(w0)] + [c.rjust(w) for c, w in zip(cols, ws)])]
     lines += ['  '.join([r.ljust(w0)] + [v.rjust(w) for v, w in zip(cells[r], ws)]) for r in rows]
     return '\n'.join(lines)
 
-def eval_run(run, data, name:str=None, device='cpu', batch_size:int=None, checkpoint:str='best',
-             out=None, overwrite:bool=False)->dict:
-    "Metrics of `run` and of its baselines on `data`, under the training protocol; written to RUN/eval-<name>.json"
-    if not Path(data).exists(): raise DataError(f"--data {data}: no such file or folder")
+
+def eval_run(
+    run,
+    data,
+    name: str = None,
+    device='cpu',
+    batch_size: int = None,
+    checkpoint: str = 'best',
+    out=None,
+    overwrite: bool = False,
+) -> dict:
+    "Metrics of `run` and its baselines on `data` (training protocol), in RUN/eval-<name>.json"
+    if not Path(data).exists():
+        raise DataError(f"--data {data}: no such file or folder")
     t0 = time.time()
     task, cfg, model = load_run(run, checkpoint, device)
     d = task.eval_data(cfg, data)
     name = name or d.get('name') or Path(data).stem
-    if not re.fullmatch(r'[\w.-]+', name): raise UserError(f"--name {name!r}: use letters, digits, '.', '-', '_'")
-    out = Path(out) if out else Path(model.run_dir)/f'eval-{name}.json'
+    if not re.fullmatch(r'[\w.-]+', name):
+        raise UserError(f"--name {name!r}: use letters, digits, '.', '-', '_'")
+    out = Path(out) if out else Path(model.run_dir) / f'eval-{name}.json'
     _check_out(out, overwrite)
-    if batch_size: cfg.train.val_batch_size = batch_size
+    if batch_size:
+        cfg.train.val_batch_size = batch_size
     loader = make_loader(d['val'], cfg, d.get('collate'))
     metrics = evaluate(task, model, loader, cfg, user_device(device))
     baselines = task.eval_baselines(d, cfg, model.run_dir) or {}
-    res = dict(task=task.name, data=str(data), name=name, note=d.get('note', ''), samples=len(d['val']),
-               metrics=metrics, baselines=baselines, provenance=model.provenance,
-               runtime_s=round(time.time() - t0, 3))
+    res = dict(
+        task=task.name,
+        data=str(data),
+        name=name,
+        note=d.get('note', ''),
+        samples=len(d['val']),
+        metrics=metrics,
+        baselines=baselines,
+        provenance=model.provenance,
+        runtime_s=round(time.time() - t0, 3),
+    )
     out.write_text(json.dumps(res, indent=2, default=float))
     res['out'] = str(out)
     return res
 
+
 @cli_command
-def eval_cli(run:str,                     # a run folder, a model folder (save_pretrained) or a hub id
-             data:Param("the dataset, in a format the task's eval_data reads", str, required=True)=None,
-             name:str=None,               # names the result RUN/eval-<name>.json (default: from the data)
-             device:str='cpu',            # cpu, cuda or auto
-             batch_size:int=None,         # default: the run's validation batch size
-             checkpoint:str='best',       # best (else last), last, or a .pt file
-             out:str=None,                # the JSON file (default RUN/eval-<name>.json)
-             overwrite:store_true=False): # replace an existing result
+def eval_cli(
+    run: str,  # a run folder, a model folder (save_pretrained) or a hub id
+    data: Param("the dataset, in a format the task's eval_data reads", str, required=True) = None,
+    name: str = None,  # names the result RUN/eval-<name>.json (default: from the data)
+    device: str = 'cpu',  # cpu, cuda or auto
+    batch_size: int = None,  # default: the run's validation batch size
+    checkpoint: str = 'best',  # best (else last), last, or a .pt file
+    out: str = None,  # the JSON file (default RUN/eval-<name>.json)
+    overwrite: store_true = False,  # replace an existing result
+):
     "Score a trained run and its baselines on another dataset, under the training protocol"
     res = eval_run(run, data, name, device, batch_size, checkpoint, out, overwrite)
     print(f"{res['task']} on {res['name']} ({res['samples']} samples)")
     print(format_table({'model': res['metrics'], **res['baselines']}))
-    if res['note']: print(f"note: {res['note']}")
+    if res['note']:
+        print(f"note: {res['note']}")
     print(f"wrote {res['out']}")
     return res

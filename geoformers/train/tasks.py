@@ -6,7 +6,7 @@
 __all__ = ['CONFIG_DIR', 'Task', 'register_task', 'list_tasks', 'get_task', 'config_path', 'read_yaml', 'check_ranges',
            'resolve_config', 'ToyRows', 'read_toy_csv', 'ToyTask', 'MeanModel']
 
-# %% ../../nbs/31_train.tasks.ipynb #1641893a
+# %% ../../nbs/31_train.tasks.ipynb #707fa1ee
 import difflib
 import importlib
 import pkgutil
@@ -19,377 +19,526 @@ from fastcore.basics import patch
 from fastcore.xtras import obj2dict
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from ..core import MLP
+from ..core import MLP, progress, to_device
 from ..errors import ConfigError, DataError, Range, UserError
-from .loop import TRAIN_DEFAULTS, TRAIN_RANGES, as_config, evaluate, make_loader, to_device
+from .loop import TRAIN_DEFAULTS, TRAIN_RANGES, as_config, evaluate, make_loader
 
-# %% ../../nbs/31_train.tasks.ipynb #b2391638
-CONFIG_DIR = Path(__file__).parent.parent/'configs' if '__file__' in globals() else Path('../geoformers/configs')
+# %% ../../nbs/31_train.tasks.ipynb #d48d4d11
+CONFIG_DIR = (
+    Path(__file__).parent.parent / 'configs'
+    if '__file__' in globals()
+    else Path('../geoformers/configs')
+)
+
 
 class Task:
-    "A trainable problem: data, model, loss, metrics, baselines, previews and predictions built from a config"
-    name:str = None                  # the name `geoformers_train NAME` knows it by
-    config_ranges:dict = {}          # {'model.dim': Range(int, ge=1)}: allowed values of the task's keys
-    renamed_keys:dict = {}           # {'model.seed': 'model.linefit_prior'}: old key -> new key
-    output_suffix:str = '.nc'        # suffix of the file `predict` writes
-    model_needs_data:bool = False    # True when `model(cfg)` needs `data(cfg)` first (e.g. a vocabulary)
+    "A trainable problem: data, model, loss, metrics, baselines, predictions from a config"
+
+    name: str = None  # the name `geoformers_train NAME` knows it by
+    config_ranges: dict = {}  # {'model.dim': Range(int, ge=1)}: allowed values of the task's keys
+    renamed_keys: dict = {}  # {'model.seed': 'model.linefit_prior'}: old key -> new key
+    output_suffix: str = '.nc'  # suffix of the file `predict` writes
+    model_needs_data: bool = (
+        False  # True when `model(cfg)` needs `data(cfg)` first (e.g. a vocabulary)
+    )
 
     def __init__(self):
         "Tasks hold no state: everything comes from the config"
 
-    def default_config(self)->dict:
+    def default_config(self) -> dict:
         "`geoformers/configs/<name>.yaml` with the loop's `train:` defaults under it"
-        path = CONFIG_DIR/f'{self.name}.yaml'
+        path = CONFIG_DIR / f'{self.name}.yaml'
         cfg = yaml.safe_load(path.read_text()) if path.exists() else {}
         cfg = {'task': self.name, 'seed': 0, 'data': {}, 'model': {}, **cfg}
         cfg['train'] = {**TRAIN_DEFAULTS, **cfg.get('train', {})}
         return cfg
 
-    def data(self, cfg)->dict:
+    def data(self, cfg) -> dict:
         "`dict(train=Dataset, val=Dataset, collate=fn or None)`"
         raise NotImplementedError
 
-    def model(self, cfg)->nn.Module:
+    def model(self, cfg) -> nn.Module:
         "The `nn.Module` to train"
         raise NotImplementedError
 
-    def loss(self, model, batch, cfg)->dict:
+    def loss(self, model, batch, cfg) -> dict:
         "`{'loss': scalar, ...}`: `'loss'` is optimised, the other terms are logged"
         raise NotImplementedError
 
-# %% ../../nbs/31_train.tasks.ipynb #ef0b1f75
+# %% ../../nbs/31_train.tasks.ipynb #a238e4e9
 @patch
-def param_groups(self:Task, model, cfg)->list:
-    "One group of all trainable parameters at `train.lr` (`dict(name, params, lr=None, freeze_epochs=0)`)"
+def param_groups(self: Task, model, cfg) -> list:
+    "One group of all trainable parameters at `train.lr` (`dict(name, params, lr, freeze_epochs)`)"
     return [dict(name='all', params=[p for p in model.parameters() if p.requires_grad])]
 
-@patch
-def eval_step(self:Task, model, batch, cfg)->dict:
-    "Summed statistics of one validation batch: each loss term (summed over batches) and the batch count"
-    losses = self.loss(model, batch, cfg)
-    return {**{k: v.detach().float() for k, v in losses.items()}, 'batches': torch.tensor(1.)}
 
 @patch
-def compute_metrics(self:Task, stats, cfg)->dict:
+def eval_step(self: Task, model, batch, cfg) -> dict:
+    "Summed statistics of one validation batch: each loss term and the batch count"
+    losses = self.loss(model, batch, cfg)
+    return {**{k: v.detach().float() for k, v in losses.items()}, 'batches': torch.tensor(1.0)}
+
+
+@patch
+def compute_metrics(self: Task, stats, cfg) -> dict:
     "Metrics from statistics summed over the validation split"
     return {k: v / stats['batches'] for k, v in stats.items() if k != 'batches'}
 
+
 @patch
-def after_step(self:Task, model, cfg, step:int):
+def after_step(self: Task, model, cfg, step: int):
     "Called after every optimiser step (e.g. an EMA target update)"
 
-@patch
-def baselines(self:Task, data, cfg, run_dir)->dict:
-    "`{name: {metric: value}}` on the validation split; trained baselines save their weights in run_dir/baselines"
-    return {}
 
 @patch
-def preview(self:Task, model, batch, cfg):
+def baselines(self: Task, data, cfg, run_dir) -> dict:
+    "`{name: {metric: value}}` on the validation split; trained ones save in run_dir/baselines"
+    return {}
+
+
+@patch
+def preview(self: Task, model, batch, cfg):
     "A matplotlib Figure of a validation batch (saved under run_dir/previews), or None"
     return None
 
+
 @patch
-def describe(self:Task, model, data, cfg)->dict:
+def describe(self: Task, model, data, cfg) -> dict:
     "Extra facts for `--dry_run` and summary.json (e.g. tokens per sample)"
     return {}
 
-# %% ../../nbs/31_train.tasks.ipynb #4728f20d
+# %% ../../nbs/31_train.tasks.ipynb #cedf6bce
 @patch
-def predict(self:Task, model,                 # the trained model, in eval mode, on `device`
-            cfg,                         # the run's config
-            data=None,                   # a path in the task's own input formats; None: the run's validation data
-            out=None,                    # the file to write (suffix `output_suffix`)
-            batch_size:int=None,         # None: the run's validation batch size
-            device='cpu',
-            attrs:dict=None,             # provenance to store in the file's metadata, where the format allows
-            **kw)->Path:                 # the file written
+def predict(
+    self: Task,
+    model,  # the trained model, in eval mode, on `device`
+    cfg,  # the run's config
+    data=None,  # a path in the task's own input formats; None: the run's validation data
+    out=None,  # the file to write (suffix `output_suffix`)
+    batch_size: int = None,  # None: the run's validation batch size
+    device='cpu',
+    attrs: dict = None,  # provenance to store in the file's metadata, where the format allows
+    **kw,
+) -> Path:  # the file written
     "Apply `model` to `data` and write the field's standard output to `out`"
-    raise UserError(f"task {self.name!r} has no predict yet: geoformers_predict cannot apply its runs")
+    raise UserError(
+        f"task {self.name!r} has no predict yet: geoformers_predict cannot apply its runs"
+    )
+
 
 @patch
-def eval_data(self:Task, cfg, path)->dict:
-    "`dict(val=Dataset, collate=fn or None, name=str, note=str)`: data at `path` under the training protocol"
-    raise UserError(f"task {self.name!r} has no eval_data yet: geoformers_eval cannot score its runs on other data")
+def eval_data(self: Task, cfg, path) -> dict:
+    "`dict(val=Dataset, collate=fn|None, name=str, note=str)`: `path` under the training protocol"
+    raise UserError(
+        f"task {self.name!r} has no eval_data yet: geoformers_eval cannot score its runs on other "
+        "data"
+    )
+
 
 @patch
-def eval_baselines(self:Task, data:dict, cfg, run_dir)->dict:
-    "`{baseline: {metric: value}}` on `data` (from `eval_data`), with baselines saved in run_dir/baselines"
+def eval_baselines(self: Task, data: dict, cfg, run_dir) -> dict:
+    "`{baseline: {metric: value}}` on `data` (from `eval_data`), with what run_dir/baselines holds"
     return {}
 
-# %% ../../nbs/31_train.tasks.ipynb #94a842e0
+# %% ../../nbs/31_train.tasks.ipynb #ada82509
 _TASKS = {}
+
 
 def register_task(cls):
     "Class decorator: make `cls` available to `get_task` and `geoformers_train` under `cls.name`"
-    if not cls.name: raise ValueError(f"{cls.__name__} needs a `name`")
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a `name`")
     _TASKS[cls.name] = cls
     return cls
+
 
 def _discover():
     "Import every module under `geoformers.tasks`, so that their tasks register"
     import geoformers.tasks as pkg
-    for m in pkgutil.iter_modules(pkg.__path__): importlib.import_module(f'{pkg.__name__}.{m.name}')
 
-def _nearest(word, options)->str:
+    for m in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f'{pkg.__name__}.{m.name}')
+
+
+def _nearest(word, options) -> str:
     near = difflib.get_close_matches(word, options, n=1)
     return f" (did you mean {near[0]!r}?)" if near else ''
 
-def list_tasks()->list:
+
+def list_tasks() -> list:
     "Names of all registered tasks"
     _discover()
     return sorted(_TASKS)
 
-def get_task(name:str)->Task:
+
+def get_task(name: str) -> Task:
     "An instance of the task registered as `name` (task modules are imported only when needed)"
     if name not in _TASKS:
-        try: importlib.import_module(f"geoformers.tasks.{str(name).split('-')[0]}")   # weather-mae: tasks.weather
-        except ImportError: pass
-    if name not in _TASKS: _discover()
+        try:
+            importlib.import_module(
+                f"geoformers.tasks.{str(name).split('-')[0]}"
+            )  # weather-mae: tasks.weather
+        except ImportError:
+            pass
+    if name not in _TASKS:
+        _discover()
     names = sorted(_TASKS)
     if name not in _TASKS:
-        raise ConfigError(f"unknown task {name!r}{_nearest(str(name), names)}; tasks: {', '.join(names)}")
+        raise ConfigError(
+            f"unknown task {name!r}{_nearest(str(name), names)}; tasks: {', '.join(names)}"
+        )
     return _TASKS[name]()
 
-# %% ../../nbs/31_train.tasks.ipynb #30f9f695
-def _flat(d:dict, prefix='')->dict:
+# %% ../../nbs/31_train.tasks.ipynb #921f6508
+def _flat(d: dict, prefix='') -> dict:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and v: out.update(_flat(v, f'{prefix}{k}.'))
-        else: out[f'{prefix}{k}'] = v
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f'{prefix}{k}.'))
+        else:
+            out[f'{prefix}{k}'] = v
     return out
+
 
 def _coerce(key, value, default):
     "Check `value` against the type of `default` (ints are fine for floats; '1e-4' becomes a float)"
-    if default is None or value is None: return value
+    if default is None or value is None:
+        return value
     if isinstance(default, float) and isinstance(value, (int, str)) and not isinstance(value, bool):
-        try: return float(value)
-        except ValueError: pass
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
-        raise ConfigError(f"config key {key!r} expects {type(default).__name__} (default {default!r}), "
-                          f"got {type(value).__name__} {value!r}")
+        raise ConfigError(
+            f"config key {key!r} expects {type(default).__name__} (default {default!r}), "
+            f"got {type(value).__name__} {value!r}"
+        )
     return value
 
-def _set(cfg:dict, key:str, value, flat_defaults:dict, renamed:dict=None):
-    "Set dotted `key` in `cfg`, refusing unknown and renamed keys, and a value in place of a section"
+
+def _set(cfg: dict, key: str, value, flat_defaults: dict, renamed: dict = None):
+    "Set dotted `key` in `cfg`; refuse unknown and renamed keys, and a value in place of a section"
     for old, new in (renamed or {}).items():
         if key == old or key.startswith(old + '.'):
-            raise ConfigError(f"config key {key!r} was renamed to {new + key[len(old):]!r}: use that name")
+            raise ConfigError(
+                f"config key {key!r} was renamed to {new + key[len(old) :]!r}: use that name"
+            )
     section = sorted(k for k in flat_defaults if k.startswith(key + '.'))
     if key not in flat_defaults and not section:
-        raise ConfigError(f"unknown config key {key!r}{_nearest(key, list(flat_defaults))}; "
-                          f"valid keys: {', '.join(sorted(flat_defaults))}")
+        raise ConfigError(
+            f"unknown config key {key!r}{_nearest(key, list(flat_defaults))}; "
+            f"valid keys: {', '.join(sorted(flat_defaults))}"
+        )
     if section:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key!r} is a section, not a value (got {value!r}): set one of its keys, e.g. "
-                              f"{section[0]}=..., or give a mapping; its keys: {', '.join(section)}")
-        for k, v in _flat(value).items(): _set(cfg, f'{key}.{k}', v, flat_defaults, renamed)
+            raise ConfigError(
+                f"{key!r} is a section, not a value (got {value!r}): set one of its keys, e.g. "
+                f"{section[0]}=..., or give a mapping; its keys: {', '.join(section)}"
+            )
+        for k, v in _flat(value).items():
+            _set(cfg, f'{key}.{k}', v, flat_defaults, renamed)
         return
     *path, last = key.split('.')
     d = cfg
-    for p in path: d = d[p]
+    for p in path:
+        d = d[p]
     d[last] = _coerce(key, value, flat_defaults.get(key))
 
-# %% ../../nbs/31_train.tasks.ipynb #17fd150b
-def config_path(task:Task, config:str|Path)->Path:
+# %% ../../nbs/31_train.tasks.ipynb #6e82aee9
+def config_path(task: Task, config: str | Path) -> Path:
     "A YAML file by path, or a preset shipped as `geoformers/configs/<task>/<config>.yaml`"
     p = Path(config)
-    if p.is_dir(): raise ConfigError(f"--config {config} is a folder; pass a YAML file")
-    if p.exists(): return p
-    preset = CONFIG_DIR/task.name/f'{config}.yaml'
-    if preset.exists(): return preset
-    presets = sorted(q.stem for q in (CONFIG_DIR/task.name).glob('*.yaml'))
-    also = (f" and no preset of that name{_nearest(str(config), presets)}; presets of {task.name!r}: "
-            f"{', '.join(presets)}" if presets else f"; {task.name!r} ships no presets")
+    if p.is_dir():
+        raise ConfigError(f"--config {config} is a folder; pass a YAML file")
+    if p.exists():
+        return p
+    preset = CONFIG_DIR / task.name / f'{config}.yaml'
+    if preset.exists():
+        return preset
+    presets = sorted(q.stem for q in (CONFIG_DIR / task.name).glob('*.yaml'))
+    also = (
+        f" and no preset of that name{_nearest(str(config), presets)}; presets of {task.name!r}: "
+        f"{', '.join(presets)}"
+        if presets
+        else f"; {task.name!r} ships no presets"
+    )
     raise ConfigError(f"no config file {str(config)!r}" + also)
 
-def read_yaml(path)->dict:
+
+def read_yaml(path) -> dict:
     "A YAML config file's mapping, or a `ConfigError` naming the file and what is wrong with it"
-    try: text = Path(path).read_text()
-    except UnicodeDecodeError as e: raise ConfigError(f"config file {path} is not a text file: {e}") from None
-    try: d = yaml.safe_load(text)
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not a text file: {e}") from None
+    try:
+        d = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from None
-    if d is None: raise ConfigError(f"config file {path} is empty; write the keys to change, e.g. train: {{lr: 3.0e-4}}")
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {' '.join(str(e).split())}"
+        ) from None
+    if d is None:
+        raise ConfigError(
+            f"config file {path} is empty; write the keys to change, e.g. train: {{lr: 3.0e-4}}"
+        )
     if not isinstance(d, dict):
-        raise ConfigError(f"config file {path} holds a {type(d).__name__}, not a mapping of keys to change, "
-                          f"e.g. train: {{lr: 3.0e-4}}")
+        raise ConfigError(
+            f"config file {path} holds a {type(d).__name__}, not a mapping of keys to change, "
+            f"e.g. train: {{lr: 3.0e-4}}"
+        )
     return d
 
-def _parse_override(o:str)->tuple:
-    if '=' not in o: raise ConfigError(f"override {o!r} must look like key=value, e.g. train.lr=3e-4")
-    k, v = o.split('=', 1)
-    try: return k.strip(), yaml.safe_load(v)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {o!r}: the value is not valid YAML ({' '.join(str(e).split())})") from None
 
-# %% ../../nbs/31_train.tasks.ipynb #5022005f
-def check_ranges(task:Task, cfg:dict)->dict:
-    "Check every key with a declared range (`TRAIN_RANGES`, `task.config_ranges`) in nested `cfg`, in place"
+def _parse_override(o: str) -> tuple:
+    if '=' not in o:
+        raise ConfigError(f"override {o!r} must look like key=value, e.g. train.lr=3e-4")
+    k, v = o.split('=', 1)
+    try:
+        return k.strip(), yaml.safe_load(v)
+    except yaml.YAMLError as e:
+        raise ConfigError(
+            f"override {o!r}: the value is not valid YAML ({' '.join(str(e).split())})"
+        ) from None
+
+# %% ../../nbs/31_train.tasks.ipynb #ef1b4dce
+def check_ranges(task: Task, cfg: dict) -> dict:
+    "Check each key with a declared range (`TRAIN_RANGES`, `task.config_ranges`) in `cfg`, in place"
     ranges = {**TRAIN_RANGES, **(task.config_ranges or {})}
     for key, r in ranges.items():
         *path, last = key.split('.')
         d = cfg
-        for p in path: d = d.get(p, {}) if isinstance(d, dict) else {}
+        for p in path:
+            d = d.get(p, {}) if isinstance(d, dict) else {}
         if not isinstance(d, dict) or last not in d:
-            raise ValueError(f"{type(task).__name__}.config_ranges names {key!r}, which the config does not have")
+            raise ValueError(
+                f"{type(task).__name__}.config_ranges names {key!r}, which the config does not have"
+            )
         d[last] = r.check(key, d[last])
     return cfg
 
-def resolve_config(task:Task, config:str|dict=None, overrides:list=(),
-                   base:dict=None)->dict:  # a run's stored config, applied before `config` (to resume it)
-    "The task's defaults, updated by a YAML file (path or dict), then by `key=value` overrides, then checked"
+
+def resolve_config(
+    task: Task,
+    config: str | dict = None,
+    overrides: list = (),
+    base: dict = None,  # a run's stored config, applied before `config` (to resume it)
+) -> dict:
+    "The task's defaults, updated by a YAML file (path or dict), then `key=value` overrides"
     cfg = task.default_config()
     flat = _flat(cfg)
     renamed = getattr(task, 'renamed_keys', None)
     for k, v in _flat(obj2dict(base or {})).items():
-        if k != 'task': _set(cfg, k, v, flat)
-    user = read_yaml(config_path(task, config)) if isinstance(config, (str, Path)) else obj2dict(config or {})
+        if k != 'task':
+            _set(cfg, k, v, flat)
+    user = (
+        read_yaml(config_path(task, config))
+        if isinstance(config, (str, Path))
+        else obj2dict(config or {})
+    )
     if user.get('task', task.name) != task.name:
         raise ConfigError(f"config is for task {user['task']!r}, not {task.name!r}")
     for k, v in _flat(user).items():
-        if k != 'task': _set(cfg, k, v, flat, renamed)
-    for o in overrides: _set(cfg, *_parse_override(o), flat, renamed)
+        if k != 'task':
+            _set(cfg, k, v, flat, renamed)
+    for o in overrides:
+        _set(cfg, *_parse_override(o), flat, renamed)
     return as_config(check_ranges(task, cfg))
 
-# %% ../../nbs/31_train.tasks.ipynb #b9c699a7
+# %% ../../nbs/31_train.tasks.ipynb #8fef7267
 class ToyRows(Dataset):
     "Rows of a toy dataset: `dict(x=[D], y=[1], ids=str)`; `y` is NaN where unknown"
-    def __init__(self, x:torch.Tensor,    # [N, D] inputs
-                 y:torch.Tensor=None,     # [N, 1] targets (None: unknown)
-                 ids:list=None,           # one id per row
-                 name:str='row'):         # ids default to f'{name} {i}'
+
+    def __init__(
+        self,
+        x: torch.Tensor,  # [N, D] inputs
+        y: torch.Tensor = None,  # [N, 1] targets (None: unknown)
+        ids: list = None,  # one id per row
+        name: str = 'row',  # ids default to f'{name} {i}'
+    ):
         self.x = x
         self.y = torch.full((len(x), 1), float('nan')) if y is None else y
         self.ids = list(ids) if ids is not None else [f'{name} {i}' for i in range(len(x))]
 
-    def __len__(self): return len(self.x)
-    def __getitem__(self, i): return dict(x=self.x[i], y=self.y[i], ids=self.ids[i])
+    def __len__(self):
+        return len(self.x)
 
-def read_toy_csv(path, dim:int, need_y:bool=False)->ToyRows:
+    def __getitem__(self, i):
+        return dict(x=self.x[i], y=self.y[i], ids=self.ids[i])
+
+
+def read_toy_csv(path, dim: int, need_y: bool = False) -> ToyRows:
     "The toy task's input format: a CSV with columns `x0`..`x{dim-1}` (`y`, `id` optional), checked"
     import pandas as pd
+
     path = Path(path)
-    if not path.is_file(): raise DataError(f"{path}: no such file; the toy task reads a CSV with columns x0..x{dim-1}")
-    try: df = pd.read_csv(path)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no such file; the toy task reads a CSV with columns x0..x{dim - 1}"
+        )
+    try:
+        df = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV file: {e}") from None
     want = [f'x{i}' for i in range(dim)] + (['y'] if need_y else [])
     missing = [c for c in want if c not in df.columns]
-    if missing: raise DataError(f"{path} lacks columns {missing}: the run expects {want}; the file has {list(df.columns)}")
-    if len(df) == 0: raise DataError(f"{path} has no rows")
+    if missing:
+        raise DataError(
+            f"{path} lacks columns {missing}: the run expects {want}; the file has "
+            f"{list(df.columns)}"
+        )
+    if len(df) == 0:
+        raise DataError(f"{path} has no rows")
     cols = want if need_y else want + (['y'] if 'y' in df.columns else [])
     vals = df[cols].apply(pd.to_numeric, errors='coerce').to_numpy(np.float32)
     bad = np.flatnonzero(~np.isfinite(vals[:, :dim]).all(1) | (need_y & ~np.isfinite(vals[:, -1])))
     if len(bad):
-        raise DataError(f"{path}: rows {bad[:10].tolist()} hold missing, non-numeric or non-finite values")
-    ids = df['id'].astype(str).tolist() if 'id' in df.columns else [f'{path.name} row {i}' for i in range(len(df))]
-    y = torch.tensor(vals[:, dim:dim + 1]) if 'y' in cols else None
+        raise DataError(
+            f"{path}: rows {bad[:10].tolist()} hold missing, non-numeric or non-finite values"
+        )
+    ids = (
+        df['id'].astype(str).tolist()
+        if 'id' in df.columns
+        else [f'{path.name} row {i}' for i in range(len(df))]
+    )
+    y = torch.tensor(vals[:, dim : dim + 1]) if 'y' in cols else None
     return ToyRows(torch.tensor(vals[:, :dim]), y, ids)
 
-# %% ../../nbs/31_train.tasks.ipynb #61b60ca6
+# %% ../../nbs/31_train.tasks.ipynb #648d9c12
 @register_task
 class ToyTask(Task):
     "Noisy linear regression with an MLP: the smallest complete task"
+
     name = 'toy'
     output_suffix = '.csv'
-    config_ranges = {'data.n_train': Range(int, ge=1), 'data.n_val': Range(int, ge=1),
-                     'data.dim': Range(int, ge=1), 'data.noise': Range(float, ge=0),
-                     'model.hidden': Range(int, ge=1), 'model.depth': Range(int, ge=1),
-                     'model.dropout': Range(float, ge=0, lt=1)}
+    config_ranges = {
+        'data.n_train': Range(int, ge=1),
+        'data.n_val': Range(int, ge=1),
+        'data.dim': Range(int, ge=1),
+        'data.noise': Range(float, ge=0),
+        'model.hidden': Range(int, ge=1),
+        'model.depth': Range(int, ge=1),
+        'model.dropout': Range(float, ge=0, lt=1),
+    }
 
     def __init__(self):
         "The toy task, configured by geoformers/configs/toy.yaml"
 
-    def data(self, cfg)->dict:
+    def data(self, cfg) -> dict:
         "Train and validation rows of `y = x·w + noise`, from `data.seed`"
         d = cfg.data
         g = torch.Generator().manual_seed(d.seed)
         w = torch.randn(d.dim, 1, generator=g)
+
         def split(n, name):
             x = torch.randn(n, d.dim, generator=g)
             return ToyRows(x, x @ w + d.noise * torch.randn(n, 1, generator=g), name=f'{name} row')
+
         return dict(train=split(d.n_train, 'train'), val=split(d.n_val, 'val'), collate=None)
 
-    def model(self, cfg)->nn.Module:
+    def model(self, cfg) -> nn.Module:
         "An MLP from `data.dim` inputs to one output"
         m = cfg.model
         return MLP(cfg.data.dim, 1, m.hidden, depth=m.depth, act=m.act, dropout=m.dropout)
 
-    def loss(self, model, batch, cfg)->dict:
+    def loss(self, model, batch, cfg) -> dict:
         "Mean squared error"
         return {'loss': nn.functional.mse_loss(model(batch['x']), batch['y'])}
 
-# %% ../../nbs/31_train.tasks.ipynb #e0824510
+# %% ../../nbs/31_train.tasks.ipynb #ffcf66f9
 class MeanModel(nn.Module):
     "Predicts a constant: the toy task's baseline"
-    def __init__(self, mean:float):
+
+    def __init__(self, mean: float):
         super().__init__()
         self.register_buffer('mean', torch.tensor(float(mean)))
 
-    def forward(self, x): return self.mean.expand(len(x), 1)
+    def forward(self, x):
+        return self.mean.expand(len(x), 1)
+
 
 @patch
-def eval_step(self:ToyTask, model, batch, cfg)->dict:
+def eval_step(self: ToyTask, model, batch, cfg) -> dict:
     "Sums of squared and absolute errors, and the row count"
     err = model(batch['x']) - batch['y']
     return {'sse': (err**2).sum(), 'sae': err.abs().sum(), 'n': torch.tensor(float(len(err)))}
 
+
 @patch
-def compute_metrics(self:ToyTask, stats, cfg)->dict:
+def compute_metrics(self: ToyTask, stats, cfg) -> dict:
     "Mean squared error (`loss`) and mean absolute error (`mae`)"
     return {'loss': stats['sse'] / stats['n'], 'mae': stats['sae'] / stats['n']}
 
+
 @patch
-def baselines(self:ToyTask, data, cfg, run_dir)->dict:
-    "The training mean as a prediction, evaluated on the validation split and saved in run_dir/baselines"
+def baselines(self: ToyTask, data, cfg, run_dir) -> dict:
+    "The training mean as a prediction, on the validation split; saved in run_dir/baselines"
     mean = float(data['train'].y.mean())
     if run_dir is not None:
-        (Path(run_dir)/'baselines').mkdir(parents=True, exist_ok=True)
-        (Path(run_dir)/'baselines'/'train_mean.yaml').write_text(yaml.safe_dump({'mean': mean}))
+        (Path(run_dir) / 'baselines').mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / 'baselines' / 'train_mean.yaml').write_text(yaml.safe_dump({'mean': mean}))
     loader = make_loader(data['val'], cfg, data.get('collate'))
     return {'train_mean': evaluate(self, MeanModel(mean), loader, cfg, torch.device('cpu'))}
 
+
 @patch
-def preview(self:ToyTask, model, batch, cfg):
+def preview(self: ToyTask, model, batch, cfg):
     "Predictions against targets"
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(3, 3))
     ax.scatter(batch['y'].cpu(), model(batch['x']).detach().cpu(), s=6)
     ax.set_xlabel('target')
     ax.set_ylabel('prediction')
     return fig
 
-# %% ../../nbs/31_train.tasks.ipynb #0ca43e0d
+# %% ../../nbs/31_train.tasks.ipynb #cd3de75e
 @patch
 @torch.no_grad()
-def predict(self:ToyTask, model, cfg, data=None, out=None, batch_size:int=None, device='cpu',
-                 attrs:dict=None, **kw)->Path:
+def predict(
+    self: ToyTask,
+    model,
+    cfg,
+    data=None,
+    out=None,
+    batch_size: int = None,
+    device='cpu',
+    attrs: dict = None,
+    **kw,
+) -> Path:
     "A CSV `id, pred` for the rows of `data` (a toy CSV; None: the run's validation rows)"
     import pandas as pd
+
     rows = self.data(cfg)['val'] if data is None else read_toy_csv(data, cfg.data.dim)
     bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
     ids, preds = [], []
     model.eval()
-    for b in tqdm(DataLoader(rows, batch_size=bs), desc='toy predict', leave=False, disable=None):
+    for b in progress(DataLoader(rows, batch_size=bs), desc='toy predict', leave=False):
         preds.append(model(to_device(b['x'], device)).float().cpu())
         ids += b['ids']
     out = Path(out)
     pd.DataFrame({'id': ids, 'pred': torch.cat(preds)[:, 0].numpy()}).to_csv(out, index=False)
     return out
 
-@patch
-def eval_data(self:ToyTask, cfg, path)->dict:
-    "Rows of a toy CSV with targets, scored as in training"
-    return dict(val=read_toy_csv(path, cfg.data.dim, need_y=True), collate=None, name=Path(path).stem,
-                note='loss is the mean squared error and mae the mean absolute error, over every row')
 
 @patch
-def eval_baselines(self:ToyTask, data:dict, cfg, run_dir)->dict:
+def eval_data(self: ToyTask, cfg, path) -> dict:
+    "Rows of a toy CSV with targets, scored as in training"
+    return dict(
+        val=read_toy_csv(path, cfg.data.dim, need_y=True),
+        collate=None,
+        name=Path(path).stem,
+        note='loss is the mean squared error and mae the mean absolute error, over every row',
+    )
+
+
+@patch
+def eval_baselines(self: ToyTask, data: dict, cfg, run_dir) -> dict:
     "The training mean the run saved, scored on `data`"
-    p = Path(run_dir)/'baselines'/'train_mean.yaml'
-    if not p.exists(): return {}
+    p = Path(run_dir) / 'baselines' / 'train_mean.yaml'
+    if not p.exists():
+        return {}
     mean = yaml.safe_load(p.read_text())['mean']
     loader = make_loader(data['val'], cfg, data.get('collate'))
     return {'train_mean': evaluate(self, MeanModel(mean), loader, cfg, torch.device('cpu'))}
