@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ChunkReader', 'ChunkBatchSampler']
 
-# %% ../../nbs/10f_data.chunks.ipynb #f28bb4bf
+# %% ../../nbs/10f_data.chunks.ipynb #d32ed3cd
 import os
 import warnings
 from collections import OrderedDict
@@ -13,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import numpy as np
-from fastcore.basics import patch
+from fastcore.basics import patch, store_attr
 from torch.utils.data import Sampler
 
-# %% ../../nbs/10f_data.chunks.ipynb #83d8755e
+# %% ../../nbs/10f_data.chunks.ipynb #60f923af
 def _wrap_slice(src, t0, t1, h0, h1, w0, w1, n):
     "`src[t0:t1, h0:h1, w0:w1]` with the last axis taken modulo `n`"
     if w1 <= n: return src[t0:t1, h0:h1, w0:w1]
@@ -27,12 +27,14 @@ class ChunkReader:
     def __init__(self, arrays:list,          # one dask array per channel, `([F,] T, H, W)`
                  folded:bool=False,          # the arrays have a leading member axis `F`
                  cache_mb:float=512,         # cache size; at least one chunk of every channel is kept
-                 io_threads:int=1):          # threads decoding chunks (1 = synchronous; more for URLs)
-        self.arrays, self.folded, self.cache_mb, self.io_threads = arrays, folded, cache_mb, io_threads
+                 io_threads:int=1,           # threads decoding chunks (1 = synchronous; more for URLs)
+                 reopen=None):               # a function giving the arrays again, called once in each new process
+        store_attr('arrays,folded,cache_mb,io_threads,reopen')
+        self._pid = os.getpid()
         ax = 1 if folded else 0
         self.bounds = [np.cumsum((0,) + a.chunks[ax]) for a in arrays]
         self.cache, self.nbytes, self.decoded, self.redecoded = OrderedDict(), 0, 0, 0
-        self._seen, self._warned, self._pool = set(), False, None
+        self._seen, self._seen_pid, self._warned, self._pool = set(), os.getpid(), False, None
 
     def __getstate__(self):                  # a copy (a spawned worker) starts with an empty cache and no pool
         return {**self.__dict__, 'cache': OrderedDict(), 'nbytes': 0, '_seen': set(), '_pool': None}
@@ -47,7 +49,7 @@ class ChunkReader:
         a, b = self.arrays[c], self.bounds[c]
         return int((b[k + 1] - b[k]) * np.prod(a.shape[-2:]) * 4)
 
-# %% ../../nbs/10f_data.chunks.ipynb #ac3d5cf1
+# %% ../../nbs/10f_data.chunks.ipynb #7f861027
 @patch
 def _executor(self:ChunkReader)->ThreadPoolExecutor:
     if self._pool is None or self._pool[0] != os.getpid():
@@ -57,6 +59,8 @@ def _executor(self:ChunkReader)->ThreadPoolExecutor:
 @patch
 def _note(self:ChunkReader, key):
     "Count decodes, and decodes of chunks this process had already decoded (evicted since)"
+    if self._seen_pid != os.getpid(): self.clear()      # a forked worker counts its own decodes
+    self._seen_pid = os.getpid()
     self.decoded += 1
     if key in self._seen: self.redecoded += 1
     elif len(self._seen) < 200_000: self._seen.add(key)
@@ -72,6 +76,8 @@ def prefetch(self:ChunkReader, keys):
     "Decode the missing chunks among `keys` in one `dask.compute`"
     todo = sorted({k for k in keys if k not in self.cache})
     if not todo: return
+    if self.reopen is not None and self._pid != os.getpid():   # a forked worker: its own connections to the store
+        self.arrays, self._pid = self.reopen(), os.getpid()
     lazy = []
     for c, k, f in todo:
         a, b = self.arrays[c], self.bounds[c]
@@ -92,22 +98,29 @@ def evict(self:ChunkReader, keep:set=frozenset()):
         if key in keep: continue
         self.nbytes -= self.cache.pop(key).nbytes
 
-# %% ../../nbs/10f_data.chunks.ipynb #a5b431b2
+# %% ../../nbs/10f_data.chunks.ipynb #1f3a028f
 @patch
 def fill(self:ChunkReader, out:np.ndarray,  # [T, H, W] destination of channel `c`
-          c:int, f:int, t0:int, h0:int, w0:int, n_lon:int):
+         c:int, f:int, t0:int, h0:int, w0:int, n_lon:int):
     "Copy channel `c` (member `f`) of the window starting at `(t0, h0, w0)` into `out`, decoding as needed"
     T, H, W = out.shape
-    keys = [k for k in self.keys(t0, t0 + T, f) if k[0] == c]
-    self.prefetch(keys)
     b = self.bounds[c]
-    for key in keys:
-        k = key[1]
+    ks = range(int(np.searchsorted(b, t0, 'right')) - 1, int(np.searchsorted(b, t0 + T, 'left')))
+    if any((c, k, f) not in self.cache for k in ks): self.prefetch([(c, k, f) for k in ks])
+    for k in ks:
         lo, hi = max(t0, b[k]), min(t0 + T, b[k + 1])
-        out[lo - t0:hi - t0] = _wrap_slice(self.cache[key], lo - b[k], hi - b[k], h0, h0 + H, w0, w0 + W, n_lon)
-        self.cache.move_to_end(key)
+        src = self.cache[(c, k, f)]
+        out[lo - t0:hi - t0] = _wrap_slice(src, lo - b[k], hi - b[k], h0, h0 + H, w0, w0 + W, n_lon)
+        self.cache.move_to_end((c, k, f))
 
-# %% ../../nbs/10f_data.chunks.ipynb #eddd7bb4
+@patch
+def clear(self:ChunkReader):
+    "Empty the cache and reset the counters"
+    self.cache.clear()
+    self.nbytes = self.decoded = self.redecoded = 0
+    self._seen = set()
+
+# %% ../../nbs/10f_data.chunks.ipynb #b95bfb2b
 class ChunkBatchSampler(Sampler):
     "Batches of sample indices that share time chunks; with `num_workers` each worker gets its own chunks"
     def __init__(self, dsw,                  # a `WindowDataset`

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['n_windows', 'WindowDataset', 'WindowBatch', 'batch_x', 'collate_windows']
 
-# %% ../../nbs/10_data.windows.ipynb #e41d6a11
+# %% ../../nbs/10_data.windows.ipynb #3199bc56
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,14 @@ from .sources import (describe_gaps, detect_dims, is_url, open_data, select_chan
                                      time_axis, time_gaps)
 from ..errors import ConfigError, DataError
 
-# %% ../../nbs/10_data.windows.ipynb #2df7ca76
+# %% ../../nbs/10_data.windows.ipynb #f4685855
 def n_windows(n:int, w:int, s:int, wrap:bool=False)->int:
     "Number of whole windows of size `w`, stride `s` on an axis of `n` points (a circle if `wrap`)"
     if w < 1 or s < 1: raise ConfigError(f"window and stride must be >= 1, got window={w}, stride={s}")
     if wrap: return -(-n//s) if w <= n else 0
     return (n - w)//s + 1 if n >= w else 0
 
-# %% ../../nbs/10_data.windows.ipynb #88a630e5
+# %% ../../nbs/10_data.windows.ipynb #4ee394df
 _CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all'), nan=('raise', 'fill', 'drop'),
                 gaps=('raise', 'skip', 'index'))
 
@@ -89,7 +90,9 @@ class WindowDataset(Dataset):
         if not len(self.index):
             raise DataError("no windows left after dropping windows without captions, with non-finite values or "
                             "over time gaps; check the caption dates (date_format, tz) and the data")
-        self._make_reader(io_threads if io_threads else (8 if is_url(ds_or_paths) else 1))
+        reopen = partial(_reopen, ds_or_paths, chunks, storage_options, variables, d, levels, select, fold,
+                         time_start, time_end) if is_url(ds_or_paths) else None
+        self._make_reader(io_threads if io_threads else (8 if is_url(ds_or_paths) else 1), reopen)
         self.stats = None
         if normalise is True: self.stats = self.compute_stats()
         elif isinstance(normalise, (str, Path)): self.stats = ChannelStats.load(normalise)
@@ -98,7 +101,7 @@ class WindowDataset(Dataset):
 
     def __len__(self): return len(self.index)
 
-# %% ../../nbs/10_data.windows.ipynb #7d4dcc16
+# %% ../../nbs/10_data.windows.ipynb #babc0a6b
 @patch
 def _make_grid(self:WindowDataset, window:dict, stride:dict):
     "Window and stride sizes, the number of windows along each axis and the table `index` of `(ti, hi, wi, fi)`"
@@ -129,7 +132,7 @@ def starts(self:WindowDataset, rows:np.ndarray)->np.ndarray:
     "Start indices `[N, 3]` (time, lat, lon) of window rows `(ti, hi, wi, ...)`"
     return rows[:, :3]*np.array(self.stride)
 
-# %% ../../nbs/10_data.windows.ipynb #d5f9741c
+# %% ../../nbs/10_data.windows.ipynb #1e356855
 @patch
 def _drop_gaps(self:WindowDataset):
     "Apply the `gaps` policy to windows whose steps are not evenly spaced"
@@ -152,7 +155,7 @@ def _drop_gaps(self:WindowDataset):
     if self.verbose: print(f"{int((~keep).sum())} of {len(keep)} windows dropped: they span a gap ({describe_gaps(gaps)})")
     self.index = self.index[keep]
 
-# %% ../../nbs/10_data.windows.ipynb #5c70f76e
+# %% ../../nbs/10_data.windows.ipynb #e56e7a0d
 @patch
 def _nan_policy(self:WindowDataset):
     "Count windows with non-finite values (`fill`, `drop`) and drop them (`drop`)"
@@ -166,7 +169,7 @@ def _nan_policy(self:WindowDataset):
     self.n_nan_windows = int((counts > 0).sum())
     if self.nan == 'drop': self.index = g[counts == 0]
 
-# %% ../../nbs/10_data.windows.ipynb #c75dc14a
+# %% ../../nbs/10_data.windows.ipynb #5f88bbd4
 @patch
 def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format, encoding, tz, tz_col, drop):
     "Attach captions by date: `caps`, `cap_rows` (caption rows per time index); drop windows without one if `drop`"
@@ -183,13 +186,19 @@ def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format
         g = np.concatenate([np.repeat(g, k, 0), which[:, None]], 1)
     self.index = g
 
-# %% ../../nbs/10_data.windows.ipynb #aade3d16
+# %% ../../nbs/10_data.windows.ipynb #b2da9300
+def _reopen(paths, chunks, storage_options, variables, dims, levels, select, fold, time_start, time_end)->list:
+    "The channels' dask arrays, from the store opened again (in a new process)"
+    ds = open_data(paths, chunks, storage_options).sel({dims['time']: slice(time_start, time_end)})
+    return [a.data for a in select_channels(ds, variables, dims, levels, select, fold).values()]
+
 @patch
-def _make_reader(self:WindowDataset, io_threads:int):
+def _make_reader(self:WindowDataset, io_threads:int, reopen=None):
     "A `ChunkReader` for lazy data, or float32 numpy arrays for data in memory"
     self.lazy = any(a.chunks is not None for a in self.arrays.values())
     arrays = list(self.arrays.values())
-    self.reader = ChunkReader([a.data for a in arrays], bool(self.n_fold), self.cache_mb, io_threads) if self.lazy else None
+    self.reader = None
+    if self.lazy: self.reader = ChunkReader([a.data for a in arrays], bool(self.n_fold), self.cache_mb, io_threads, reopen)
     self._np = None if self.lazy else [np.asarray(a.values, dtype='float32') for a in arrays]
     self._maybe_nan = self.lazy or any(not np.isfinite(np.sum(a, dtype='float64')) for a in self._np)
 
@@ -200,7 +209,7 @@ def compute_stats(self:WindowDataset, path=None)->ChannelStats:
     if path is not None: st.save(path)
     return st
 
-# %% ../../nbs/10_data.windows.ipynb #cf59bfea
+# %% ../../nbs/10_data.windows.ipynb #fd62be7c
 @patch
 def _fill(self:WindowDataset, i:int, out:np.ndarray):
     "Write window `i` into `out` `[C, T, H, W]`: raw values, NaN policy, normalisation"
@@ -258,7 +267,7 @@ def __getitem__(self:WindowDataset, i:int)->dict:
     if self.lazy: self.reader.evict()
     return dict(x=torch.from_numpy(out), **self._meta(i))
 
-# %% ../../nbs/10_data.windows.ipynb #084df39c
+# %% ../../nbs/10_data.windows.ipynb #635ab089
 class WindowBatch(list):
     "Samples of one batch whose `x` are views of one buffer `x` `[B, C, T, H, W]`"
     x:torch.Tensor = None
@@ -272,37 +281,42 @@ def _buffer(shape:tuple)->torch.Tensor:
 @patch
 def chunk_groups(self:WindowDataset)->np.ndarray:
     "A group number per sample: samples of a group start in the same time chunk (or block of `window` steps)"
+    if getattr(self, '_groups', None) is not None and len(self._groups) == len(self.index): return self._groups
     t0 = self.index[:, 0]*self.stride[0]
-    if not self.lazy: return t0//max(self.window[0], 1)
-    b = self.reader.bounds[0]
-    if np.median(np.diff(b)) >= self.window[0]: return np.searchsorted(b, t0, 'right') - 1
-    return t0//self.window[0]
+    if not self.lazy: g = t0//max(self.window[0], 1)
+    elif np.median(np.diff(self.reader.bounds[0])) >= self.window[0]:
+        g = np.searchsorted(self.reader.bounds[0], t0, 'right') - 1
+    else: g = t0//self.window[0]
+    self._groups = g
+    return g
 
 @patch
 def __getitems__(self:WindowDataset, idx:list)->WindowBatch:
-    "Samples `idx` read into one buffer, chunk group after chunk group"
+    "Samples `idx` read into one buffer, chunk group after chunk group (their chunks decoded together)"
     x = _buffer((len(idx), len(self.channels)) + self.window)
     xs = x.numpy()
-    out = WindowBatch([None]*len(idx))
-    out.x = x
-    order = np.argsort(self.chunk_groups()[np.asarray(idx)], kind='stable')
-    run, keys = [], set()
+    idx = [int(i) for i in idx]
+    groups = self.chunk_groups()[idx]
+    todo, keys, budget = [], set(), self.cache_mb*2**20/2
     def flush():
         if self.lazy: self.reader.prefetch(keys)
-        for j in run: self._fill(idx[j], xs[j])
+        for j in todo: self._fill(idx[j], xs[j])
         if self.lazy: self.reader.evict(keep=keys)
-        run.clear()
+        todo.clear()
         keys.clear()
-    for j in order:
+    for g in np.unique(groups):
+        js = np.flatnonzero(groups == g)
         if self.lazy:
-            ti, _, _, fi = self.index[idx[j], :4]
-            new = self.reader.keys(int(ti)*self.stride[0], int(ti)*self.stride[0] + self.window[0], int(fi))
-            budget = self.cache_mb*2**20/2
-            if run and sum(self.reader.chunk_bytes(k) for k in keys | set(new)) > budget: flush()
+            rows = self.index[[idx[j] for j in js]]
+            t0 = rows[:, 0]*self.stride[0]
+            new = {k for f in np.unique(rows[:, 3])
+                   for k in self.reader.keys(int(t0.min()), int(t0.max()) + self.window[0], int(f))}
+            if todo and sum(map(self.reader.chunk_bytes, keys | new)) > budget: flush()
             keys.update(new)
-        run.append(j)
+        todo.extend(js.tolist())
     flush()
-    for j, i in enumerate(idx): out[j] = dict(x=x[j], **self._meta(i))
+    out = WindowBatch(dict(x=x[j], **self._meta(i)) for j, i in enumerate(idx))
+    out.x = x
     return out
 
 def batch_x(items:list)->torch.Tensor:
@@ -318,7 +332,7 @@ def collate_windows(items:list)->dict:
     out['ids'] = [it['id'] for it in items]
     return out
 
-# %% ../../nbs/10_data.windows.ipynb #25ecc251
+# %% ../../nbs/10_data.windows.ipynb #aa06a708
 @patch
 def windows_for_date(self:WindowDataset, date)->np.ndarray:
     "Sample indices whose anchor falls on `date` (`YYYY-MM-DD`, local in `tz` if given)"
