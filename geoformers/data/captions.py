@@ -5,16 +5,15 @@
 # %% auto #0
 __all__ = ['parse_offset', 'local_dates', 'parse_dates', 'load_captions', 'join_captions', 'caption_report']
 
-# %% ../../nbs/10b_data.captions.ipynb #71c7a7cd
+# %% ../../nbs/10b_data.captions.ipynb #37b0f958
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
 
-# %% ../../nbs/10b_data.captions.ipynb #95e9734d
+# %% ../../nbs/10b_data.captions.ipynb #67fd8c85
 def parse_offset(tz)->float|str|None:
     "A UTC offset in hours from `-6`, `'CST-6'`, `'UTC+5:30'`; IANA names (`'Europe/London'`) and `None` pass through"
     if tz is None or isinstance(tz, (int, float, np.integer, np.floating)): return None if tz is None else float(tz)
@@ -33,7 +32,7 @@ def local_dates(times, tz=None)->np.ndarray:
     elif tz: t = t + pd.Timedelta(hours=tz)
     return np.asarray(t.strftime('%Y-%m-%d'))
 
-# %% ../../nbs/10b_data.captions.ipynb #4c74f80b
+# %% ../../nbs/10b_data.captions.ipynb #220730f2
 _NUMERIC = r'^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})\b'
 
 def parse_dates(values,                  # strings (or dates) of one column
@@ -64,7 +63,7 @@ def parse_dates(values,                  # strings (or dates) of one column
         return pd.to_datetime(txt.str.extract(r'^\s*(\S+)')[0], format=fmt, errors='coerce')
     return pd.to_datetime(txt, format='mixed', errors='coerce')
 
-# %% ../../nbs/10b_data.captions.ipynb #efe713c5
+# %% ../../nbs/10b_data.captions.ipynb #839662b7
 def _read_csv(path, encoding:str)->pd.DataFrame:
     try: return pd.read_csv(path, low_memory=False, encoding=encoding)
     except UnicodeDecodeError as e:

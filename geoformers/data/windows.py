@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['n_windows', 'WindowDataset', 'WindowBatch', 'batch_x', 'collate_windows']
 
-# %% ../../nbs/10_data.windows.ipynb #3199bc56
+# %% ../../nbs/10_data.windows.ipynb #b53d8c52
 from functools import partial
 from pathlib import Path
 
@@ -17,20 +17,20 @@ from fastcore.basics import patch, store_attr
 from torch.utils.data import Dataset
 
 from .captions import caption_report, join_captions, load_captions, local_dates
-from .chunks import ChunkBatchSampler, ChunkReader, _wrap_slice
+from .chunks import ChunkBatchSampler, ChunkReader, _wrap_slice  # noqa: F401 (ChunkBatchSampler: re-export)
 from .normalise import ChannelStats, channel_stats, nan_map, window_nan_counts
 from .sources import (describe_gaps, detect_dims, is_url, open_data, select_channels, step_text,
                                      time_axis, time_gaps)
 from ..errors import ConfigError, DataError
 
-# %% ../../nbs/10_data.windows.ipynb #f4685855
+# %% ../../nbs/10_data.windows.ipynb #d3a37512
 def n_windows(n:int, w:int, s:int, wrap:bool=False)->int:
     "Number of whole windows of size `w`, stride `s` on an axis of `n` points (a circle if `wrap`)"
     if w < 1 or s < 1: raise ConfigError(f"window and stride must be >= 1, got window={w}, stride={s}")
     if wrap: return -(-n//s) if w <= n else 0
     return (n - w)//s + 1 if n >= w else 0
 
-# %% ../../nbs/10_data.windows.ipynb #4ee394df
+# %% ../../nbs/10_data.windows.ipynb #5afc6833
 _CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all'), nan=('raise', 'fill', 'drop'),
                 gaps=('raise', 'skip', 'index'))
 
@@ -101,7 +101,7 @@ class WindowDataset(Dataset):
 
     def __len__(self): return len(self.index)
 
-# %% ../../nbs/10_data.windows.ipynb #babc0a6b
+# %% ../../nbs/10_data.windows.ipynb #471ac9c8
 @patch
 def _make_grid(self:WindowDataset, window:dict, stride:dict):
     "Window and stride sizes, the number of windows along each axis and the table `index` of `(ti, hi, wi, fi)`"
@@ -132,7 +132,7 @@ def starts(self:WindowDataset, rows:np.ndarray)->np.ndarray:
     "Start indices `[N, 3]` (time, lat, lon) of window rows `(ti, hi, wi, ...)`"
     return rows[:, :3]*np.array(self.stride)
 
-# %% ../../nbs/10_data.windows.ipynb #1e356855
+# %% ../../nbs/10_data.windows.ipynb #890fa4c2
 @patch
 def _drop_gaps(self:WindowDataset):
     "Apply the `gaps` policy to windows whose steps are not evenly spaced"
@@ -155,7 +155,7 @@ def _drop_gaps(self:WindowDataset):
     if self.verbose: print(f"{int((~keep).sum())} of {len(keep)} windows dropped: they span a gap ({describe_gaps(gaps)})")
     self.index = self.index[keep]
 
-# %% ../../nbs/10_data.windows.ipynb #e56e7a0d
+# %% ../../nbs/10_data.windows.ipynb #c894762e
 @patch
 def _nan_policy(self:WindowDataset):
     "Count windows with non-finite values (`fill`, `drop`) and drop them (`drop`)"
@@ -169,7 +169,7 @@ def _nan_policy(self:WindowDataset):
     self.n_nan_windows = int((counts > 0).sum())
     if self.nan == 'drop': self.index = g[counts == 0]
 
-# %% ../../nbs/10_data.windows.ipynb #5f88bbd4
+# %% ../../nbs/10_data.windows.ipynb #2197f895
 @patch
 def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format, encoding, tz, tz_col, drop):
     "Attach captions by date: `caps`, `cap_rows` (caption rows per time index); drop windows without one if `drop`"
@@ -186,7 +186,7 @@ def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format
         g = np.concatenate([np.repeat(g, k, 0), which[:, None]], 1)
     self.index = g
 
-# %% ../../nbs/10_data.windows.ipynb #b2da9300
+# %% ../../nbs/10_data.windows.ipynb #50d957bb
 def _reopen(paths, chunks, storage_options, variables, dims, levels, select, fold, time_start, time_end)->list:
     "The channels' dask arrays, from the store opened again (in a new process)"
     ds = open_data(paths, chunks, storage_options).sel({dims['time']: slice(time_start, time_end)})
@@ -209,7 +209,7 @@ def compute_stats(self:WindowDataset, path=None)->ChannelStats:
     if path is not None: st.save(path)
     return st
 
-# %% ../../nbs/10_data.windows.ipynb #fd62be7c
+# %% ../../nbs/10_data.windows.ipynb #d7113f61
 @patch
 def _fill(self:WindowDataset, i:int, out:np.ndarray):
     "Write window `i` into `out` `[C, T, H, W]`: raw values, NaN policy, normalisation"
@@ -267,7 +267,7 @@ def __getitem__(self:WindowDataset, i:int)->dict:
     if self.lazy: self.reader.evict()
     return dict(x=torch.from_numpy(out), **self._meta(i))
 
-# %% ../../nbs/10_data.windows.ipynb #635ab089
+# %% ../../nbs/10_data.windows.ipynb #146d22cd
 class WindowBatch(list):
     "Samples of one batch whose `x` are views of one buffer `x` `[B, C, T, H, W]`"
     x:torch.Tensor = None
@@ -332,7 +332,7 @@ def collate_windows(items:list)->dict:
     out['ids'] = [it['id'] for it in items]
     return out
 
-# %% ../../nbs/10_data.windows.ipynb #aa06a708
+# %% ../../nbs/10_data.windows.ipynb #ae33fb0c
 @patch
 def windows_for_date(self:WindowDataset, date)->np.ndarray:
     "Sample indices whose anchor falls on `date` (`YYYY-MM-DD`, local in `tz` if given)"
