@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['ROLES', 'PROTOCOLS', 'detect_dims', 'is_url', 'open_data', 'serve_folder', 'time_axis', 'time_gaps', 'step_text',
-           'describe_gaps', 'select_channels']
+           'clear_of_gaps', 'describe_gaps', 'select_channels', 'open_channels']
 
-# %% ../../nbs/10e_data.sources.ipynb #591a4332
+# %% ../../nbs/10e_data.sources.ipynb #3143149b
 import difflib
 import glob
 import threading
@@ -21,7 +21,7 @@ import xarray as xr
 
 from ..errors import DataError
 
-# %% ../../nbs/10e_data.sources.ipynb #3b9adfdc
+# %% ../../nbs/10e_data.sources.ipynb #6aa5114f
 ROLES = {'time': ('time', 'valid_time'), 'lat': ('latitude', 'lat', 'y'), 'lon': ('longitude', 'lon', 'x'),
          'level': ('level', 'isobaricInhPa', 'pressure_level', 'plev')}
 
@@ -35,7 +35,7 @@ def detect_dims(ds:xr.Dataset, dims:dict=None)->dict:
                             f"pass dims={{'{r}': name}}")
     return out
 
-# %% ../../nbs/10e_data.sources.ipynb #bd0d77fd
+# %% ../../nbs/10e_data.sources.ipynb #58391587
 PROTOCOLS = {'http': 'aiohttp', 'https': 'aiohttp', 'gs': 'gcsfs', 'gcs': 'gcsfs', 's3': 's3fs'}
 
 def is_url(path)->bool:
@@ -102,7 +102,7 @@ def open_data(paths,                   # a path, glob, list of paths, a `.zarr` 
         raise DataError(f"{a} and {b} overlap in time ({str(t0)[:16]} .. {str(t1)[:16]} is in both); "
                         "remove the duplicate file or pass a glob that selects each period once") from None
 
-# %% ../../nbs/10e_data.sources.ipynb #d52de13f
+# %% ../../nbs/10e_data.sources.ipynb #df62da18
 class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, *args): pass                      # quiet
     def copyfile(self, source, outputfile):
@@ -124,7 +124,7 @@ def serve_folder(folder, port:int=0):  # 0 = any free port
         srv.shutdown()
         srv.server_close()
 
-# %% ../../nbs/10e_data.sources.ipynb #4ededd28
+# %% ../../nbs/10e_data.sources.ipynb #1f72a1e3
 def time_axis(ds:xr.Dataset, name:str)->pd.DatetimeIndex:
     "The time coordinate `name` as dates, refused unless it holds datetimes that strictly increase"
     v = ds[name]
@@ -154,12 +154,22 @@ def step_text(step:pd.Timedelta)->str:
     m = step.total_seconds()/60
     return f"{m/1440:g} d" if m % 1440 == 0 else f"{m/60:g} h" if m % 60 == 0 else f"{m:g} min"
 
+def clear_of_gaps(t0:np.ndarray,     # [N] start indices of windows
+                  T:int,              # window length (steps)
+                  gaps:list,          # from `time_gaps`
+                  n:int)->np.ndarray: # length of the time axis -> [N] bool
+    "Which windows have no irregular interval inside them"
+    bad = np.zeros(n, 'int64')
+    bad[[g[0] for g in gaps]] = 1                        # step i follows an irregular interval
+    cum = np.concatenate([[0], np.cumsum(bad)])
+    return cum[t0 + T] - cum[t0 + 1] == 0
+
 def describe_gaps(gaps:list, n:int=3)->str:
     "A short text of the first `n` gaps"
     s = ', '.join(f"{str(a)[:16]} -> {str(b)[:16]}" for _, a, b in gaps[:n])
     return s + (f" and {len(gaps) - n} more" if len(gaps) > n else '')
 
-# %% ../../nbs/10e_data.sources.ipynb #1134961a
+# %% ../../nbs/10e_data.sources.ipynb #cdc94d61
 def _level_name(v:str, lev)->str: return f"{v}_{float(lev):g}"
 
 def _channels_of(v:str, a:xr.DataArray, dims:dict, levels, order:list)->dict:
@@ -191,3 +201,9 @@ def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dic
     if fold and not any(fold in a.dims for a in out.values()):
         raise DataError(f"fold={fold!r} is not a dimension of {variables}")
     return out
+
+# %% ../../nbs/10e_data.sources.ipynb #ec2ccec2
+def open_channels(paths, chunks, storage_options, variables, dims, levels, select, fold, time_start, time_end)->list:
+    "The channels' dask arrays of `paths`, selected as `WindowDataset` selects them"
+    ds = open_data(paths, chunks, storage_options).sel({dims['time']: slice(time_start, time_end)})
+    return [a.data for a in select_channels(ds, variables, dims, levels, select, fold).values()]
