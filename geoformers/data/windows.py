@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['n_windows', 'WindowDataset', 'collate_windows']
 
-# %% ../../nbs/10_data.windows.ipynb #42c2a4c8
+# %% ../../nbs/10_data.windows.ipynb #97f448ca
 from functools import partial
 from pathlib import Path
 
@@ -24,14 +24,14 @@ from .sources import (clear_of_gaps, describe_gaps, detect_dims, is_url, open_ch
                                      step_text, time_axis, time_gaps)
 from ..errors import ConfigError, DataError
 
-# %% ../../nbs/10_data.windows.ipynb #17afc22b
+# %% ../../nbs/10_data.windows.ipynb #a464b007
 def n_windows(n:int, w:int, s:int, wrap:bool=False)->int:
     "Number of whole windows of size `w`, stride `s` on an axis of `n` points (a circle if `wrap`)"
     if w < 1 or s < 1: raise ConfigError(f"window and stride must be >= 1, got window={w}, stride={s}")
     if wrap: return -(-n//s) if w <= n else 0
     return (n - w)//s + 1 if n >= w else 0
 
-# %% ../../nbs/10_data.windows.ipynb #e228c8c8
+# %% ../../nbs/10_data.windows.ipynb #bf00b592
 _CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all'), nan=('raise', 'fill', 'drop'),
                 gaps=('raise', 'skip', 'index'))
 
@@ -102,7 +102,7 @@ class WindowDataset(Dataset):
 
     def __len__(self): return len(self.index)
 
-# %% ../../nbs/10_data.windows.ipynb #06a87a64
+# %% ../../nbs/10_data.windows.ipynb #9c52ddbc
 @patch
 def _make_grid(self:WindowDataset, window:dict, stride:dict):
     "Window and stride sizes, the number of windows along each axis and the table `index` of `(ti, hi, wi, fi)`"
@@ -133,7 +133,7 @@ def starts(self:WindowDataset, rows:np.ndarray)->np.ndarray:
     "Start indices `[N, 3]` (time, lat, lon) of window rows `(ti, hi, wi, ...)`"
     return rows[:, :3]*np.array(self.stride)
 
-# %% ../../nbs/10_data.windows.ipynb #60435480
+# %% ../../nbs/10_data.windows.ipynb #4bc250dc
 @patch
 def _drop_gaps(self:WindowDataset):
     "Apply the `gaps` policy to windows whose steps are not evenly spaced"
@@ -151,7 +151,7 @@ def _drop_gaps(self:WindowDataset):
     if self.verbose: print(f"{int((~keep).sum())} of {len(keep)} windows dropped: they span a gap ({describe_gaps(gaps)})")
     self.index = self.index[keep]
 
-# %% ../../nbs/10_data.windows.ipynb #7e84248c
+# %% ../../nbs/10_data.windows.ipynb #2023fb1e
 @patch
 def _nan_policy(self:WindowDataset):
     "Count windows with non-finite values (`fill`, `drop`) and drop them (`drop`)"
@@ -165,7 +165,7 @@ def _nan_policy(self:WindowDataset):
     self.n_nan_windows = int((counts > 0).sum())
     if self.nan == 'drop': self.index = g[counts == 0]
 
-# %% ../../nbs/10_data.windows.ipynb #d9ec47dd
+# %% ../../nbs/10_data.windows.ipynb #833bd158
 @patch
 def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format, encoding, tz, tz_col, drop):
     "Attach captions by date: `caps`, `cap_rows` (caption rows per time index); drop windows without one if `drop`"
@@ -182,7 +182,7 @@ def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format
         g = np.concatenate([np.repeat(g, k, 0), which[:, None]], 1)
     self.index = g
 
-# %% ../../nbs/10_data.windows.ipynb #46a9c149
+# %% ../../nbs/10_data.windows.ipynb #f26ac1ba
 @patch
 def _make_reader(self:WindowDataset, io_threads:int, reopen=None):
     "A `ChunkReader` for lazy data, or float32 numpy arrays for data in memory"
@@ -200,18 +200,19 @@ def compute_stats(self:WindowDataset, path=None)->ChannelStats:
     if path is not None: st.save(path)
     return st
 
-# %% ../../nbs/10_data.windows.ipynb #a16a70cf
+# %% ../../nbs/10_data.windows.ipynb #e3c7e22b
 @patch
 def _fill(self:WindowDataset, i:int, out:np.ndarray):
     "Write window `i` into `out` `[C, T, H, W]`: raw values, NaN policy, normalisation"
     ti, hi, wi, fi = (int(v) for v in self.index[i, :4])
     (t0, h0, w0), (T, H, W), n = self.starts(self.index[i:i + 1])[0], self.window, len(self.lon)
     C = len(self.arrays)
-    for c in range(C):
-        if self.lazy: self.reader.fill(out[c], c, fi, t0, h0, w0, n)
-        else: out[c] = _wrap_slice(self._np[c][fi] if self.n_fold else self._np[c], t0, t0+T, h0, h0+H, w0, w0+W, n)
+    if self.lazy: clean = all([self.reader.fill(out[c], c, fi, t0, h0, w0, n) for c in range(C)])
+    else:
+        for c in range(C): out[c] = _wrap_slice(self._np[c][fi] if self.n_fold else self._np[c], t0, t0+T, h0, h0+H, w0, w0+W, n)
+        clean = not self._maybe_nan
     x = out[:C]
-    bad = None if not self._maybe_nan or np.isfinite(x.sum()) else ~np.isfinite(x)   # one cheap pass when finite
+    bad = None if clean or np.isfinite(x.sum()) else ~np.isfinite(x)   # lazy: the chunks were checked once each
     if bad is not None and self.nan == 'raise':
         chans = [c for c, b in zip(self.channels, bad.any((1, 2, 3))) if b]
         raise DataError(f"{self.window_id(i)} (sample {i}, {self.source}) has {int(bad.sum())} non-finite values "
@@ -258,7 +259,7 @@ def __getitem__(self:WindowDataset, i:int)->dict:
     if self.lazy: self.reader.evict()
     return dict(x=torch.from_numpy(out), **self._meta(i))
 
-# %% ../../nbs/10_data.windows.ipynb #021268b6
+# %% ../../nbs/10_data.windows.ipynb #7fc4b6cc
 @patch
 def chunk_groups(self:WindowDataset)->np.ndarray:
     "A group number per sample: samples of a group start in the same time chunk (or block of `window` steps)"
@@ -308,7 +309,7 @@ def collate_windows(items:list)->dict:
     out['ids'] = [it['id'] for it in items]
     return out
 
-# %% ../../nbs/10_data.windows.ipynb #3cb292d8
+# %% ../../nbs/10_data.windows.ipynb #6843ef50
 @patch
 def windows_for_date(self:WindowDataset, date)->np.ndarray:
     "Sample indices whose anchor falls on `date` (`YYYY-MM-DD`, local in `tz` if given)"
