@@ -6,7 +6,7 @@
 __all__ = ['G', 'OMEGA', 'RHO', 'R_EARTH', 'ERA5_LEVELS', 'synth_era5', 'write_era5', 'synth_captions', 'day_facts',
            'facts_caption', 'arco_like']
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #d095af7f
+# %% ../../nbs/10a_data.era5_synth.ipynb #464fbec3
 import math
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #44c3ec2d
+# %% ../../nbs/10a_data.era5_synth.ipynb #690a3dce
 G, OMEGA, RHO = 9.80665, 7.292e-5, 1.25      # gravity (m s-2), Earth rotation (s-1), air density (kg m-3)
 R_EARTH = 6.371e6
 
@@ -46,7 +46,7 @@ def _smooth_noise(shape, rng, scale:int=6)->np.ndarray:
     fy, fx = (yi - y0)[:, None], (xi - x0)[None]
     return (c[y0][:, x0]*(1-fy)*(1-fx) + c[y0+1][:, x0]*fy*(1-fx) + c[y0][:, x0+1]*(1-fy)*fx + c[y0+1][:, x0+1]*fy*fx)
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #1ee9efb5
+# %% ../../nbs/10a_data.era5_synth.ipynb #9c10eb5a
 _CHUNK_DAYS = 64   # days per block of the float64 work once the lows are placed
 
 def synth_era5(n_days:int=4,                      # days of hourly data
@@ -66,7 +66,8 @@ def synth_era5(n_days:int=4,                      # days of hourly data
     times = pd.date_range(start, periods=24*n_days, freq='1h')
     hrs = np.arange(len(times), dtype=float)
     LAT, LON = np.meshgrid(lat, lon, indexing='ij')
-    dy = res*np.pi/180*R_EARTH; dx = dy*np.cos(np.deg2rad(LAT))
+    dy = res*np.pi/180*R_EARTH
+    dx = dy*np.cos(np.deg2rad(LAT))
     f = 2*OMEGA*np.sin(np.deg2rad(LAT))
     lows = _lows(n_days, lat, lon, rng)
     base = 1016 - 0.5*(LAT - LAT.mean()) + 3*_smooth_noise(LAT.shape, rng, 12)       # hPa
@@ -141,27 +142,30 @@ def write_era5(ds:xr.Dataset, path, time_chunk:int=24)->Path:
     else: raise ValueError(f"write_era5: unknown format for {path.name!r}; use a '.nc' or '.zarr' path")
     return path
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #e5399c46
+# %% ../../nbs/10a_data.era5_synth.ipynb #8b35604c
 _COMPASS = ['north', 'north-east', 'east', 'south-east', 'south', 'south-west', 'west', 'north-west']
 
 def _compass(deg:float)->str: return _COMPASS[int(((deg % 360) + 22.5)//45) % 8]
 
 def _region(lat:float, lon:float, lats, lons)->str:
     "One of nine regions of the domain (north-west ... central ... south-east) for a point"
-    fy = (lats.max() - lat)/max(np.ptp(lats), 1e-9); fx = (lon - lons.min())/max(np.ptp(lons), 1e-9)
+    fy = (lats.max() - lat)/max(np.ptp(lats), 1e-9)
+    fx = (lon - lons.min())/max(np.ptp(lons), 1e-9)
     ns, ew = ['north', '', 'south'][min(int(fy*3), 2)], ['west', '', 'east'][min(int(fx*3), 2)]
     return (f'{ns}-{ew}' if ns and ew else ns or ew) or 'centre'
 
 def _track(msl:np.ndarray, i0:int, y0:int, x0:int, radius:int=6)->list:
     "Follow a pressure minimum `[T, H, W]` from `(i0, y0, x0)` forwards and backwards in time, `radius` cells per step"
-    H, W = msl.shape[1:]; pos = {i0: (y0, x0)}
+    H, W = msl.shape[1:]
+    pos = {i0: (y0, x0)}
     for step in (1, -1):
         y, x, i = y0, x0, i0 + step
         while 0 <= i < len(msl):
             ys, xs = slice(max(y-radius, 0), min(y+radius+1, H)), slice(max(x-radius, 0), min(x+radius+1, W))
             dy, dx = np.unravel_index(int(np.argmin(msl[i, ys, xs])), msl[i, ys, xs].shape)
             y, x = ys.start + dy, xs.start + dx
-            pos[i] = (y, x); i += step
+            pos[i] = (y, x)
+            i += step
     return [pos[i] for i in sorted(pos)]
 
 def _facts(msl, u, v, tp,       # one day's `msl` (Pa), `u10`, `v10`, `tp` (m): [T, H, W] arrays
@@ -174,7 +178,8 @@ def _facts(msl, u, v, tp,       # one day's `msl` (Pa), `u10`, `v10`, `tp` (m): 
     p0, p1 = msl[0][tr[0]], msl[-1][tr[-1]]
     dlat, dlon = lats[yb] - lats[ya], (lons[xb] - lons[xa])*math.cos(math.radians(lats[y0]))
     speed = math.hypot(dlat, dlon)*111/max(len(msl) - 1, 1)                       # km/h
-    spd = np.hypot(u, v); top = spd >= np.quantile(spd, 0.9)
+    spd = np.hypot(u, v)
+    top = spd >= np.quantile(spd, 0.9)
     rain = tp.sum(0)*1000                                                 # mm/day
     H, W = rain.shape
     blocks = {(a, b): rain[a*H//3:(a+1)*H//3, b*W//3:(b+1)*W//3].mean() for a in range(3) for b in range(3)}
@@ -187,7 +192,7 @@ def _facts(msl, u, v, tp,       # one day's `msl` (Pa), `u10`, `v10`, `tp` (m): 
                 wind_ms=round(float(np.quantile(spd, 0.95)), 1),
                 rain_region=_region(lats[(2*a+1)*H//6], lons[(2*b+1)*W//6], lats, lons), rain_mm=round(float(wet), 1))
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #0869f179
+# %% ../../nbs/10a_data.era5_synth.ipynb #271fa21e
 def _words(f:dict)->dict:
     p = f['min_msl_hpa']
     kind = 'deep low' if p < 980 else 'low' if p < 1000 else 'shallow low'
@@ -226,14 +231,15 @@ def synth_captions(ds:xr.Dataset,        # fields with `msl`, `u10`, `v10`, `tp`
     lats, lons = ds.latitude.values, ds.longitude.values
     for d, i in zip(dates, steps):
         f = _facts(*(a[i] for a in fields), lats, lons)
-        w = _words(f); w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
+        w = _words(f)
+        w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
         for k in range(n_phrasings):
             rows.append({'date': d.strftime('%Y-%m-%d'), 'event description': _TEMPLATES[k].format(**w), 'phrasing': k, **f})
     df = pd.DataFrame(rows)
     if path is not None: df.to_csv(path, index=False)
     return df
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #39825a22
+# %% ../../nbs/10a_data.era5_synth.ipynb #e92cd5af
 def day_facts(msl, u10, v10, tp,          # [T, H, W] arrays: Pa, m/s, m/s, m of precipitation per step
               lats, lons,                 # coordinates of the grid
               hours_per_step:float=1.,    # the time step: precipitation is summed over the day
@@ -248,7 +254,7 @@ def facts_caption(facts:dict, phrasing:int=0)->str:
     w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
     return _TEMPLATES[phrasing].format(**w)
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #b506c7de
+# %% ../../nbs/10a_data.era5_synth.ipynb #71bedddf
 ERA5_LEVELS = (1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350, 400, 450, 500, 550,
                600, 650, 700, 750, 775, 800, 825, 850, 875, 900, 925, 950, 975, 1000)
 
