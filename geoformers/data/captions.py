@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['parse_offset', 'local_dates', 'parse_dates', 'load_captions', 'join_captions', 'caption_report']
 
-# %% ../../nbs/10b_data.captions.ipynb #c9700bbb
+# %% ../../nbs/10b_data.captions.ipynb #595e9c55
 import re
 
 import numpy as np
@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import DataError
 
-# %% ../../nbs/10b_data.captions.ipynb #7ab32df2
+# %% ../../nbs/10b_data.captions.ipynb #ac01ff70
 def parse_offset(tz)->float|str|None:
     "A UTC offset in hours from `-6`, `'CST-6'`, `'UTC+5:30'`; IANA names (`'Europe/London'`) and `None` pass through"
     if tz is None or isinstance(tz, (int, float, np.integer, np.floating)): return None if tz is None else float(tz)
@@ -32,7 +32,7 @@ def local_dates(times, tz=None)->np.ndarray:
     elif tz: t = t + pd.Timedelta(hours=tz)
     return np.asarray(t.strftime('%Y-%m-%d'))
 
-# %% ../../nbs/10b_data.captions.ipynb #a6a22c3e
+# %% ../../nbs/10b_data.captions.ipynb #1727db53
 _NUMERIC = r'^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})\b'
 
 def parse_dates(values,                  # strings (or dates) of one column
@@ -63,7 +63,7 @@ def parse_dates(values,                  # strings (or dates) of one column
         return pd.to_datetime(txt.str.extract(r'^\s*(\S+)')[0], format=fmt, errors='coerce')
     return pd.to_datetime(txt, format='mixed', errors='coerce')
 
-# %% ../../nbs/10b_data.captions.ipynb #f2c0ff1d
+# %% ../../nbs/10b_data.captions.ipynb #8797870a
 def _read_csv(path, encoding:str)->pd.DataFrame:
     try: return pd.read_csv(path, low_memory=False, encoding=encoding)
     except UnicodeDecodeError as e:

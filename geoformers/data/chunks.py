@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ChunkReader', 'ChunkBatchSampler', 'WindowBatch', 'batch_x']
 
-# %% ../../nbs/10f_data.chunks.ipynb #c3db0133
+# %% ../../nbs/10f_data.chunks.ipynb #606460ae
 import os
 import warnings
 from collections import OrderedDict
@@ -17,7 +17,7 @@ import torch
 from fastcore.basics import patch, store_attr
 from torch.utils.data import Sampler
 
-# %% ../../nbs/10f_data.chunks.ipynb #d78ae693
+# %% ../../nbs/10f_data.chunks.ipynb #4e283b35
 def _wrap_slice(src, t0, t1, h0, h1, w0, w1, n):
     "`src[t0:t1, h0:h1, w0:w1]` with the last axis taken modulo `n`"
     if w1 <= n: return src[t0:t1, h0:h1, w0:w1]
@@ -34,11 +34,11 @@ class ChunkReader:
         self._pid = os.getpid()
         ax = 1 if folded else 0
         self.bounds = [np.cumsum((0,) + a.chunks[ax]) for a in arrays]
-        self.cache, self.nbytes, self.decoded, self.redecoded = OrderedDict(), 0, 0, 0
+        self.cache, self.finite, self.nbytes, self.decoded, self.redecoded = OrderedDict(), {}, 0, 0, 0
         self._seen, self._seen_pid, self._warned, self._pool = set(), os.getpid(), False, None
 
     def __getstate__(self):                  # a copy (a spawned worker) starts with an empty cache and no pool
-        return {**self.__dict__, 'cache': OrderedDict(), 'nbytes': 0, '_seen': set(), '_pool': None}
+        return {**self.__dict__, 'cache': OrderedDict(), 'finite': {}, 'nbytes': 0, '_seen': set(), '_pool': None}
 
     def keys(self, t0:int, t1:int, f:int=0)->list:
         "Cache keys `(channel, chunk, member)` that steps `t0:t1` need"
@@ -50,7 +50,7 @@ class ChunkReader:
         a, b = self.arrays[c], self.bounds[c]
         return int((b[k + 1] - b[k]) * np.prod(a.shape[-2:]) * 4)
 
-# %% ../../nbs/10f_data.chunks.ipynb #301a4499
+# %% ../../nbs/10f_data.chunks.ipynb #74e4c4da
 @patch
 def _executor(self:ChunkReader)->ThreadPoolExecutor:
     if self._pool is None or self._pool[0] != os.getpid():
@@ -88,6 +88,7 @@ def prefetch(self:ChunkReader, keys):
     for key, v in zip(todo, vals):
         v = np.asarray(v, dtype='float32')
         self.cache[key] = v
+        self.finite[key] = bool(np.isfinite(v.sum()))       # one pass per chunk: windows of finite chunks skip it
         self.nbytes += v.nbytes
         self._note(key)
 
@@ -98,12 +99,13 @@ def evict(self:ChunkReader, keep:set=frozenset()):
         if self.nbytes <= self.cache_mb * 2**20 or len(self.cache) <= len(self.arrays): break
         if key in keep: continue
         self.nbytes -= self.cache.pop(key).nbytes
+        self.finite.pop(key, None)
 
-# %% ../../nbs/10f_data.chunks.ipynb #36d3f69e
+# %% ../../nbs/10f_data.chunks.ipynb #aa8a18f6
 @patch
 def fill(self:ChunkReader, out:np.ndarray,  # [T, H, W] destination of channel `c`
-         c:int, f:int, t0:int, h0:int, w0:int, n_lon:int):
-    "Copy channel `c` (member `f`) of the window starting at `(t0, h0, w0)` into `out`, decoding as needed"
+         c:int, f:int, t0:int, h0:int, w0:int, n_lon:int)->bool:
+    "Copy channel `c` (member `f`) of the window starting at `(t0, h0, w0)` into `out`; whether its chunks are finite"
     T, H, W = out.shape
     b = self.bounds[c]
     ks = range(int(np.searchsorted(b, t0, 'right')) - 1, int(np.searchsorted(b, t0 + T, 'left')))
@@ -113,15 +115,17 @@ def fill(self:ChunkReader, out:np.ndarray,  # [T, H, W] destination of channel `
         src = self.cache[(c, k, f)]
         out[lo - t0:hi - t0] = _wrap_slice(src, lo - b[k], hi - b[k], h0, h0 + H, w0, w0 + W, n_lon)
         self.cache.move_to_end((c, k, f))
+    return all(self.finite[(c, k, f)] for k in ks)
 
 @patch
 def clear(self:ChunkReader):
     "Empty the cache and reset the counters"
     self.cache.clear()
+    self.finite.clear()
     self.nbytes = self.decoded = self.redecoded = 0
     self._seen = set()
 
-# %% ../../nbs/10f_data.chunks.ipynb #49c7131a
+# %% ../../nbs/10f_data.chunks.ipynb #bf1f3880
 class ChunkBatchSampler(Sampler):
     "Batches of sample indices that share time chunks; with `num_workers` each worker gets its own chunks"
     def __init__(self, dsw,                  # a `WindowDataset`
@@ -157,7 +161,7 @@ class ChunkBatchSampler(Sampler):
         out = [lane[k] for k in range(max(map(len, lanes))) for lane in lanes if k < len(lane)]   # interleave
         return [b for b in out if len(b) == bs] if self.drop_last else out
 
-# %% ../../nbs/10f_data.chunks.ipynb #e4eaf899
+# %% ../../nbs/10f_data.chunks.ipynb #1e822c93
 class WindowBatch(list):
     "Samples of one batch whose `x` are views of one buffer `x` `[B, C, T, H, W]`"
     x:torch.Tensor = None

@@ -6,7 +6,7 @@
 __all__ = ['G', 'OMEGA', 'RHO', 'R_EARTH', 'ERA5_LEVELS', 'synth_era5', 'write_era5', 'synth_captions', 'day_facts',
            'facts_caption', 'arco_like']
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #464fbec3
+# %% ../../nbs/10a_data.era5_synth.ipynb #e97018ea
 import math
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #690a3dce
+# %% ../../nbs/10a_data.era5_synth.ipynb #15f5d2e5
 G, OMEGA, RHO = 9.80665, 7.292e-5, 1.25      # gravity (m s-2), Earth rotation (s-1), air density (kg m-3)
 R_EARTH = 6.371e6
 
@@ -46,7 +46,7 @@ def _smooth_noise(shape, rng, scale:int=6)->np.ndarray:
     fy, fx = (yi - y0)[:, None], (xi - x0)[None]
     return (c[y0][:, x0]*(1-fy)*(1-fx) + c[y0+1][:, x0]*fy*(1-fx) + c[y0][:, x0+1]*(1-fy)*fx + c[y0+1][:, x0+1]*fy*fx)
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #9c10eb5a
+# %% ../../nbs/10a_data.era5_synth.ipynb #ca57cb5c
 _CHUNK_DAYS = 64   # days per block of the float64 work once the lows are placed
 
 def synth_era5(n_days:int=4,                      # days of hourly data
@@ -142,7 +142,7 @@ def write_era5(ds:xr.Dataset, path, time_chunk:int=24)->Path:
     else: raise ValueError(f"write_era5: unknown format for {path.name!r}; use a '.nc' or '.zarr' path")
     return path
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #8b35604c
+# %% ../../nbs/10a_data.era5_synth.ipynb #743dcf1d
 _COMPASS = ['north', 'north-east', 'east', 'south-east', 'south', 'south-west', 'west', 'north-west']
 
 def _compass(deg:float)->str: return _COMPASS[int(((deg % 360) + 22.5)//45) % 8]
@@ -192,7 +192,7 @@ def _facts(msl, u, v, tp,       # one day's `msl` (Pa), `u10`, `v10`, `tp` (m): 
                 wind_ms=round(float(np.quantile(spd, 0.95)), 1),
                 rain_region=_region(lats[(2*a+1)*H//6], lons[(2*b+1)*W//6], lats, lons), rain_mm=round(float(wet), 1))
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #271fa21e
+# %% ../../nbs/10a_data.era5_synth.ipynb #ad6205b3
 def _words(f:dict)->dict:
     p = f['min_msl_hpa']
     kind = 'deep low' if p < 980 else 'low' if p < 1000 else 'shallow low'
@@ -239,7 +239,7 @@ def synth_captions(ds:xr.Dataset,        # fields with `msl`, `u10`, `v10`, `tp`
     if path is not None: df.to_csv(path, index=False)
     return df
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #e92cd5af
+# %% ../../nbs/10a_data.era5_synth.ipynb #01a6fddb
 def day_facts(msl, u10, v10, tp,          # [T, H, W] arrays: Pa, m/s, m/s, m of precipitation per step
               lats, lons,                 # coordinates of the grid
               hours_per_step:float=1.,    # the time step: precipitation is summed over the day
@@ -254,7 +254,7 @@ def facts_caption(facts:dict, phrasing:int=0)->str:
     w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
     return _TEMPLATES[phrasing].format(**w)
 
-# %% ../../nbs/10a_data.era5_synth.ipynb #71bedddf
+# %% ../../nbs/10a_data.era5_synth.ipynb #9457c26d
 ERA5_LEVELS = (1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350, 400, 450, 500, 550,
                600, 650, 700, 750, 775, 800, 825, 850, 875, 900, 925, 950, 975, 1000)
 

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ChannelStats', 'channel_stats', 'nan_map', 'window_nan_counts']
 
-# %% ../../nbs/10c_data.normalise.ipynb #e0acfe74
+# %% ../../nbs/10c_data.normalise.ipynb #a3bca999
 import json
 import math
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import DataError
 
-# %% ../../nbs/10c_data.normalise.ipynb #76e9c1f9
+# %% ../../nbs/10c_data.normalise.ipynb #bc5aafc8
 @dataclass
 class ChannelStats:
     "Per-channel `mean` and `std` for the channels named in `channels`"
@@ -75,7 +75,7 @@ def channel_stats(arrays:list,            # one numpy or dask array per channel,
     std = np.sqrt(np.maximum(s2/n - (s1/n)**2, 0))
     return ChannelStats(list(channels), mean, np.maximum(std, min_std))
 
-# %% ../../nbs/10c_data.normalise.ipynb #fee0b012
+# %% ../../nbs/10c_data.normalise.ipynb #977e8dc0
 def nan_map(arrays:list)->np.ndarray:
     "Where any channel is non-finite (NaN or inf): `[..., T, H, W]` bool from one array per channel of that shape"
     m = None

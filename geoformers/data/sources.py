@@ -6,7 +6,7 @@
 __all__ = ['ROLES', 'PROTOCOLS', 'detect_dims', 'is_url', 'open_data', 'serve_folder', 'time_axis', 'time_gaps', 'step_text',
            'clear_of_gaps', 'describe_gaps', 'select_channels', 'open_channels']
 
-# %% ../../nbs/10e_data.sources.ipynb #3143149b
+# %% ../../nbs/10e_data.sources.ipynb #4cac3397
 import difflib
 import glob
 import threading
@@ -21,7 +21,7 @@ import xarray as xr
 
 from ..errors import DataError
 
-# %% ../../nbs/10e_data.sources.ipynb #6aa5114f
+# %% ../../nbs/10e_data.sources.ipynb #a19cbd43
 ROLES = {'time': ('time', 'valid_time'), 'lat': ('latitude', 'lat', 'y'), 'lon': ('longitude', 'lon', 'x'),
          'level': ('level', 'isobaricInhPa', 'pressure_level', 'plev')}
 
@@ -35,7 +35,7 @@ def detect_dims(ds:xr.Dataset, dims:dict=None)->dict:
                             f"pass dims={{'{r}': name}}")
     return out
 
-# %% ../../nbs/10e_data.sources.ipynb #58391587
+# %% ../../nbs/10e_data.sources.ipynb #7bdb0fd2
 PROTOCOLS = {'http': 'aiohttp', 'https': 'aiohttp', 'gs': 'gcsfs', 'gcs': 'gcsfs', 's3': 's3fs'}
 
 def is_url(path)->bool:
@@ -102,13 +102,14 @@ def open_data(paths,                   # a path, glob, list of paths, a `.zarr` 
         raise DataError(f"{a} and {b} overlap in time ({str(t0)[:16]} .. {str(t1)[:16]} is in both); "
                         "remove the duplicate file or pass a glob that selects each period once") from None
 
-# %% ../../nbs/10e_data.sources.ipynb #df62da18
+# %% ../../nbs/10e_data.sources.ipynb #1ae750eb
 class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, *args): pass                      # quiet
     def copyfile(self, source, outputfile):
         n = 0
         while chunk := source.read(1 << 20):
-            outputfile.write(chunk); n += len(chunk)
+            outputfile.write(chunk)
+            n += len(chunk)
         with self.server.lock: self.server.bytes_sent += n
 
 @contextmanager
@@ -124,7 +125,7 @@ def serve_folder(folder, port:int=0):  # 0 = any free port
         srv.shutdown()
         srv.server_close()
 
-# %% ../../nbs/10e_data.sources.ipynb #1f72a1e3
+# %% ../../nbs/10e_data.sources.ipynb #ce180941
 def time_axis(ds:xr.Dataset, name:str)->pd.DatetimeIndex:
     "The time coordinate `name` as dates, refused unless it holds datetimes that strictly increase"
     v = ds[name]
@@ -169,7 +170,7 @@ def describe_gaps(gaps:list, n:int=3)->str:
     s = ', '.join(f"{str(a)[:16]} -> {str(b)[:16]}" for _, a, b in gaps[:n])
     return s + (f" and {len(gaps) - n} more" if len(gaps) > n else '')
 
-# %% ../../nbs/10e_data.sources.ipynb #cdc94d61
+# %% ../../nbs/10e_data.sources.ipynb #83e9b367
 def _level_name(v:str, lev)->str: return f"{v}_{float(lev):g}"
 
 def _channels_of(v:str, a:xr.DataArray, dims:dict, levels, order:list)->dict:
@@ -202,7 +203,7 @@ def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dic
         raise DataError(f"fold={fold!r} is not a dimension of {variables}")
     return out
 
-# %% ../../nbs/10e_data.sources.ipynb #ec2ccec2
+# %% ../../nbs/10e_data.sources.ipynb #134255d2
 def open_channels(paths, chunks, storage_options, variables, dims, levels, select, fold, time_start, time_end)->list:
     "The channels' dask arrays of `paths`, selected as `WindowDataset` selects them"
     ds = open_data(paths, chunks, storage_options).sel({dims['time']: slice(time_start, time_end)})

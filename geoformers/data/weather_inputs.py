@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['embedded_data', 'caption_options', 'weather_windows', 'split_by_date', 'collate_cubes', 'caption_table']
 
-# %% ../../nbs/10g_data.weather_inputs.ipynb #fa9bd770
+# %% ../../nbs/10g_data.weather_inputs.ipynb #bbfdffb6
 import functools
 import hashlib
 import inspect
@@ -22,7 +22,7 @@ from .era5_synth import synth_captions, synth_era5
 from .windows import WindowDataset, batch_x
 from ..errors import DataError
 
-# %% ../../nbs/10g_data.weather_inputs.ipynb #a1b059a1
+# %% ../../nbs/10g_data.weather_inputs.ipynb #d2de3e58
 @functools.lru_cache(maxsize=2)
 def _synthetic(n_days:int, seed:int, res:float, time_step:int, n_phrasings:int, cache:str)->tuple:
     key = repr((n_days, seed, res, time_step, n_phrasings)).encode() + Path(inspect.getfile(synth_era5)).read_bytes()
@@ -46,7 +46,7 @@ def embedded_data(d)->tuple: # -> (fields xr.Dataset, captions DataFrame)
     "The embedded fields and captions of `cfg.data` (`d`): made once, then read from the folder `d.cache`"
     return _synthetic(d.n_days, d.seed, float(d.res), d.time_step, d.n_phrasings, str(d.get('cache') or ''))
 
-# %% ../../nbs/10g_data.weather_inputs.ipynb #69af8b65
+# %% ../../nbs/10g_data.weather_inputs.ipynb #85df46f3
 def caption_options(d)->dict:
     "How captions of `cfg.data` are read: date format and encoding (the same for windows and caption tables)"
     return dict(date_format=d.get('caption_date_format') or None, encoding=d.get('caption_encoding') or 'utf-8')
@@ -87,7 +87,7 @@ def collate_cubes(items:list)->dict: # -> x [B, C, T, H, W], date [B], ids [B]
     "Windows batched for the weather models: `x`, their dates and ids"
     return dict(x=batch_x(items), date=[it['date'] for it in items], ids=[it['id'] for it in items])
 
-# %% ../../nbs/10g_data.weather_inputs.ipynb #06e356da
+# %% ../../nbs/10g_data.weather_inputs.ipynb #190000e9
 def caption_table(d, dates:list, caption_path=None)->pd.DataFrame: # -> DataFrame(date, text) of `dates`
     "The captions of `dates`, read as the windows read them"
     path = caption_path or d.captions

@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['caption_facts', 'fact_scores', 'majority_captions']
 
-# %% ../../nbs/52_metrics.captions.ipynb #2e4ea2f4
+# %% ../../nbs/52_metrics.captions.ipynb #bb30417f
 import re
 from collections import Counter
 
-# %% ../../nbs/52_metrics.captions.ipynb #f8b52ed2
+# %% ../../nbs/52_metrics.captions.ipynb #fa1c2136
 _DIRS = ['north-east', 'north-west', 'south-east', 'south-west', 'north', 'south', 'east', 'west']
 _D = '|'.join(_DIRS)
 _FACTS = {
