@@ -6,7 +6,7 @@
 __all__ = ['FACT_CHANNELS', 'patch_mean_stats', 'window_facts', 'has_fact_channels', 'prefixed_nll', 'greedy_after',
            'text_baselines']
 
-# %% ../../nbs/61_baselines.weather.ipynb #3a4e99c5
+# %% ../../nbs/61_baselines.weather.ipynb #d80917fe
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from ..data.caption_text import caption_ids, pad_batch, pad_id
 from ..data.era5_synth import day_facts, facts_caption
 from ..metrics.captions import fact_scores, majority_captions
 
-# %% ../../nbs/61_baselines.weather.ipynb #62215c06
+# %% ../../nbs/61_baselines.weather.ipynb #7fbe7c4d
 def patch_mean_stats(target:torch.Tensor,   # [B, N, P] the MAE's reconstruction targets
                      mask:torch.Tensor,     # [B, N] 1 = masked
                     )->dict:                # summed squared error of the patch-mean guess and the count of patches
@@ -23,7 +23,7 @@ def patch_mean_stats(target:torch.Tensor,   # [B, N, P] the MAE's reconstruction
     err = ((target - target.mean(-1, keepdim=True))**2).mean(-1)
     return {'zero_sum': (err * mask).sum(), 'n': mask.sum().float()}
 
-# %% ../../nbs/61_baselines.weather.ipynb #0ee8b9c6
+# %% ../../nbs/61_baselines.weather.ipynb #f4640ca5
 FACT_CHANNELS = ('msl', 'u10', 'v10', 'tp')
 
 def window_facts(dsw,                      # a `WindowDataset` with msl, u10, v10 and tp channels
@@ -41,7 +41,7 @@ def window_facts(dsw,                      # a `WindowDataset` with msl, u10, v1
 
 def has_fact_channels(channels:list)->bool: return all(c in channels for c in FACT_CHANNELS)
 
-# %% ../../nbs/61_baselines.weather.ipynb #9c407d19
+# %% ../../nbs/61_baselines.weather.ipynb #8c709805
 @torch.no_grad()
 def prefixed_nll(lm, tok, prefixes:list, captions:list, max_len:int=64, batch_size:int=32)->tuple: # -> (nll, n)
     "Summed NLL and count of the caption tokens of `[BOS] prefix [EOS] [BOS] caption [EOS]`"
@@ -72,7 +72,7 @@ def greedy_after(lm, tok, prefix:str, max_new_tokens:int=64, max_len:int=64)->st
         out.append(nxt)
     return tok.decode(out, skip_special_tokens=True).strip()
 
-# %% ../../nbs/61_baselines.weather.ipynb #a18fe8e2
+# %% ../../nbs/61_baselines.weather.ipynb #beb4e87a
 def text_baselines(lm, tok,                 # the frozen text LM and its tokenizer
                    val,                     # the validation `WindowDataset` (one fixed caption per window)
                    val_idx,                 # its validation sample indices

@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['train_tokenizer', 'pad_id', 'caption_ids', 'pad_batch', 'CaptionText']
 
-# %% ../../nbs/10d_data.caption_text.ipynb #f7db7aff
+# %% ../../nbs/10d_data.caption_text.ipynb #c1c6fe23
 import torch
 from torch.utils.data import Dataset
 
-# %% ../../nbs/10d_data.caption_text.ipynb #fcc814bb
+# %% ../../nbs/10d_data.caption_text.ipynb #2c69aa01
 def train_tokenizer(texts, vocab_size:int=512, path=None):
     "Byte-level BPE on `texts`, wrapped as a `PreTrainedTokenizerFast` (saved to `path` if given)"
     from tokenizers import ByteLevelBPETokenizer
@@ -36,7 +36,7 @@ def pad_batch(rows:list, pad:int)->tuple: # lists of ids -> (ids [B, L], attenti
         mask[i, :len(r)] = 1
     return ids, mask
 
-# %% ../../nbs/10d_data.caption_text.ipynb #9871357f
+# %% ../../nbs/10d_data.caption_text.ipynb #22470316
 class CaptionText(Dataset):
     "Text-only LM samples: one caption, or (with `pair_prob`) two captions of the same date"
     def __init__(self, captions, tok, max_len:int=64, pair_prob:float=0.5):   # captions: DataFrame (date, text)

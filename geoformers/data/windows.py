@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['n_windows', 'WindowDataset', 'collate_windows']
 
-# %% ../../nbs/10_data.windows.ipynb #52ed8b9f
+# %% ../../nbs/10_data.windows.ipynb #ae63f561
 from functools import partial
 from pathlib import Path
 
@@ -24,14 +24,14 @@ from .sources import (clear_of_gaps, describe_gaps, detect_dims, is_url, open_ch
                                      step_text, time_axis, time_gaps)
 from ..errors import ConfigError, DataError
 
-# %% ../../nbs/10_data.windows.ipynb #be476e81
+# %% ../../nbs/10_data.windows.ipynb #37f074a5
 def n_windows(n:int, w:int, s:int, wrap:bool=False)->int:
     "Number of whole windows of size `w`, stride `s` on an axis of `n` points (a circle if `wrap`)"
     if w < 1 or s < 1: raise ConfigError(f"window and stride must be >= 1, got window={w}, stride={s}")
     if wrap: return -(-n//s) if w <= n else 0
     return (n - w)//s + 1 if n >= w else 0
 
-# %% ../../nbs/10_data.windows.ipynb #c3d4001f
+# %% ../../nbs/10_data.windows.ipynb #16ea3098
 _CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all'), nan=('raise', 'fill', 'drop'),
                 gaps=('raise', 'skip', 'index'))
 
@@ -102,7 +102,7 @@ class WindowDataset(Dataset):
 
     def __len__(self): return len(self.index)
 
-# %% ../../nbs/10_data.windows.ipynb #30161078
+# %% ../../nbs/10_data.windows.ipynb #50e8ff1b
 @patch
 def _make_grid(self:WindowDataset, window:dict, stride:dict):
     "Window and stride sizes, the number of windows along each axis and the table `index` of `(ti, hi, wi, fi)`"
@@ -133,7 +133,7 @@ def starts(self:WindowDataset, rows:np.ndarray)->np.ndarray:
     "Start indices `[N, 3]` (time, lat, lon) of window rows `(ti, hi, wi, ...)`"
     return rows[:, :3]*np.array(self.stride)
 
-# %% ../../nbs/10_data.windows.ipynb #408f1538
+# %% ../../nbs/10_data.windows.ipynb #0feb0156
 @patch
 def _drop_gaps(self:WindowDataset):
     "Apply the `gaps` policy to windows whose steps are not evenly spaced"
@@ -151,7 +151,7 @@ def _drop_gaps(self:WindowDataset):
     if self.verbose: print(f"{int((~keep).sum())} of {len(keep)} windows dropped: they span a gap ({describe_gaps(gaps)})")
     self.index = self.index[keep]
 
-# %% ../../nbs/10_data.windows.ipynb #47fa2bf2
+# %% ../../nbs/10_data.windows.ipynb #c4348655
 @patch
 def _nan_policy(self:WindowDataset):
     "Count windows with non-finite values (`fill`, `drop`) and drop them (`drop`)"
@@ -165,7 +165,7 @@ def _nan_policy(self:WindowDataset):
     self.n_nan_windows = int((counts > 0).sum())
     if self.nan == 'drop': self.index = g[counts == 0]
 
-# %% ../../nbs/10_data.windows.ipynb #7b4a3fbb
+# %% ../../nbs/10_data.windows.ipynb #394c27db
 @patch
 def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format, encoding, tz, tz_col, drop):
     "Attach captions by date: `caps`, `cap_rows` (caption rows per time index); drop windows without one if `drop`"
@@ -182,7 +182,7 @@ def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format
         g = np.concatenate([np.repeat(g, k, 0), which[:, None]], 1)
     self.index = g
 
-# %% ../../nbs/10_data.windows.ipynb #4465223e
+# %% ../../nbs/10_data.windows.ipynb #11bfe8d5
 @patch
 def _make_reader(self:WindowDataset, io_threads:int, reopen=None):
     "A `ChunkReader` for lazy data, or float32 numpy arrays for data in memory"
@@ -200,7 +200,7 @@ def compute_stats(self:WindowDataset, path=None)->ChannelStats:
     if path is not None: st.save(path)
     return st
 
-# %% ../../nbs/10_data.windows.ipynb #d2322647
+# %% ../../nbs/10_data.windows.ipynb #a3ba47c6
 @patch
 def _fill(self:WindowDataset, i:int, out:np.ndarray):
     "Write window `i` into `out` `[C, T, H, W]`: raw values, NaN policy, normalisation"
@@ -259,7 +259,7 @@ def __getitem__(self:WindowDataset, i:int)->dict:
     if self.lazy: self.reader.evict()
     return dict(x=torch.from_numpy(out), **self._meta(i))
 
-# %% ../../nbs/10_data.windows.ipynb #4a122646
+# %% ../../nbs/10_data.windows.ipynb #02a3607a
 @patch
 def chunk_groups(self:WindowDataset)->np.ndarray:
     "A group number per sample: samples of a group start in the same time chunk (or block of `window` steps)"
@@ -309,7 +309,7 @@ def collate_windows(items:list)->dict:
     out['ids'] = [it['id'] for it in items]
     return out
 
-# %% ../../nbs/10_data.windows.ipynb #61cb5b3c
+# %% ../../nbs/10_data.windows.ipynb #b19badef
 @patch
 def windows_for_date(self:WindowDataset, date)->np.ndarray:
     "Sample indices whose anchor falls on `date` (`YYYY-MM-DD`, local in `tz` if given)"

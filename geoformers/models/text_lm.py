@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['lm_nll', 'build_text_lm', 'TextLMTask', 'pretrain_text_lm']
 
-# %% ../../nbs/25a_models.text_lm.ipynb #f0706c80
+# %% ../../nbs/25a_models.text_lm.ipynb #e1816cb7
 import json
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from ..train.checkpoint import load_checkpoint
 from ..train.loop import TRAIN_DEFAULTS, fit
 from ..train.tasks import Task
 
-# %% ../../nbs/25a_models.text_lm.ipynb #19b7143b
+# %% ../../nbs/25a_models.text_lm.ipynb #6861c18d
 def lm_nll(lm, ids:torch.Tensor, mask:torch.Tensor, hrm_act:bool=False)->tuple: # [B, L] -> (loss, nll sum, tokens)
     "Next-token CE of a causal LM on padded ids (HRM: plus its halting loss in training)"
     out = lm(input_ids=ids, attention_mask=mask)
