@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['WeatherTextTask', 'caption_date']
 
-# %% ../../nbs/41b_tasks.weather_text.ipynb #2ed61ac3
+# %% ../../nbs/41b_tasks.weather_text.ipynb #0f3d2e6a
 import copy
 import tempfile
 from pathlib import Path
@@ -28,7 +28,7 @@ from ..train.loop import make_loader
 from ..train.tasks import Task, register_task
 from .weather import _new_windows, find_mae_checkpoint, load_encoder
 
-# %% ../../nbs/41b_tasks.weather_text.ipynb #71b85b50
+# %% ../../nbs/41b_tasks.weather_text.ipynb #ab601b3a
 _FALLBACK = dict(dim=64, depth=2, heads=4, patch=[2, 4, 4], window=[2, 4, 4], decoder_dim=32, decoder_heads=4,
                  mask_ratio=0.75)
 
@@ -109,7 +109,7 @@ class WeatherTextTask(Task):
         loss = float(stats['nll'] / stats['ntok'])
         return {'loss': loss, 'perplexity': float(np.exp(loss))}
 
-# %% ../../nbs/41b_tasks.weather_text.ipynb #55883179
+# %% ../../nbs/41b_tasks.weather_text.ipynb #c08fce6b
 @patch
 def generate(self:WeatherTextTask, model, x, cfg, prefix:bool=True, temperature:float=None, seed:int=0)->list:
     "Captions for cubes `x` `[B, C, T, H, W]` (or, with `prefix=False`, as many samples of the text-only LM)"
@@ -165,7 +165,7 @@ def describe(self:WeatherTextTask, model, data, cfg):
                 generation=fact_scores(gen, refs),
                 samples=[dict(date=dt, generated=g, reference=r) for dt, g, r in zip(dates, gen, refs)][:6])
 
-# %% ../../nbs/41b_tasks.weather_text.ipynb #1f309571
+# %% ../../nbs/41b_tasks.weather_text.ipynb #9a69689b
 def _fields_and_captions(cfg, path)->tuple:
     "`(fields, captions)` of `path`: a folder with `captions.csv` beside the fields, or fields + `data.captions`"
     p = Path(path)
