@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['MAE_KEYS', 'mae_from_config', 'WeatherMAETask', 'find_mae_checkpoint', 'load_encoder', 'caption_cli']
 
-# %% ../../nbs/41_tasks.weather.ipynb #a160f0cb
+# %% ../../nbs/41_tasks.weather.ipynb #84ae5c90
 import json
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from ..models.swin_mae import SatSwinMAE, random_token_mask, show_reconstruction
 from ..train.loop import make_loader
 from ..train.tasks import Task, register_task
 
-# %% ../../nbs/41_tasks.weather.ipynb #2fe79088
+# %% ../../nbs/41_tasks.weather.ipynb #a0d26aa0
 MAE_KEYS = ('dim', 'depth', 'heads', 'patch', 'window', 'decoder_dim', 'decoder_heads', 'mask_ratio', 'norm_pix_loss')
 
 def mae_from_config(m, in_chans:int)->SatSwinMAE:
@@ -80,7 +80,7 @@ class WeatherMAETask(Task):
         x = data['train'][0]['x'][None]
         return dict(channels=self.channels, tokens_per_window=int(np.prod(model.grid(x))), window_shape=list(x.shape[1:]))
 
-# %% ../../nbs/41_tasks.weather.ipynb #c2685289
+# %% ../../nbs/41_tasks.weather.ipynb #71016fb6
 def _new_windows(task, cfg, data, captions:bool=False, caption_path=None):
     "Windows of `data` (None: the run's validation split) normalised as in training, with the run's channels"
     if data is None: return task.windows, task.val_idx
@@ -130,7 +130,7 @@ def eval_data(self:WeatherMAETask, cfg, path)->dict:
                 note='loss: mean squared error of the masked patches (fixed mask), inputs normalised with the '
                      'training statistics')
 
-# %% ../../nbs/41_tasks.weather.ipynb #eabca217
+# %% ../../nbs/41_tasks.weather.ipynb #7c2e0782
 def find_mae_checkpoint(spec:str, root='runs')->Path|None:
     "`auto`: the newest `runs/weather-mae*/best.pt`; `none`: no checkpoint; else the path"
     if spec == 'none': return None
@@ -167,7 +167,7 @@ def load_encoder(spec:str, channels:list, fallback:dict)->SatSwinMAE:
     enc.load_state_dict(ck['model'])
     return enc
 
-# %% ../../nbs/41_tasks.weather.ipynb #89004cc1
+# %% ../../nbs/41_tasks.weather.ipynb #38ffba2f
 def caption_cli():
     "`geoformers_caption --date YYYY-MM-DD --run RUN`: captions of one date (user errors: one line, exit code 2)"
     from geoformers.errors import run_cli
