@@ -209,12 +209,15 @@ def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's
                  run:str='runs/weather-text',  # a weather-text run folder (config.json, best.pt)
                  data:str=None,                # fields to caption (default: the run's data)
                  max_new_tokens:int=None,      # default: the run's eval.max_new_tokens
+                 temperature:float=None,       # 0 = greedy (default: the run's eval.temperature)
+                 top_p:float=None,             # nucleus sampling (default: the run's eval.top_p)
                  max_samples:int=4,            # at most this many windows
                  seed:int=0):
     "Generated weather narratives for the windows anchored on `date` (printed, and returned as a list)"
     if not date: raise ConfigError("pass --date YYYY-MM-DD")
     task, cfg, model = _load_run(run)
-    if max_new_tokens: cfg.eval.max_new_tokens = max_new_tokens
+    for k, v in dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p).items():
+        if v is not None: cfg.eval[k] = v
     with tempfile.TemporaryDirectory() as d:
         df = pd.read_csv(task.predict(model, cfg, data, Path(d)/'c.csv', dates=[date], seed=seed), keep_default_na=False)
         df = df.head(max_samples)
