@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['n_windows', 'WindowDataset', 'collate_windows']
 
-# %% ../../nbs/10_data.windows.ipynb #ae63f561
+# %% ../../nbs/10_data.windows.ipynb #9b494d70
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import xarray as xr
 from fastcore.basics import patch, store_attr
 from torch.utils.data import Dataset
 
-from .captions import caption_report, join_captions, load_captions, local_dates
+from .captions import caption_report, caption_samples, join_captions, load_captions, local_dates
 from .chunks import (ChunkBatchSampler, ChunkReader, WindowBatch, _buffer, _wrap_slice,  # noqa: F401
                                     batch_x)
 from .normalise import ChannelStats, channel_stats, nan_map, window_nan_counts
@@ -24,14 +24,14 @@ from .sources import (clear_of_gaps, describe_gaps, detect_dims, is_url, open_ch
                                      step_text, time_axis, time_gaps)
 from ..errors import ConfigError, DataError
 
-# %% ../../nbs/10_data.windows.ipynb #37f074a5
+# %% ../../nbs/10_data.windows.ipynb #275460af
 def n_windows(n:int, w:int, s:int, wrap:bool=False)->int:
     "Number of whole windows of size `w`, stride `s` on an axis of `n` points (a circle if `wrap`)"
     if w < 1 or s < 1: raise ConfigError(f"window and stride must be >= 1, got window={w}, stride={s}")
     if wrap: return -(-n//s) if w <= n else 0
     return (n - w)//s + 1 if n >= w else 0
 
-# %% ../../nbs/10_data.windows.ipynb #16ea3098
+# %% ../../nbs/10_data.windows.ipynb #84054196
 _CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all'), nan=('raise', 'fill', 'drop'),
                 gaps=('raise', 'skip', 'index'))
 
@@ -102,7 +102,7 @@ class WindowDataset(Dataset):
 
     def __len__(self): return len(self.index)
 
-# %% ../../nbs/10_data.windows.ipynb #50e8ff1b
+# %% ../../nbs/10_data.windows.ipynb #b1a62bcf
 @patch
 def _make_grid(self:WindowDataset, window:dict, stride:dict):
     "Window and stride sizes, the number of windows along each axis and the table `index` of `(ti, hi, wi, fi)`"
@@ -133,7 +133,7 @@ def starts(self:WindowDataset, rows:np.ndarray)->np.ndarray:
     "Start indices `[N, 3]` (time, lat, lon) of window rows `(ti, hi, wi, ...)`"
     return rows[:, :3]*np.array(self.stride)
 
-# %% ../../nbs/10_data.windows.ipynb #0feb0156
+# %% ../../nbs/10_data.windows.ipynb #5f609af0
 @patch
 def _drop_gaps(self:WindowDataset):
     "Apply the `gaps` policy to windows whose steps are not evenly spaced"
@@ -151,7 +151,7 @@ def _drop_gaps(self:WindowDataset):
     if self.verbose: print(f"{int((~keep).sum())} of {len(keep)} windows dropped: they span a gap ({describe_gaps(gaps)})")
     self.index = self.index[keep]
 
-# %% ../../nbs/10_data.windows.ipynb #c4348655
+# %% ../../nbs/10_data.windows.ipynb #9301c482
 @patch
 def _nan_policy(self:WindowDataset):
     "Count windows with non-finite values (`fill`, `drop`) and drop them (`drop`)"
@@ -165,7 +165,7 @@ def _nan_policy(self:WindowDataset):
     self.n_nan_windows = int((counts > 0).sum())
     if self.nan == 'drop': self.index = g[counts == 0]
 
-# %% ../../nbs/10_data.windows.ipynb #394c27db
+# %% ../../nbs/10_data.windows.ipynb #ffe068e6
 @patch
 def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format, encoding, tz, tz_col, drop):
     "Attach captions by date: `caps`, `cap_rows` (caption rows per time index); drop windows without one if `drop`"
@@ -174,15 +174,9 @@ def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format
     rep = caption_report(self.caps, self.cap_rows, self._dates)
     if self.verbose: print(rep['text'])
     if not rep['matched']: raise DataError(rep['text'] + "; check date_format (day/month order), tz and the files")
-    g = self.index
-    if drop: g = g[np.array([len(self.cap_rows[ti]) > 0 for ti in g[:, 0]], dtype=bool)]
-    if self.caption_mode == 'all':
-        k = np.array([len(self.cap_rows[ti]) for ti in g[:, 0]], dtype=int)
-        which = np.concatenate([np.arange(n) for n in k]) if len(k) else np.zeros(0, int)
-        g = np.concatenate([np.repeat(g, k, 0), which[:, None]], 1)
-    self.index = g
+    self.index = caption_samples(self.index, self.cap_rows, self.caption_mode, drop)
 
-# %% ../../nbs/10_data.windows.ipynb #11bfe8d5
+# %% ../../nbs/10_data.windows.ipynb #0c472adf
 @patch
 def _make_reader(self:WindowDataset, io_threads:int, reopen=None):
     "A `ChunkReader` for lazy data, or float32 numpy arrays for data in memory"
@@ -200,7 +194,7 @@ def compute_stats(self:WindowDataset, path=None)->ChannelStats:
     if path is not None: st.save(path)
     return st
 
-# %% ../../nbs/10_data.windows.ipynb #a3ba47c6
+# %% ../../nbs/10_data.windows.ipynb #cee97e59
 @patch
 def _fill(self:WindowDataset, i:int, out:np.ndarray):
     "Write window `i` into `out` `[C, T, H, W]`: raw values, NaN policy, normalisation"
@@ -259,7 +253,7 @@ def __getitem__(self:WindowDataset, i:int)->dict:
     if self.lazy: self.reader.evict()
     return dict(x=torch.from_numpy(out), **self._meta(i))
 
-# %% ../../nbs/10_data.windows.ipynb #02a3607a
+# %% ../../nbs/10_data.windows.ipynb #67a1f94a
 @patch
 def chunk_groups(self:WindowDataset)->np.ndarray:
     "A group number per sample: samples of a group start in the same time chunk (or block of `window` steps)"
@@ -309,7 +303,7 @@ def collate_windows(items:list)->dict:
     out['ids'] = [it['id'] for it in items]
     return out
 
-# %% ../../nbs/10_data.windows.ipynb #b19badef
+# %% ../../nbs/10_data.windows.ipynb #2b4deaf0
 @patch
 def windows_for_date(self:WindowDataset, date)->np.ndarray:
     "Sample indices whose anchor falls on `date` (`YYYY-MM-DD`, local in `tz` if given)"
