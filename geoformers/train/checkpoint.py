@@ -6,7 +6,7 @@
 __all__ = ['IGNORE_ON_RESUME', 'RUN_FILES', 'rng_state', 'set_rng_state', 'save_checkpoint', 'rename_keys', 'state_dict_diff',
            'load_checkpoint', 'holds_run', 'claim_run_dir', 'latest_run', 'prepare_run_dir']
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #c2b9778d
+# %% ../../nbs/30a_train.checkpoint.ipynb #f7077522
 import itertools
 import os
 import random
@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import CheckpointError, RunFolderError
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #97f674c0
+# %% ../../nbs/30a_train.checkpoint.ipynb #3f2e2cfd
 def rng_state() -> dict:
     "Every RNG state a run uses, in a form `torch.load(weights_only=True)` accepts"
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -53,7 +53,7 @@ def save_checkpoint(path, **state):
     torch.save(state, tmp)
     os.replace(tmp, path)
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #06bc6885
+# %% ../../nbs/30a_train.checkpoint.ipynb #d670ce3c
 def _diff(a, b, prefix='') -> list:
     "Keys whose values differ between two nested dicts"
     out = []
@@ -109,12 +109,13 @@ def state_dict_diff(have: dict, want: dict, n: int = 5) -> str:
     ]
     return '; '.join(p for p in parts if p)
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #4d5ed4fb
+# %% ../../nbs/30a_train.checkpoint.ipynb #61eddc6c
 IGNORE_ON_RESUME = (
     'train.max_steps',
     'train.epochs',
     'train.wandb',
     'train.progress',
+    'train.previews',
     'train.device',
     'train.num_threads',
     'train.num_workers',
@@ -166,7 +167,7 @@ def load_checkpoint(
             ) from e
     return ck
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #ca8c0838
+# %% ../../nbs/30a_train.checkpoint.ipynb #5e7b1c81
 RUN_FILES = ('config.json', 'last.pt', 'best.pt', 'metrics.jsonl', 'summary.json')
 
 
@@ -213,7 +214,7 @@ def latest_run(root, task: str) -> Path:
         raise RunFolderError(f"no run of {task!r} under {root}/ to resume; pass --out RUN_FOLDER")
     return runs[-1][1]
 
-# %% ../../nbs/30a_train.checkpoint.ipynb #edd3528a
+# %% ../../nbs/30a_train.checkpoint.ipynb #797a4ac8
 def _describe(out: Path) -> str:
     "'(task toy, step 40)' from a run folder's files, as far as they say"
     import json

@@ -8,7 +8,7 @@ __all__ = ['TRAIN_DEFAULTS', 'TRAIN_RANGES', 'as_config', 'dist_env', 'init_dist
            'read_metrics', 'trim_metrics', 'StopSignals', 'Preempted', 'NonFiniteLoss', 'batch_ids', 'nonfinite_inputs',
            'make_loader', 'Trainer', 'fit']
 
-# %% ../../nbs/30_train.loop.ipynb #0f1989c7
+# %% ../../nbs/30_train.loop.ipynb #c3a1da2d
 import itertools
 import json
 import math
@@ -26,7 +26,7 @@ from fastcore.basics import patch, store_attr
 from fastcore.xtras import dict2obj, obj2dict
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Sampler
 
 from ..core import get_device, progress, seed_everything, to_device
 from ..errors import ConfigError, DataError, Range, UserError
@@ -39,32 +39,33 @@ from geoformers.train.checkpoint import (
     set_rng_state,
 )
 
-# %% ../../nbs/30_train.loop.ipynb #d25f07b7
+# %% ../../nbs/30_train.loop.ipynb #97113dbc
 TRAIN_DEFAULTS = dict(
     epochs=1,
     max_steps=None,  # optimiser steps; max_steps wins over epochs
     batch_size=16,
-    val_batch_size=None,
+    val_batch_size=None,  # None: batch_size
     drop_last=True,
     num_workers=0,
     lr=1e-3,
     weight_decay=0.01,
     betas=[0.9, 0.999],
-    schedule='cosine',
+    schedule='cosine',  # 'cosine' or 'constant' after warmup
     warmup_steps=0,
-    min_lr_ratio=0.0,  # 'cosine' or 'constant' after warmup
-    grad_clip=1.0,
-    grad_accum=1,  # grad_clip 0 = no clipping
+    min_lr_ratio=0.0,
+    grad_clip=1.0,  # 0 = no clipping
+    grad_accum=1,
     amp='none',  # 'none', 'bf16' (CPU and CUDA) or 'fp16' (CUDA, with a scaler)
     val_every=None,  # validate every N steps; None = at the end of every epoch
     log_every=10,
     progress=True,
-    best_metric='loss',
-    best_mode='min',  # which validation metric picks best.pt
-    wandb='disabled',
-    wandb_project='geoformers',  # 'online', 'offline' or 'disabled'
+    previews=True,  # save the task's preview figure at every validation
+    best_metric='loss',  # which validation metric picks best.pt
+    best_mode='min',
+    wandb='disabled',  # 'online', 'offline' or 'disabled'
+    wandb_project='geoformers',
     device='auto',
-    num_threads=None,  # num_threads: torch CPU threads (None = torch's default, one per core)
+    num_threads=None,  # torch CPU threads (None = torch's default, one per core)
     rank_logs=False,  # every rank writes rank{r}.jsonl (for checking DDP)
 )
 
@@ -90,6 +91,7 @@ TRAIN_RANGES = {
         val_every=Range(int, ge=1, none=True),
         log_every=_pos,
         progress=Range(bool),
+        previews=Range(bool),
         best_metric=Range(str),
         best_mode=Range(choices=('min', 'max')),
         wandb=Range(choices=('online', 'offline', 'disabled')),
@@ -105,7 +107,7 @@ def as_config(d: dict):
     "Nested dict -> attribute access (`cfg.train.lr`); lists stay lists"
     return dict2obj(d, list_func=list)
 
-# %% ../../nbs/30_train.loop.ipynb #62f1e94a
+# %% ../../nbs/30_train.loop.ipynb #afcac875
 def dist_env() -> tuple:
     "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` if not distributed)"
     env = os.environ
@@ -141,7 +143,7 @@ def user_device(name: str = 'auto') -> torch.device:
     except RuntimeError as e:
         raise ConfigError(f"device {name!r} cannot be used: {e}") from None
 
-# %% ../../nbs/30_train.loop.ipynb #075e19b0
+# %% ../../nbs/30_train.loop.ipynb #12081a42
 class ResumableSampler(Sampler):
     "`DistributedSampler` order (by seed, epoch and rank) that can start after `start` samples"
 
@@ -163,7 +165,7 @@ class ResumableSampler(Sampler):
     def __len__(self):
         return len(self.inner) - self.start
 
-# %% ../../nbs/30_train.loop.ipynb #26ffa1e0
+# %% ../../nbs/30_train.loop.ipynb #fa9a77e2
 def make_optimizer(groups: list, tc) -> torch.optim.Optimizer:
     "AdamW over the task's parameter groups, each split into decay / no-decay (1-D) parameters"
     out, seen = [], set()
@@ -218,7 +220,7 @@ def apply_freeze(opt: torch.optim.Optimizer, epoch: int) -> list:
             frozen.append(g['name'])
     return frozen
 
-# %% ../../nbs/30_train.loop.ipynb #1007daaa
+# %% ../../nbs/30_train.loop.ipynb #422bbf7a
 def autocast(device: torch.device, amp: str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16')"
     if amp in (None, 'none'):
@@ -235,11 +237,17 @@ def _unwrap(m):
 
 
 @torch.no_grad()
-def evaluate(task, model: nn.Module, loader, cfg, device=None) -> dict:
+def evaluate(
+    task,
+    model: nn.Module,
+    loader,
+    cfg,
+    device=None,
+    reduce: bool = None,  # sum over ranks? None: when `loader` has a DistributedSampler
+) -> dict:
     "Metrics of `model`: `task.eval_step` summed over batches and ranks, `task.compute_metrics`"
-    device = (
-        device or next(model.parameters(), torch.empty(0)).device
-    )  # a baseline may have no parameters
+    # a baseline may have no parameters (then CPU)
+    device = device or next(model.parameters(), torch.empty(0)).device
     was = model.training
     model.eval()
     stats = {}
@@ -249,15 +257,15 @@ def evaluate(task, model: nn.Module, loader, cfg, device=None) -> dict:
         for k, v in s.items():
             stats[k] = stats.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64).detach().cpu()
     model.train(was)
-    if isinstance(loader.sampler, DistributedSampler):
-        stats = all_reduce_sum(stats)  # add the ranks' sums
+    if reduce is None: reduce = isinstance(loader.sampler, DistributedSampler)
+    if reduce: stats = all_reduce_sum(stats)  # add the ranks' sums
     if not stats:
         raise DataError(
             f"no validation batches: the validation split of task {cfg.task!r} is empty"
         )
     return {k: float(v) for k, v in task.compute_metrics(stats, cfg).items()}
 
-# %% ../../nbs/30_train.loop.ipynb #b46d9b25
+# %% ../../nbs/30_train.loop.ipynb #aad2276c
 class RunLog:
     "metrics.jsonl (+ optional per-rank logs and W&B) of a run; only rank 0 writes the shared files"
 
@@ -362,7 +370,7 @@ def trim_metrics(
         os.replace(tmp, p)
     return dropped
 
-# %% ../../nbs/30_train.loop.ipynb #d85622d2
+# %% ../../nbs/30_train.loop.ipynb #b28ab833
 class StopSignals:
     "In the block, SIGTERM/SIGUSR1 only set `.caught` (the signal's name): `fit` stops cleanly"
 
@@ -401,7 +409,7 @@ class Preempted(BaseException):
         super().__init__(f"stopped by {signal} at step {step} of a nested training run")
         self.signal, self.step = signal, step
 
-# %% ../../nbs/30_train.loop.ipynb #b33b9d75
+# %% ../../nbs/30_train.loop.ipynb #8d6961b9
 class NonFiniteLoss(FloatingPointError):
     "The loss became NaN or inf: names step, loss terms, the batch's samples, the checkpoint"
 
@@ -465,7 +473,7 @@ def nonfinite_inputs(batch, ids: list) -> dict:
     walk(batch)
     return out
 
-# %% ../../nbs/30_train.loop.ipynb #c97fa99c
+# %% ../../nbs/30_train.loop.ipynb #ecb95e50
 def make_loader(
     ds, cfg, collate=None, sampler=None, seed: int = 0, train: bool = False
 ) -> DataLoader:
@@ -484,7 +492,7 @@ def make_loader(
         generator=g,
     )
 
-# %% ../../nbs/30_train.loop.ipynb #df02792d
+# %% ../../nbs/30_train.loop.ipynb #a271464b
 class Trainer:
     "The state of one `fit`: task, config, run folder, model, optimiser, position"
 
@@ -507,7 +515,7 @@ class Trainer:
         self.state = dict(step=0, epoch=0, batches=0, best=None)
         self.warnings, self.pending_val = [], False
 
-# %% ../../nbs/30_train.loop.ipynb #37180597
+# %% ../../nbs/30_train.loop.ipynb #9957556d
 @patch
 def setup(self: Trainer):
     "Device, process group, run folder, data, model, optimiser, schedule"
@@ -524,14 +532,20 @@ def setup(self: Trainer):
     seed_everything(cfg.get('seed', 0))
     self.data = self.task.data(cfg)
     for split, name in (('train', 'training'), ('val', 'validation')):
-        if len(self.data[split]) == 0:
+        if hasattr(self.data[split], '__len__') and len(self.data[split]) == 0:
             raise DataError(
                 f"the {name} split of task {cfg.task!r} is empty: check the config's data section"
             )
     self.model = self.task.model(cfg).to(self.device)
     self.opt = make_optimizer(self.task.param_groups(self.model, cfg), tc)
-    self.sampler = ResumableSampler(len(self.data['train']), shuffle=True, seed=cfg.get('seed', 0))
-    bs, accum, n = tc.batch_size, tc.grad_accum, len(self.sampler)
+    train = self.data['train']
+    self.stream = isinstance(train, IterableDataset)  # shards itself over ranks and workers
+    if self.stream and not hasattr(train, 'set_epoch'):
+        raise TypeError(f"{type(train).__name__}, an IterableDataset, needs __len__ (samples per "
+                        "rank and epoch) and set_epoch(epoch, start) to train with fit")
+    seed = cfg.get('seed', 0)
+    self.sampler = None if self.stream else ResumableSampler(len(train), shuffle=True, seed=seed)
+    bs, accum, n = tc.batch_size, tc.grad_accum, len(train) if self.stream else len(self.sampler)
     per_epoch = n // bs // accum if tc.drop_last else math.ceil(math.ceil(n / bs) / accum)
     if per_epoch == 0:
         raise ConfigError(
@@ -564,7 +578,7 @@ def run_folder(self: Trainer) -> Path:
         out = Path(box[0])
     return out
 
-# %% ../../nbs/30_train.loop.ipynb #15fa1563
+# %% ../../nbs/30_train.loop.ipynb #129438ef
 @patch
 def restore(self: Trainer):
     "Load out/last.pt into model, optimiser, schedule, scaler, position, RNGs; trim the log to it"
@@ -606,7 +620,7 @@ def checkpoint(self: Trainer, name: str):
         config=obj2dict(self.cfg),
     )
 
-# %% ../../nbs/30_train.loop.ipynb #4bee0a32
+# %% ../../nbs/30_train.loop.ipynb #0138059f
 def _note(e: BaseException, note: str):
     if hasattr(e, 'add_note'):
         e.add_note(note)
@@ -620,8 +634,9 @@ def validate(self: Trainer) -> dict:
     self.checkpoint('last.pt')
     self.state['pending_val'] = False
     try:
-        metrics = evaluate(self.task, self.model, self.vloader, self.cfg, self.device)
-        if self.rank == 0:
+        vl = self.vloader
+        metrics = evaluate(self.task, self.model, vl, self.cfg, self.device, self.vreduce)
+        if self.rank == 0 and self.tc.previews:
             batch = to_device(next(iter(self.vloader)), self.device)
             self.log.image(self.task.preview(_unwrap(self.model), batch, self.cfg), step)
     except Exception as e:
@@ -659,7 +674,7 @@ def warn(self: Trainer, msg: str):
     if self.rank == 0:
         print(f"warning: {msg}", file=sys.stderr)
 
-# %% ../../nbs/30_train.loop.ipynb #88bd613e
+# %% ../../nbs/30_train.loop.ipynb #57b70ee4
 @patch
 def train_step(self: Trainer, micro: list) -> tuple:
     "One optimiser step over the micro-batches `micro`: (reduced terms, local terms, signalled)"
@@ -713,7 +728,7 @@ def nonfinite(self: Trainer, micro: list, bad: dict):
         self.state['step'] + 1, bad, ids or None, inputs, last if last.exists() else None, step
     )
 
-# %% ../../nbs/30_train.loop.ipynb #c69c2658
+# %% ../../nbs/30_train.loop.ipynb #91485328
 @patch
 def train(self: Trainer) -> dict:
     "The epochs; returns `{'stopped_at', 'signal'}` when stopped early, else None"
@@ -739,7 +754,8 @@ def train(self: Trainer) -> dict:
                 frozen = now_frozen
                 self.model = ddp(_unwrap(self.model))
                 self.model.train()
-            self.sampler.set_epoch(st['epoch'], start=st['batches'] * tc.batch_size)
+            epochs = self.data['train'] if self.stream else self.sampler
+            epochs.set_epoch(st['epoch'], start=st['batches'] * tc.batch_size)
             loader = make_loader(
                 self.data['train'],
                 cfg,
@@ -790,7 +806,7 @@ def train(self: Trainer) -> dict:
     finally:
         bar.close()
 
-# %% ../../nbs/30_train.loop.ipynb #4fa37bd5
+# %% ../../nbs/30_train.loop.ipynb #8a62ae1e
 @patch
 def finish(self: Trainer) -> dict:
     "Final validation, baselines (rank 0), summary.json; fails if the metric was never finite"
@@ -835,7 +851,7 @@ def close(self: Trainer):
     if getattr(self, 'log', None) is not None:
         self.log.close()
 
-# %% ../../nbs/30_train.loop.ipynb #630c58a4
+# %% ../../nbs/30_train.loop.ipynb #29d47933
 _depth = threading.local()
 
 
@@ -850,13 +866,11 @@ def run(self: Trainer) -> dict:
         if self.rank == 0:
             (self.out / 'config.json').write_text(json.dumps(obj2dict(self.cfg), indent=2))
         vs = self.data['val']
-        vsampler = (
-            DistributedSampler(
-                range(len(vs)), num_replicas=self.world, rank=self.rank, shuffle=False
-            )
-            if self.is_dist
-            else None
-        )
+        self.vreduce = None                 # a map-style split is sharded by a DistributedSampler
+        vsampler = None
+        if self.is_dist and isinstance(vs, IterableDataset): self.vreduce = True   # shards itself
+        elif self.is_dist:
+            vsampler = DistributedSampler(range(len(vs)), self.world, self.rank, shuffle=False)
         self.vloader = make_loader(vs, self.cfg, self.data.get('collate'), vsampler)
         if self.resume and self.pending_val and self.state['step'] < self.total:
             self.validate()
