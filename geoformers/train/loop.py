@@ -8,7 +8,7 @@ __all__ = ['TRAIN_DEFAULTS', 'TRAIN_RANGES', 'as_config', 'dist_env', 'init_dist
            'read_metrics', 'trim_metrics', 'StopSignals', 'Preempted', 'NonFiniteLoss', 'batch_ids', 'nonfinite_inputs',
            'make_loader', 'Trainer', 'fit']
 
-# %% ../../nbs/30_train.loop.ipynb #c3a1da2d
+# %% ../../nbs/30_train.loop.ipynb #999fc049
 import itertools
 import json
 import math
@@ -39,7 +39,7 @@ from geoformers.train.checkpoint import (
     set_rng_state,
 )
 
-# %% ../../nbs/30_train.loop.ipynb #97113dbc
+# %% ../../nbs/30_train.loop.ipynb #7ce75959
 TRAIN_DEFAULTS = dict(
     epochs=1,
     max_steps=None,  # optimiser steps; max_steps wins over epochs
@@ -107,7 +107,7 @@ def as_config(d: dict):
     "Nested dict -> attribute access (`cfg.train.lr`); lists stay lists"
     return dict2obj(d, list_func=list)
 
-# %% ../../nbs/30_train.loop.ipynb #afcac875
+# %% ../../nbs/30_train.loop.ipynb #650abf18
 def dist_env() -> tuple:
     "`(rank, world_size, local_rank)` from torchrun's environment (`(0, 1, 0)` if not distributed)"
     env = os.environ
@@ -143,7 +143,7 @@ def user_device(name: str = 'auto') -> torch.device:
     except RuntimeError as e:
         raise ConfigError(f"device {name!r} cannot be used: {e}") from None
 
-# %% ../../nbs/30_train.loop.ipynb #12081a42
+# %% ../../nbs/30_train.loop.ipynb #2edc6886
 class ResumableSampler(Sampler):
     "`DistributedSampler` order (by seed, epoch and rank) that can start after `start` samples"
 
@@ -165,7 +165,7 @@ class ResumableSampler(Sampler):
     def __len__(self):
         return len(self.inner) - self.start
 
-# %% ../../nbs/30_train.loop.ipynb #fa9a77e2
+# %% ../../nbs/30_train.loop.ipynb #f9d3ea2a
 def make_optimizer(groups: list, tc) -> torch.optim.Optimizer:
     "AdamW over the task's parameter groups, each split into decay / no-decay (1-D) parameters"
     out, seen = [], set()
@@ -220,7 +220,7 @@ def apply_freeze(opt: torch.optim.Optimizer, epoch: int) -> list:
             frozen.append(g['name'])
     return frozen
 
-# %% ../../nbs/30_train.loop.ipynb #422bbf7a
+# %% ../../nbs/30_train.loop.ipynb #735848b6
 def autocast(device: torch.device, amp: str):
     "The autocast context for `amp` ('none', 'bf16', 'fp16')"
     if amp in (None, 'none'):
@@ -265,7 +265,7 @@ def evaluate(
         )
     return {k: float(v) for k, v in task.compute_metrics(stats, cfg).items()}
 
-# %% ../../nbs/30_train.loop.ipynb #aad2276c
+# %% ../../nbs/30_train.loop.ipynb #1b01cb4d
 class RunLog:
     "metrics.jsonl (+ optional per-rank logs and W&B) of a run; only rank 0 writes the shared files"
 
@@ -370,7 +370,7 @@ def trim_metrics(
         os.replace(tmp, p)
     return dropped
 
-# %% ../../nbs/30_train.loop.ipynb #b28ab833
+# %% ../../nbs/30_train.loop.ipynb #16a51bc8
 class StopSignals:
     "In the block, SIGTERM/SIGUSR1 only set `.caught` (the signal's name): `fit` stops cleanly"
 
@@ -409,7 +409,7 @@ class Preempted(BaseException):
         super().__init__(f"stopped by {signal} at step {step} of a nested training run")
         self.signal, self.step = signal, step
 
-# %% ../../nbs/30_train.loop.ipynb #8d6961b9
+# %% ../../nbs/30_train.loop.ipynb #dd35d4fd
 class NonFiniteLoss(FloatingPointError):
     "The loss became NaN or inf: names step, loss terms, the batch's samples, the checkpoint"
 
@@ -473,7 +473,7 @@ def nonfinite_inputs(batch, ids: list) -> dict:
     walk(batch)
     return out
 
-# %% ../../nbs/30_train.loop.ipynb #ecb95e50
+# %% ../../nbs/30_train.loop.ipynb #a47a5ced
 def make_loader(
     ds, cfg, collate=None, sampler=None, seed: int = 0, train: bool = False
 ) -> DataLoader:
@@ -492,7 +492,7 @@ def make_loader(
         generator=g,
     )
 
-# %% ../../nbs/30_train.loop.ipynb #a271464b
+# %% ../../nbs/30_train.loop.ipynb #cfdc602e
 class Trainer:
     "The state of one `fit`: task, config, run folder, model, optimiser, position"
 
@@ -515,7 +515,7 @@ class Trainer:
         self.state = dict(step=0, epoch=0, batches=0, best=None)
         self.warnings, self.pending_val = [], False
 
-# %% ../../nbs/30_train.loop.ipynb #9957556d
+# %% ../../nbs/30_train.loop.ipynb #6c4cc8e3
 @patch
 def setup(self: Trainer):
     "Device, process group, run folder, data, model, optimiser, schedule"
@@ -578,7 +578,7 @@ def run_folder(self: Trainer) -> Path:
         out = Path(box[0])
     return out
 
-# %% ../../nbs/30_train.loop.ipynb #129438ef
+# %% ../../nbs/30_train.loop.ipynb #8293ca2b
 @patch
 def restore(self: Trainer):
     "Load out/last.pt into model, optimiser, schedule, scaler, position, RNGs; trim the log to it"
@@ -620,7 +620,7 @@ def checkpoint(self: Trainer, name: str):
         config=obj2dict(self.cfg),
     )
 
-# %% ../../nbs/30_train.loop.ipynb #0138059f
+# %% ../../nbs/30_train.loop.ipynb #fc5ca28d
 def _note(e: BaseException, note: str):
     if hasattr(e, 'add_note'):
         e.add_note(note)
@@ -674,7 +674,7 @@ def warn(self: Trainer, msg: str):
     if self.rank == 0:
         print(f"warning: {msg}", file=sys.stderr)
 
-# %% ../../nbs/30_train.loop.ipynb #57b70ee4
+# %% ../../nbs/30_train.loop.ipynb #5e18d3f1
 @patch
 def train_step(self: Trainer, micro: list) -> tuple:
     "One optimiser step over the micro-batches `micro`: (reduced terms, local terms, signalled)"
@@ -728,7 +728,7 @@ def nonfinite(self: Trainer, micro: list, bad: dict):
         self.state['step'] + 1, bad, ids or None, inputs, last if last.exists() else None, step
     )
 
-# %% ../../nbs/30_train.loop.ipynb #91485328
+# %% ../../nbs/30_train.loop.ipynb #64986063
 @patch
 def train(self: Trainer) -> dict:
     "The epochs; returns `{'stopped_at', 'signal'}` when stopped early, else None"
@@ -806,7 +806,7 @@ def train(self: Trainer) -> dict:
     finally:
         bar.close()
 
-# %% ../../nbs/30_train.loop.ipynb #8a62ae1e
+# %% ../../nbs/30_train.loop.ipynb #7546252e
 @patch
 def finish(self: Trainer) -> dict:
     "Final validation, baselines (rank 0), summary.json; fails if the metric was never finite"
@@ -851,7 +851,7 @@ def close(self: Trainer):
     if getattr(self, 'log', None) is not None:
         self.log.close()
 
-# %% ../../nbs/30_train.loop.ipynb #29d47933
+# %% ../../nbs/30_train.loop.ipynb #217161de
 _depth = threading.local()
 
 
