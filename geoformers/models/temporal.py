@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['days_ago', 'TemporalTokenEmbedder', 'TemporalTransformerEncoder', 'conv_block', 'SpatialDecoderUNet',
-           'SimpleSpatialDecoder', 'RefinementDecoder']
+           'SimpleSpatialDecoder', 'grid_encoding', 'SpaceTimeEncoder', 'RefinementDecoder']
 
 # %% ../../nbs/22_models.temporal.ipynb #2aa18879
 import torch
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from ..core import MLP, SinusoidalEncoding, key_padding_mask, last_valid
+from ..core import MLP, SinusoidalEncoding, key_padding_mask, last_valid, sinusoidal_encoding
 
 # %% ../../nbs/22_models.temporal.ipynb #9743c914
 def days_ago(valid:Tensor)->Tensor: # [B, T] bool (valid first) -> [B, T] float, 0 = last valid date
@@ -95,15 +95,58 @@ class SimpleSpatialDecoder(nn.Module):
         h = self.body(x)
         return self.head(h), h
 
+# %% ../../nbs/22_models.temporal.ipynb #7a87562d
+def grid_encoding(grid:tuple, dim:int, device=None)->Tensor: # (Gy, Gx), D -> [N, D]
+    "2-D sinusoidal position of every patch: half the width encodes the row, half the column"
+    if dim % 4: raise ValueError(f"dim must be a multiple of 4 for a 2-D encoding, got {dim}")
+    Gy, Gx = grid
+    ys, xs = torch.meshgrid(torch.arange(Gy, device=device), torch.arange(Gx, device=device), indexing='ij')
+    enc = torch.cat([sinusoidal_encoding(ys.flatten(), dim // 2), sinusoidal_encoding(xs.flatten(), dim // 2)], -1)
+    return enc
+
+def _layer(dim, heads, ff_mult, dropout):
+    return nn.TransformerEncoderLayer(dim, heads, ff_mult*dim, dropout, activation='gelu', batch_first=True,
+                                      norm_first=True)
+
+class SpaceTimeEncoder(nn.Module):
+    "Attention over dates, then over patches, `depth` times: `[B, N, T, D], [B, T] -> [B, N, D]` (last valid date)"
+    def __init__(self, dim:int, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.):
+        super().__init__()
+        self.time_layers = nn.ModuleList([_layer(dim, heads, ff_mult, dropout) for _ in range(depth)])
+        self.space_layers = nn.ModuleList([_layer(dim, heads, ff_mult, dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x:Tensor,      # [B, N, T, D]
+                valid:Tensor,        # [B, T] bool, True = valid date
+                grid:tuple,          # (Gy, Gx) with Gy * Gx = N
+               )->Tensor:            # [B, N, D]
+        B, N, T, D = x.shape
+        if valid.shape != (B, T): raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
+        if grid[0] * grid[1] != N: raise ValueError(f"grid {grid} does not hold N={N} patches")
+        x = x + rearrange(grid_encoding(grid, D, x.device).to(x.dtype), 'n d -> 1 n 1 d')
+        v = repeat(valid.bool(), 'b t -> (b n) t', n=N)
+        h = rearrange(x, 'b n t d -> (b n) t d')
+        depth = len(self.time_layers)
+        for i, (tl, sl) in enumerate(zip(self.time_layers, self.space_layers)):
+            h = tl(h, src_key_padding_mask=key_padding_mask(v))
+            if i < depth - 1:
+                h = rearrange(h, '(b n) t d -> (b t) n d', b=B)
+                h = rearrange(sl(h), '(b t) n d -> (b n) t d', b=B)
+        last = rearrange(last_valid(h, v), '(b n) d -> b n d', b=B)     # the last block: the last date only
+        return self.norm(self.space_layers[-1](last))
+
 # %% ../../nbs/22_models.temporal.ipynb #fd803f99
 class RefinementDecoder(nn.Module):
     "Patch grid to pixels: `[B, D, Gy, Gx], [B, 1, Gy, Gx], [B, Cs, H, W] -> [B, 1, H, W]`"
-    def __init__(self, dim:int, patch:int, skip_chans:int, hidden:int=16):
+    def __init__(self, dim:int, patch:int, skip_chans:int, hidden:int=16,
+                 depth:int=2):  # 3×3 conv layers at pixel resolution
         super().__init__()
         self.patch = patch
         self.shuffle = nn.Conv2d(dim, hidden * patch * patch, 1)
-        self.body = nn.Sequential(nn.Conv2d(hidden + 1 + skip_chans, hidden, 3, padding=1), nn.GELU(),
-                                  nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(), nn.Conv2d(hidden, 1, 1))
+        layers = [nn.Conv2d(hidden + 1 + skip_chans, hidden, 3, padding=1), nn.GELU()]
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU()]
+        self.body = nn.Sequential(*layers, nn.Conv2d(hidden, 1, 1))
         nn.init.zeros_(self.body[-1].weight); nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, grid:Tensor, logits:Tensor, skip:Tensor)->Tensor:
