@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['STATIC_VARS', 'FIRE_CODES', 'STATIC_CHANNELS', 'NDWS_CHANNELS', 'check_fire', 'save_fires', 'load_fires',
-           'fire_tensors', 'WildfireDataset', 'collate_fires', 'split_fires', 'read_ndws', 'load_ndws']
+           'fire_tensors', 'WildfireDataset', 'collate_fires', 'split_fires', 'ndws_fire', 'read_ndws', 'load_ndws']
 
 # %% ../../nbs/11_data.wildfire.ipynb #6059bb13
 from pathlib import Path
@@ -131,23 +131,33 @@ def split_fires(n:int, val_frac:float=0.2, seed:int=0)->tuple:
 # %% ../../nbs/11_data.wildfire.ipynb #7910795d
 NDWS_CHANNELS = ('elevation', 'NDVI', 'erc', 'pdsi', 'population', 'pr', 'sph', 'th', 'tmmn', 'tmmx', 'vs', 'PrevFireMask')
 
+def ndws_fire(c:dict,              # channel name -> [H, W] array (the NDWS inputs, any order)
+              target,              # [H, W] next-day FireMask (1 fire, 0 none, -1 uncertain)
+              fire_id:str, cell_m:float=1000.)->xr.Dataset:
+    "One NDWS sample as a 2-day fire in the geoformers format (the other weather channels kept as extras)"
+    missing = [k for k in NDWS_CHANNELS if k not in c]
+    if missing: raise DataError(f"{fire_id}: NDWS sample lacks {missing}; expected {list(NDWS_CHANNELS)}")
+    slope, aspect = slope_aspect(c['elevation'], cell_m)
+    th, vs = np.radians(c['th']), c['vs']
+    u, v = float((-vs*np.sin(th)).mean()), float((-vs*np.cos(th)).mean())   # blowing *towards*
+    fire = np.stack([c['PrevFireMask'], target]).astype('float32')
+    dims = ('y', 'x')
+    extra = {k: (dims, c[k]) for k in NDWS_CHANNELS if k not in ('elevation', 'NDVI', 'th', 'vs', 'PrevFireMask')}
+    ds = xr.Dataset({'fire': (('time', 'y', 'x'), fire), 'elevation': (dims, c['elevation']),
+                     'slope': (dims, slope), 'aspect': (dims, aspect),
+                     'fuel': (dims, np.clip(c['NDVI'] / 1e4, 0, 1).astype('float32')),
+                     'u': ('time', np.array([u, u], 'float32')), 'v': ('time', np.array([v, v], 'float32')), **extra},
+                    coords={'time': [0, 1]}, attrs={'source': 'NDWS', 'fire_id': fire_id, 'cell_m': cell_m})
+    return check_fire(ds, fire_id)
+
 def read_ndws(path, channels=NDWS_CHANNELS, cell_m:float=1000.)->xr.Dataset:
     "One NDWS `.npz` tile (`inputs [12, H, W]`, `targets [1, H, W]`) as a 2-day fire in the geoformers format"
     try: z = np.load(path)
     except (OSError, ValueError) as e: raise DataError(f"{path}: not a readable .npz tile ({e})") from e
     x, y = z['inputs'], z['targets']
-    if x.shape[0] != len(channels): raise DataError(f"{path}: {x.shape[0]} input channels, expected {len(channels)} ({channels})")
-    c = dict(zip(channels, x))
-    slope, aspect = slope_aspect(c['elevation'], cell_m)
-    th = np.radians(c['th']); vs = c['vs']
-    u, v = float((-vs*np.sin(th)).mean()), float((-vs*np.cos(th)).mean())   # blowing *towards*
-    fire = np.stack([c['PrevFireMask'], y[0]]).astype('int8')
-    dims = ('y', 'x')
-    extra = {k: (dims, c[k]) for k in channels if k not in ('elevation', 'NDVI', 'th', 'vs', 'PrevFireMask')}
-    return xr.Dataset({'fire': (('time', 'y', 'x'), fire), 'elevation': (dims, c['elevation']), 'slope': (dims, slope),
-                       'aspect': (dims, aspect), 'fuel': (dims, np.clip(c['NDVI'] / 1e4, 0, 1).astype('float32')),
-                       'u': ('time', np.array([u, u], 'float32')), 'v': ('time', np.array([v, v], 'float32')), **extra},
-                      coords={'time': [0, 1]}, attrs={'source': 'NDWS', 'fire_id': Path(path).stem, 'cell_m': cell_m})
+    if x.shape[0] != len(channels):
+        raise DataError(f"{path}: {x.shape[0]} input channels, expected {len(channels)} ({channels})")
+    return ndws_fire(dict(zip(channels, x)), y[0], Path(path).stem, cell_m)
 
 def load_ndws(folder)->list:
     "All NDWS tiles below `folder` (e.g. `ndws_micro` with `train/` and `val/`), sorted by path"

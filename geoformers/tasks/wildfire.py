@@ -85,7 +85,6 @@ class WildfireTask(Task):
 
     def data(self, cfg)->dict:
         "Whole-fire train / val split of the configured fires; sets `pos_weight` from the training targets"
-        self._cpu0 = time.process_time()
         d = cfg.data
         fires = wildfire_fires(d)
         tr, va = split_fires(len(fires), d.val_frac, d.sim_seed)
@@ -93,6 +92,7 @@ class WildfireTask(Task):
         val = WildfireDataset([fires[i] for i in va], d.t_min, d.t_max)
         p = train.pos_fraction()
         self.pos_weight = ((1 - p) / max(p, 1e-6)) ** cfg.loss.pos_weight_power
+        self._cpu0 = time.process_time()                   # training CPU time counts from here
         return dict(train=train, val=val, collate=collate_fires)
 
     def model(self, cfg)->nn.Module:
