@@ -4,9 +4,11 @@
 
 # %% auto #0
 __all__ = ['STATIC_VARS', 'FIRE_CODES', 'STATIC_CHANNELS', 'NDWS_CHANNELS', 'check_fire', 'save_fires', 'load_fires',
-           'fire_tensors', 'WildfireDataset', 'collate_fires', 'split_fires', 'ndws_fire', 'read_ndws', 'load_ndws']
+           'fire_tensors', 'WildfireDataset', 'collate_fires', 'split_fires', 'prediction_dataset', 'ndws_fire',
+           'read_ndws', 'load_ndws']
 
 # %% ../../nbs/11_data.wildfire.ipynb #6059bb13
+import json
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,40 @@ def split_fires(n:int, val_frac:float=0.2, seed:int=0)->tuple:
     perm = np.random.default_rng(seed).permutation(n)
     k = min(max(1, round(n * val_frac)), n - 1)
     return sorted(perm[k:].tolist()), sorted(perm[:k].tolist())
+
+# %% ../../nbs/11_data.wildfire.ipynb #9c558099
+def _next_time(t):
+    "The day after the last of the time coordinate `t` (its spacing, or one day / one step)"
+    if len(t) >= 2: return t[-1] + (t[-1] - t[-2])
+    return t[-1] + (np.timedelta64(1, 'D') if np.issubdtype(t.dtype, np.datetime64) else 1)
+
+def _nc_attr(v):
+    "A value NetCDF can store as an attribute"
+    return v if isinstance(v, (str, int, float, np.number)) and not isinstance(v, bool) else json.dumps(v, default=str)
+
+def prediction_dataset(ds, prob:np.ndarray, threshold:float, attrs:dict=None)->xr.Dataset:
+    "CF NetCDF content for one fire: `fire_prob` and `fire_pred` on the input's grid"
+    times = np.append(ds.time.values[1:], _next_time(ds.time.values))
+    coords = {'time': ('time', times, {**ds.time.attrs, 'long_name': 'day whose fire is predicted'})}
+    for c in ('y', 'x'):
+        coords[c] = (c, ds[c].values, ds[c].attrs) if c in ds.coords else (c, np.arange(ds.sizes[c]))
+    coords.update({k: v for k, v in ds.coords.items() if set(v.dims) == {'y', 'x'}})
+    var_attrs = {}
+    gm = next((ds[v].attrs['grid_mapping'] for v in ds.data_vars if 'grid_mapping' in ds[v].attrs), None)
+    if gm: var_attrs['grid_mapping'] = gm
+    out = xr.Dataset(
+        {'fire_prob': (('time', 'y', 'x'), prob.astype('float32'),
+                       dict(long_name='probability that the pixel burns on this day', units='1',
+                            valid_min=np.float32(0), valid_max=np.float32(1), **var_attrs)),
+         'fire_pred': (('time', 'y', 'x'), (prob >= threshold).astype('int8'),
+                       dict(long_name='predicted fire (fire_prob >= threshold)', flag_values=np.int8([0, 1]),
+                            flag_meanings='no_fire fire', threshold=float(threshold), **var_attrs))},
+        coords=coords)
+    if gm and gm in ds: out[gm] = ds[gm]
+    out.attrs = dict(Conventions='CF-1.8', title='geoformers wildfire next-day fire prediction',
+                     source='geoformers wildfire task', fire_id=str(ds.attrs.get('fire_id', '')),
+                     **{k: _nc_attr(v) for k, v in (attrs or {}).items() if v is not None})
+    return out
 
 # %% ../../nbs/11_data.wildfire.ipynb #7910795d
 NDWS_CHANNELS = ('elevation', 'NDVI', 'erc', 'pdsi', 'population', 'pr', 'sph', 'th', 'tmmn', 'tmmx', 'vs', 'PrevFireMask')
