@@ -33,10 +33,16 @@ VARIANTS = {
     'ember_st8_wr3': ['model.space=true', 'model.skip_wind=true', 'model.ref_depth=3'],
     'ember_st8_wr3_h24': ['model.space=true', 'model.skip_wind=true', 'model.ref_depth=3', 'model.ref_hidden=24'],
     'ember_st8_w': ['model.space=true', 'model.skip_wind=true'],
+    # a pixel UNet around the patch grid (refine: unet), light patch-grid decoder
+    'ember_st8_u16': ['model.space=true', 'model.skip_wind=true', 'model.refine=unet', 'model.decoder=light'],
+    'ember_st8_u12': ['model.space=true', 'model.skip_wind=true', 'model.refine=unet', 'model.decoder=light',
+                      'model.ref_hidden=12'],
+    'ember_v1_u16': ['model.skip_wind=true', 'model.refine=unet', 'model.decoder=light'],
     # baselines trained on their own
     'unet_last_frame': ['model.name=unet_last_frame'],
     'unet_stacked': ['model.name=unet_stacked'],
     'unet_stacked_16': ['model.name=unet_stacked', 'model.stack_hidden=16'],
+    'unet_stacked_24': ['model.name=unet_stacked', 'model.stack_hidden=24'],
     'utae': ['model.name=utae'],
     'utae_8': ['model.name=utae', 'model.utae_hidden=8'],
 }

@@ -17,7 +17,7 @@ from .dino import DinoSpatialEncoder
 from .fusion import FeatureFusion, FeatureFusionCrossAttn
 from .temporal import (RefinementDecoder, SimpleSpatialDecoder, SpaceTimeEncoder,
                                         SpatialDecoderUNet, TemporalTokenEmbedder, TemporalTransformerEncoder,
-                                        days_ago)
+                                        UNetRefinement, days_ago)
 
 # %% ../../nbs/22a_models.emberformer.ipynb #0b7ef6c9
 def patchify(x:Tensor, patch:int)->tuple: # [..., C, H, W] -> ([..., N, C*P*P], (Gy, Gx))
@@ -71,7 +71,8 @@ class EmberFormer(nn.Module):
                  skip_days:int=1,      # how many of the latest fire maps reach the pixel refinement
                  space:bool=False,     # factorised space-time attention instead of per-patch temporal attention
                  skip_wind:bool=False, # also give the refinement the last day's wind as two pixel planes
-                 ref_depth:int=2):     # 3×3 conv layers of the refinement
+                 ref_depth:int=2,      # 3×3 conv layers of the 'conv' refinement
+                 refine:str='conv'):   # 'conv' (pixel shuffle + convs) or 'unet' (pixel UNet around the patch grid)
         super().__init__()
         self.patch, self.skip_days, self.static_chans = patch, skip_days, static_chans
         self.space, self.skip_wind = space, skip_wind
@@ -81,7 +82,9 @@ class EmberFormer(nn.Module):
         self.temporal = enc(dim, depth, heads, ff_mult, dropout)
         self.decoder = _decoder(decoder, dim, dec_hidden)
         skip_chans = skip_days + static_chans + 2 * skip_wind
-        self.refine = RefinementDecoder(dim, patch, skip_chans, ref_hidden, ref_depth)
+        if refine == 'conv': self.refine = RefinementDecoder(dim, patch, skip_chans, ref_hidden, ref_depth)
+        elif refine == 'unet': self.refine = UNetRefinement(dim, skip_chans, ref_hidden)
+        else: raise ValueError(f"refine must be 'conv' or 'unet', got {refine!r}")
 
     def grid(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor)->tuple:
         "Patch features `[B, D, Gy, Gx]` and patch logits `[B, 1, Gy, Gx]`"

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['days_ago', 'TemporalTokenEmbedder', 'TemporalTransformerEncoder', 'conv_block', 'SpatialDecoderUNet',
-           'SimpleSpatialDecoder', 'grid_encoding', 'SpaceTimeEncoder', 'RefinementDecoder']
+           'SimpleSpatialDecoder', 'grid_encoding', 'SpaceTimeEncoder', 'RefinementDecoder', 'UNetRefinement']
 
 # %% ../../nbs/22_models.temporal.ipynb #2aa18879
 import torch
@@ -155,3 +155,28 @@ class RefinementDecoder(nn.Module):
         if px.shape[-2:] != (H, W): px = F.interpolate(px, size=(H, W), mode='bilinear', align_corners=False)
         up = F.interpolate(logits, size=(H, W), mode='nearest')
         return up + self.body(torch.cat([px, up, skip], 1))
+
+# %% ../../nbs/22_models.temporal.ipynb #44f52b6b
+class UNetRefinement(nn.Module):
+    "Pixel UNet with the patch grid at its lowest level: `[B, D, Gy, Gx], [B, 1, Gy, Gx], [B, Cs, H, W] -> [B, 1, H, W]`"
+    def __init__(self, dim:int, skip_chans:int, hidden:int=16):
+        super().__init__()
+        self.e1 = conv_block(skip_chans, hidden)
+        self.e2 = conv_block(hidden, 2 * hidden)
+        self.mid = conv_block(2 * hidden + dim + 1, 4 * hidden)
+        self.d2 = conv_block(6 * hidden, 2 * hidden)
+        self.d1 = conv_block(3 * hidden, hidden)
+        self.head = nn.Conv2d(hidden, 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, grid:Tensor, logits:Tensor, skip:Tensor)->Tensor:
+        H, W = skip.shape[-2:]
+        e1 = self.e1(skip)
+        e2 = self.e2(F.max_pool2d(e1, 2, ceil_mode=True))
+        low = F.max_pool2d(e2, 2, ceil_mode=True)
+        g = F.interpolate(torch.cat([grid, logits], 1), size=low.shape[-2:], mode='bilinear', align_corners=False)
+        m = self.mid(torch.cat([low, g], 1))
+        d2 = self.d2(torch.cat([e2, F.interpolate(m, size=e2.shape[-2:], mode='nearest')], 1))
+        d1 = self.d1(torch.cat([e1, F.interpolate(d2, size=(H, W), mode='nearest')], 1))
+        return F.interpolate(logits, size=(H, W), mode='nearest') + self.head(d1)

@@ -56,7 +56,7 @@ def wildfire_model(m, static_chans:int=5)->nn.Module:
     if m.name == 'emberformer':
         return EmberFormer(patch=m.patch, use_wind=m.use_wind, use_static=m.use_static, use_time=m.use_time,
                            skip_days=m.skip_days, space=g('space', False), skip_wind=g('skip_wind', False),
-                           ref_depth=g('ref_depth', 2), **common)
+                           ref_depth=g('ref_depth', 2), refine=g('refine', 'conv'), **common)
     if m.name == 'emberformer_dino':
         cfg = None
         if m.dino is None:
@@ -98,6 +98,7 @@ class WildfireTask(Task):
         p = train.pos_fraction()
         self.pos_weight = ((1 - p) / max(p, 1e-6)) ** cfg.loss.pos_weight_power
         self._cpu0 = time.process_time()                   # training CPU time counts from here
+        self.cost = {}
         return dict(train=train, val=val, collate=collate_fires)
 
     def model(self, cfg)->nn.Module:
@@ -175,11 +176,11 @@ def _sub_config(cfg, name:str):
 @patch
 def baselines(self:WildfireTask, data, cfg, run_dir)->dict:
     "Persistence and the switched-on trained baselines, on the same val split"
-    self.cost = {cfg.model.name: dict(params=None, train_cpu_s=round(time.process_time() - self._cpu0, 1))}
     if cfg.model.name in TRAINED_BASELINES: return {}
+    cost = {cfg.model.name: dict(params=None, train_cpu_s=round(time.process_time() - self._cpu0, 1))}
     loader = make_loader(data['val'], cfg, data['collate'])
     out = {'persistence': evaluate(self, Persistence(), loader, cfg, torch.device('cpu'))}
-    self.cost['persistence'] = dict(params=0, train_cpu_s=0.)
+    cost['persistence'] = dict(params=0, train_cpu_s=0.)
     for name in TRAINED_BASELINES:
         if not cfg.baselines.get(name, False): continue
         sub = _sub_config(cfg, name)
@@ -189,7 +190,8 @@ def baselines(self:WildfireTask, data, cfg, run_dir)->dict:
             out[name] = {'stopped_at': r.get('stopped_at')}
             break
         out[name] = r['metrics']
-        self.cost[name] = dict(params=count_params(self.model(sub)), train_cpu_s=round(time.process_time() - c0, 1))
+        cost[name] = dict(params=count_params(self.model(sub)), train_cpu_s=round(time.process_time() - c0, 1))
+    self.cost = cost                                   # after the baselines' own fits, which reset it
     return out
 
 @patch
