@@ -53,7 +53,7 @@ class LastFrameUNet(PixelUNet):
         super().__init__(3 + static_chans, hidden)
         self.static_chans = static_chans
 
-    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as `collate_fires`
+    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as from collate_fires
                 pixels:bool=True)->Tensor:                                    # [B, 1, H, W]
         if not pixels: raise ValueError("LastFrameUNet predicts pixels only (it has no patch grid)")
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
@@ -78,7 +78,7 @@ class StackedUNet(PixelUNet):
         super().__init__(4 * k + static_chans, hidden)
         self.k, self.static_chans = k, static_chans
 
-    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as `collate_fires`
+    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as from collate_fires
                 pixels:bool=True)->Tensor:                                    # [B, 1, H, W]
         if not pixels: raise ValueError("StackedUNet predicts pixels only (it has no patch grid)")
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
@@ -125,7 +125,7 @@ class UTAE(nn.Module):
         self.d1 = conv_block(5 * hidden, hidden)
         self.head = nn.Conv2d(hidden, 1, 1)
 
-    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as `collate_fires`
+    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as from collate_fires
                 pixels:bool=True)->Tensor:                                    # [B, 1, H, W]
         if not pixels: raise ValueError("UTAE predicts pixels only (it has no patch grid)")
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)

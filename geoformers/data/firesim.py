@@ -69,7 +69,7 @@ def spread_probability(ter:xr.Dataset, u:float, v:float, # terrain, wind towards
     return np.stack(out)
 
 def spread_step(burning:np.ndarray, unburnt:np.ndarray, # [H, W] bool each
-                prob:np.ndarray,                        # [8, H, W] from `spread_probability`
+                prob:np.ndarray,                        # [8, H, W] from spread_probability
                 rng:np.random.Generator)->np.ndarray:   # [H, W] bool: newly ignited cells
     "One automaton step: each burning cell tries to ignite each unburnt neighbour"
     pnot = np.ones(burning.shape)
@@ -81,7 +81,7 @@ def simulate_fire(size:int=64, days:int=14, steps_per_day:int=2, seed:int=0,
                   burn_days:tuple=(1., 2.5),   # residence time in days at fuel 0 and fuel 1
                   wind_turn:float=35.,         # std of the daily change of wind direction, degrees
                   cloud_prob:float=0.1,        # chance that a day's map has a cloud blob marked -1
-                  **spread_kw)->xr.Dataset:    # `p0, c1, c2, a` of `spread_probability`
+                  **spread_kw)->xr.Dataset:    # p0, c1, c2, a of spread_probability
     "One seeded simulated fire: `fire(time, y, x)`, terrain on `(y, x)`, wind `u, v` on `(time,)`"
     if size < 8 or days < 2: raise ValueError(f"need size >= 8 and days >= 2, got size={size}, days={days}")
     rng = np.random.default_rng(seed)

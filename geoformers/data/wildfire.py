@@ -25,7 +25,7 @@ STATIC_VARS = ('elevation', 'slope', 'aspect', 'fuel')
 FIRE_CODES = (-1, 0, 1)
 
 def check_fire(ds:xr.Dataset,
-               name:str=None)->xr.Dataset: # the file or id to name in messages (default: the `fire_id` attribute)
+               name:str=None)->xr.Dataset: # file or id named in messages (default: the fire_id attribute)
     "Raise a `DataError` naming what is wrong if `ds` is not a fire in the geoformers format; returns `ds`"
     name = name or ds.attrs.get('fire_id', 'fire dataset')
     missing = [v for v in ('fire', 'u', 'v') + STATIC_VARS if v not in ds]
@@ -85,7 +85,7 @@ def fire_tensors(ds:xr.Dataset)->dict:
 class WildfireDataset(Dataset):
     "(history of T days, next-day fire) samples over a list of fires"
     def __init__(self, fires:list,      # fires in the geoformers format (xarray Datasets)
-                 t_min:int=2,           # first target day (so at least `min(t_min, t_max)` days of history)
+                 t_min:int=2,           # first target day (histories of at least min(t_min, t_max) days)
                  t_max:int=8):          # longest history kept
         if not 1 <= t_min or not 1 <= t_max: raise ConfigError(f"data.t_min and data.t_max must be >= 1, got {t_min}, {t_max}")
         self.t_max = t_max

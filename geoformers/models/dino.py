@@ -11,8 +11,8 @@ from einops import repeat
 from torch import Tensor, nn
 
 # %% ../../nbs/20_models.dino.ipynb #70b40e50
-def load_dinov2(name_or_path=None, # hub name (`facebook/dinov2-small`) or local folder
-                config=None,       # a `transformers.Dinov2Config` for random weights instead
+def load_dinov2(name_or_path=None, # hub name (facebook/dinov2-small) or local folder
+                config=None,       # a transformers.Dinov2Config for random weights instead
                )->nn.Module:
     "A Hugging Face `Dinov2Model`, pretrained from `name_or_path` or random from `config`"
     from transformers import Dinov2Model
@@ -26,7 +26,7 @@ def load_dinov2(name_or_path=None, # hub name (`facebook/dinov2-small`) or local
 # %% ../../nbs/20_models.dino.ipynb #3de762c9
 class DinoSpatialEncoder(nn.Module):
     "DINOv2 patch tokens of `C`-channel images: `[B, C, H, W] -> ([B, N, D], (Gy, Gx))`"
-    def __init__(self, name_or_path=None, config=None,  # see `load_dinov2`
+    def __init__(self, name_or_path=None, config=None,  # see load_dinov2
                  in_chans:int=1,                        # C
                  adapter:str='conv',                    # 'conv' (learned 1x1) or 'replicate' (C must be 1)
                  frozen:bool=True,                      # freeze the DINOv2 weights (not the adapter)

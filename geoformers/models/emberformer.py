@@ -97,7 +97,7 @@ class EmberFormer(nn.Module):
         return g, self.decoder(g)[0]
 
     def forward(self, fire, wind, static, valid_t,
-                pixels:bool=False)->Tensor: # [B, 1, Gy, Gx]; with `pixels`, [B, 1, H, W]
+                pixels:bool=False)->Tensor: # [B, 1, Gy, Gx]; with pixels, [B, 1, H, W]
         if pixels: return self.forward_pixels(fire, wind, static, valid_t)
         return self.grid(fire, wind, static, valid_t)[1]
 
@@ -113,7 +113,7 @@ class EmberFormer(nn.Module):
 # %% ../../nbs/22a_models.emberformer.ipynb #cf8df9d3
 class EmberFormerDINO(nn.Module):
     "DINOv2 on fire frames and terrain → fusion → temporal transformer → decoders → pixels"
-    def __init__(self, dino=None, dino_config=None,  # DINOv2 name / folder, or a config (see `load_dinov2`)
+    def __init__(self, dino=None, dino_config=None,  # DINOv2 name / folder, or a config (see load_dinov2)
                  static_chans:int=5, dim:int=64, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.,
                  fusion:str='concat', decoder:str='unet', dec_hidden:int=64, ref_hidden:int=16, frozen:bool=True):
         super().__init__()

@@ -50,7 +50,7 @@ class TemporalTransformerEncoder(nn.Module):
 
     def forward(self, x:Tensor,      # [B, N, T, D]
                 valid:Tensor,        # [B, T] bool, True = valid date
-                return_all:bool=False)->Tensor: # [B, N, D], or [B, N, T, D] with `return_all`
+                return_all:bool=False)->Tensor: # [B, N, D], or [B, N, T, D] with return_all
         B, N, T, D = x.shape
         if valid.shape != (B, T): raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
         v = repeat(valid.bool(), 'b t -> (b n) t', n=N)

@@ -1,0 +1,102 @@
+"""The wildfire task's results table: `geoformers_train wildfire` (the default config: EmberFormer and every baseline)
+on several seeds and simulator draws, plus the run time, peak memory and predict cost of one default run.
+
+    python bench/wildfire.py                      # seeds 0 1 x data.sim_seed 0 1, 4 runs 2 at a time -> table
+    python bench/wildfire.py --time               # one default run, timed (wall, CPU, peak memory), then predict
+    python bench/wildfire.py --quick              # 1 epoch, one seed: a smoke test (about 2 min of CPU)
+
+Each run writes `runs/wildfire_bench/s{seed}_d{sim_seed}/` (reused when its summary.json exists) and the script
+writes `bench/wildfire_results.json`, which the task notebook's results table is generated from.
+Run time: one default run is about 300 s of CPU (EmberFormer about 60 s, the baselines the rest); `--time` runs it
+with the machine's default threads, so run it alone (`flock`) on a quiet machine.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ORDER = ['emberformer', 'unet_stacked', 'utae', 'unet_last_frame', 'persistence']
+
+
+def run(seed, sim_seed, root, extra=(), threads=1):
+    out = Path(root)/f's{seed}_d{sim_seed}'
+    if not (out/'summary.json').exists():
+        if out.exists(): subprocess.run(['rm', '-rf', str(out)])
+        cmd = [sys.executable, '-m', 'geoformers.train.cli', 'wildfire', '--out', str(out), '--set',
+               f'seed={seed}', f'data.sim_seed={sim_seed}', 'train.progress=false', *extra]
+        if threads: cmd.append(f'train.num_threads={threads}')
+        env = {**os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {})}
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if r.returncode: raise SystemExit(f'run {out} failed:\n{r.stderr[-3000:]}')
+    s = json.loads((out/'summary.json').read_text())
+    rows = {s['config']['model']['name']: s['metrics'], **s['baselines']}
+    return dict(seed=seed, sim_seed=sim_seed, run=str(out),
+                models={k: dict(f1=m['f1'], ap=m['ap'], new_f1=m['new_f1'], iou=m['iou'],
+                                params=s['cost'].get(k, {}).get('params'),
+                                train_cpu_s=s['cost'].get(k, {}).get('train_cpu_s')) for k, m in rows.items()})
+
+
+def table(recs):
+    "Markdown table: mean ± std over runs per model"
+    lines = ['| model | params | F1 | AP | new_f1 | training CPU s |', '|---|---:|---:|---:|---:|---:|']
+    for k in ORDER:
+        rs = [r['models'][k] for r in recs if k in r['models']]
+        if not rs: continue
+        ms = lambda q: f"{statistics.mean(r[q] for r in rs):.3f} ± {statistics.pstdev(r[q] for r in rs):.3f}"
+        p = rs[0]['params']
+        cpu = statistics.mean(r['train_cpu_s'] or 0 for r in rs)
+        lines.append(f"| {k} | {p / 1e3:.0f}K | {ms('f1')} | {ms('ap')} | {ms('new_f1')} | {cpu:.0f} |"
+                     if p else f"| {k} | 0 | {ms('f1')} | {ms('ap')} | {ms('new_f1')} | 0 |")
+    return '\n'.join(lines)
+
+
+def timed(root):
+    "One default run with the machine's threads: wall, CPU, peak memory; then predict on its validation fires"
+    out = Path(root)/'timed'
+    subprocess.run(['rm', '-rf', str(out)])
+    t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, '-m', 'geoformers.train.cli', 'wildfire', '--out', str(out), '--set',
+                    'train.progress=false'], check=True, capture_output=True)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    train = dict(wall_s=round(time.time() - t0, 1), cpu_s=round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 1),
+                 peak_rss_mb=round(c1.ru_maxrss / 1024))
+    code = ("import json,resource,time,torch; from geoformers.train.tasks import get_task; "
+            "from geoformers.train.loop import as_config; from geoformers.train.checkpoint import load_checkpoint; "
+            f"run='{out}'; t=get_task('wildfire'); cfg=as_config(json.load(open(run+'/config.json'))); "
+            "m=t.model(cfg); load_checkpoint(run+'/best.pt', m); t0=time.time(); "
+            "p=t.predict(m, cfg, out=run+'/pred', attrs={'run': run}); "
+            "print(json.dumps(dict(wall_s=round(time.time()-t0,2), files=len(list(p.glob('*.nc'))))))")
+    t0 = time.time()
+    r = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True)
+    c2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    pred = {**json.loads(r.stdout.strip().splitlines()[-1]), 'process_wall_s': round(time.time() - t0, 1),
+            'peak_rss_mb': round(c2.ru_maxrss / 1024)}
+    s = json.loads((out/'summary.json').read_text())
+    return dict(train=train, predict=pred, runtime_s=s['runtime_s'], threads=os.cpu_count())
+
+
+if __name__ == '__main__':
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
+    p.add_argument('--sim_seeds', nargs='+', type=int, default=[0, 1])
+    p.add_argument('--jobs', type=int, default=2)
+    p.add_argument('--root', default='runs/wildfire_bench')
+    p.add_argument('--time', action='store_true')
+    p.add_argument('--quick', action='store_true')
+    a = p.parse_args()
+    if a.time:
+        print(json.dumps(timed(a.root), indent=1))
+        raise SystemExit
+    extra = ['train.epochs=1'] if a.quick else []
+    if a.quick: a.seeds, a.sim_seeds, a.root = [0], [0], a.root + '_quick'
+    jobs = [(s, d) for s in a.seeds for d in a.sim_seeds]
+    with ThreadPoolExecutor(a.jobs) as ex: recs = list(ex.map(lambda j: run(*j, a.root, extra), jobs))
+    if not a.quick: (HERE/'wildfire_results.json').write_text(json.dumps(recs, indent=1))
+    print(table(recs))
