@@ -3,6 +3,7 @@ on several seeds and simulator draws, plus the run time, peak memory and predict
 
     python bench/wildfire.py                      # seeds 0 1 x data.sim_seed 0 1, 4 runs 2 at a time -> table
     python bench/wildfire.py --time               # one default run, timed (wall, CPU, peak memory), then predict
+    python bench/wildfire.py --ndws               # every model of those runs zero-shot on the 12 real NDWS tiles
     python bench/wildfire.py --quick              # 1 epoch, one seed: a smoke test (about 2 min of CPU)
 
 Each run writes `runs/wildfire_bench/s{seed}_d{sim_seed}/` (reused when its summary.json exists) and the script
@@ -43,18 +44,56 @@ def run(seed, sim_seed, root, extra=(), threads=1):
                                 train_cpu_s=s['cost'].get(k, {}).get('train_cpu_s')) for k, m in rows.items()})
 
 
-def table(recs):
+def table(recs, cols=('f1', 'ap', 'new_f1'), cost=True):
     "Markdown table: mean ± std over runs per model"
-    lines = ['| model | params | F1 | AP | new_f1 | training CPU s |', '|---|---:|---:|---:|---:|---:|']
+    head = ['model'] + (['params'] if cost else []) + [c.replace('f1', 'F1').replace('ap', 'AP') if c in ('f1', 'ap')
+                                                       else c for c in cols] + (['training CPU s'] if cost else [])
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|' + '---:|' * (len(head) - 1)]
     for k in ORDER:
         rs = [r['models'][k] for r in recs if k in r['models']]
         if not rs: continue
         ms = lambda q: f"{statistics.mean(r[q] for r in rs):.3f} ± {statistics.pstdev(r[q] for r in rs):.3f}"
-        p = rs[0]['params']
-        cpu = statistics.mean(r['train_cpu_s'] or 0 for r in rs)
-        lines.append(f"| {k} | {p / 1e3:.0f}K | {ms('f1')} | {ms('ap')} | {ms('new_f1')} | {cpu:.0f} |"
-                     if p else f"| {k} | 0 | {ms('f1')} | {ms('ap')} | {ms('new_f1')} | 0 |")
+        row = [k]
+        if cost: row.append(f"{rs[0]['params'] / 1e3:.0f}K" if rs[0]['params'] else '0')
+        row += [ms(c) for c in cols]
+        if cost: row.append(f"{statistics.mean(r['train_cpu_s'] or 0 for r in rs):.0f}")
+        lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines)
+
+
+def ndws_shard(root)->Path:
+    "The 12 real NDWS tiles written as one TFRecord shard in the official layout (features, 64x64 floats)"
+    import numpy as np
+    from geoformers.data.ndws import write_ndws_tfrecord
+    from geoformers.data.wildfire import NDWS_CHANNELS
+    from geoformers.testing import shared_data
+    tiles = shared_data('wildfire', 'ndws_micro')
+    if tiles is None: raise SystemExit('the NDWS tiles are not here')
+    samples = []
+    for p in sorted(tiles.rglob('*.npz')):
+        z = np.load(p)
+        samples.append({**dict(zip(NDWS_CHANNELS, z['inputs'])), 'FireMask': z['targets'][0].astype('float32')})
+    out = Path(root)/'ndws_micro.tfrecord'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_ndws_tfrecord(out, samples)
+    return out
+
+
+def ndws(recs, root):
+    "geoformers_eval of every run on the NDWS shard: EmberFormer and the run's saved baselines"
+    shard = ndws_shard(root)
+    out = []
+    for r in recs:
+        cmd = ['geoformers_eval', r['run'], '--data', str(shard), '--overwrite']
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode: raise SystemExit(f'{cmd} failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}')
+        e = json.loads((Path(r['run'])/'eval-ndws_micro.json').read_text())
+        rows = {'emberformer': e['metrics'], **e['baselines']}
+        out.append(dict(seed=r['seed'], sim_seed=r['sim_seed'], run=r['run'], note=e['note'], printed=p.stdout,
+                        models={k: dict(f1=m['f1'], ap=m['ap'], new_f1=m['new_f1'], iou=m['iou'],
+                                        precision=m['precision'], recall=m['recall'], params=None, train_cpu_s=None)
+                                for k, m in rows.items()}))
+    return out
 
 
 def timed(root):
@@ -90,9 +129,16 @@ if __name__ == '__main__':
     p.add_argument('--root', default='runs/wildfire_bench')
     p.add_argument('--time', action='store_true')
     p.add_argument('--quick', action='store_true')
+    p.add_argument('--ndws', action='store_true')
     a = p.parse_args()
     if a.time:
         print(json.dumps(timed(a.root), indent=1))
+        raise SystemExit
+    if a.ndws:
+        recs = ndws(json.loads((HERE/'wildfire_results.json').read_text()), a.root)
+        (HERE/'wildfire_ndws.json').write_text(json.dumps(recs, indent=1))
+        print(recs[0]['printed'])
+        print(table(recs, ('f1', 'ap', 'precision', 'recall'), cost=False))
         raise SystemExit
     extra = ['train.epochs=1'] if a.quick else []
     if a.quick: a.seeds, a.sim_seeds, a.root = [0], [0], a.root + '_quick'

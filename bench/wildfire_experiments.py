@@ -19,32 +19,27 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+OLD = ['model.decoder=unet', 'model.skip_wind=false', 'model.refine=conv']   # the defaults before this round
 VARIANTS = {
-    # the previous default: per-patch temporal attention, patch 8
-    'ember_v1': [],
-    # factorised space-time attention
-    'ember_st8': ['model.space=true'],
-    'ember_st4': ['model.space=true', 'model.patch=4'],
-    'ember_st4_w': ['model.space=true', 'model.patch=4', 'model.skip_wind=true'],
-    'ember_st4_wr3': ['model.space=true', 'model.patch=4', 'model.skip_wind=true', 'model.ref_depth=3'],
-    'ember_st4_wr3_h24': ['model.space=true', 'model.patch=4', 'model.skip_wind=true', 'model.ref_depth=3',
-                          'model.ref_hidden=24'],
-    'ember_v1_wr3': ['model.skip_wind=true', 'model.ref_depth=3'],
-    'ember_st8_wr3': ['model.space=true', 'model.skip_wind=true', 'model.ref_depth=3'],
-    'ember_st8_wr3_h24': ['model.space=true', 'model.skip_wind=true', 'model.ref_depth=3', 'model.ref_hidden=24'],
-    'ember_st8_w': ['model.space=true', 'model.skip_wind=true'],
-    # a pixel UNet around the patch grid (refine: unet), light patch-grid decoder
+    # the previous default: per-patch temporal attention, patch 8, UNet patch-grid decoder, conv refinement
+    'ember_v1': OLD,
+    # factorised space-time attention (dates, then patches), patch 8 or 4
+    'ember_st8': OLD + ['model.space=true'],
+    'ember_st4_wr3': OLD + ['model.space=true', 'model.patch=4', 'model.skip_wind=true', 'model.ref_depth=3'],
+    # + the day's wind in the pixel skip, a deeper and wider conv refinement
+    'ember_v1_wr3': OLD + ['model.skip_wind=true', 'model.ref_depth=3'],
+    'ember_st8_wr3': OLD + ['model.space=true', 'model.skip_wind=true', 'model.ref_depth=3'],
+    'ember_st8_wr3_h24': OLD + ['model.space=true', 'model.skip_wind=true', 'model.ref_depth=3', 'model.ref_hidden=24'],
+    # a pixel UNet around the patch grid (refine: unet), light patch-grid decoder: 'ember_v1_u16' is the new default
+    'ember_v1_u16': ['model.skip_wind=true', 'model.refine=unet', 'model.decoder=light'],
     'ember_st8_u16': ['model.space=true', 'model.skip_wind=true', 'model.refine=unet', 'model.decoder=light'],
     'ember_st8_u12': ['model.space=true', 'model.skip_wind=true', 'model.refine=unet', 'model.decoder=light',
                       'model.ref_hidden=12'],
-    'ember_v1_u16': ['model.skip_wind=true', 'model.refine=unet', 'model.decoder=light'],
     # baselines trained on their own
     'unet_last_frame': ['model.name=unet_last_frame'],
     'unet_stacked': ['model.name=unet_stacked'],
     'unet_stacked_16': ['model.name=unet_stacked', 'model.stack_hidden=16'],
-    'unet_stacked_24': ['model.name=unet_stacked', 'model.stack_hidden=24'],
     'utae': ['model.name=utae'],
-    'utae_8': ['model.name=utae', 'model.utae_hidden=8'],
 }
 OFF = ['baselines.unet_last_frame=false', 'baselines.unet_stacked=false', 'baselines.utae=false',
        'train.progress=false', 'train.num_threads=1']
@@ -58,7 +53,8 @@ def run(variant, seed, sim_seed, epochs, root, extra=()):
         cmd = [sys.executable, '-m', 'geoformers.train.cli', 'wildfire', '--out', str(out), '--set', *OFF,
                *VARIANTS[variant], f'seed={seed}', f'data.sim_seed={sim_seed}', f'train.epochs={epochs}', *extra]
         r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-        if r.returncode: return dict(variant=variant, seed=seed, sim_seed=sim_seed, error=r.stderr[-800:])
+        if r.returncode or not (out/'summary.json').exists():
+            return dict(variant=variant, seed=seed, sim_seed=sim_seed, error=r.stderr[-800:] or 'no summary')
     s = json.loads((out/'summary.json').read_text())
     cost = s['cost'][s['config']['model']['name']]
     m = s['metrics']
@@ -84,7 +80,7 @@ def table(recs):
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--variants', nargs='+', default=['ember_st4_wr3', 'unet_stacked'])
+    p.add_argument('--variants', nargs='+', default=['ember_v1_u16', 'unet_stacked'])
     p.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     p.add_argument('--sim_seeds', nargs='+', type=int, default=[0, 1])
     p.add_argument('--epochs', nargs='+', type=int, default=[8])
@@ -93,7 +89,7 @@ if __name__ == '__main__':
     p.add_argument('--root', default='runs/wildfire_experiments')
     p.add_argument('--quick', action='store_true')
     a = p.parse_args()
-    if a.quick: a.variants, a.seeds, a.sim_seeds, a.epochs = ['ember_st4_wr3', 'unet_stacked'], [0], [0], [1]
+    if a.quick: a.variants, a.seeds, a.sim_seeds, a.epochs = ['ember_v1_u16', 'unet_stacked'], [0], [0], [1]
     jobs = [(v, s, d, e) for e in a.epochs for s in a.seeds for d in a.sim_seeds for v in a.variants]
     with ThreadPoolExecutor(a.jobs) as ex:
         recs = list(ex.map(lambda j: run(*j, a.root, tuple(a.set)), jobs))

@@ -45,7 +45,7 @@ def test_cli_exit_code(tmp_path, fires):
     fires[1]['fire'] = fires[1].fire.astype('int16')
     fires[1]['fire'][2, 3, 3] = 255
     expect_cli_error(['--set', *TINY, _folder(tmp_path, fires)], 'sim_00001.nc', '255.0', 'code book', 'recode')
-    expect_cli_error(['--set', *TINY, 'model.name=unet'], 'model.name must be one of')
+    expect_cli_error(['--set', *TINY, 'model.name=unet'], "model.name='unet'", 'unet_stacked')
 
 
 @pytest.fixture
@@ -111,15 +111,19 @@ def test_source_folder_empty(tmp_path):
 
 # 2. numbers that mean something else
 def test_unknown_model_name():
-    expect_user_error(['--set', *TINY, 'model.name=unet'], 'model.name must be one of', 'unet_stacked')
+    expect_user_error(['--set', *TINY, 'model.name=unet'], "model.name='unet' is not allowed", 'unet_stacked')
 
 
 def test_t_min_zero():
-    expect_user_error(['--set', *TINY, 'data.t_min=0'], 'data.t_min')
+    expect_user_error(['--set', *TINY, 'data.t_min=0'], 'data.t_min=0', '>= 1')
 
 
 def test_one_fire_cannot_split():
-    expect_user_error(['--set', *TINY, 'data.n_fires=1'], 'at least 2 fires')
+    expect_user_error(['--set', *TINY, 'data.n_fires=1'], 'data.n_fires=1', '>= 2')
+
+
+def test_val_frac_out_of_range():
+    expect_user_error(['--set', *TINY, 'data.val_frac=1.5'], 'data.val_frac=1.5', '< 1')
 
 
 def test_fires_too_short_for_t_min():

@@ -10,6 +10,8 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from ..layers import Attention
+
 # %% ../../nbs/21_models.fusion.ipynb #96e55204
 def _check(fire, static, wind):
     B, T, N, _ = fire.shape
@@ -38,7 +40,7 @@ class FeatureFusionCrossAttn(nn.Module):
     def __init__(self, dim_fire:int, dim_static:int, dim:int, heads:int=4):
         super().__init__()
         self.to_fire, self.to_static = nn.Linear(dim_fire, dim), nn.Linear(dim_static, dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.attn = Attention(dim, heads)
         self.wind = nn.Sequential(nn.Linear(2, dim), nn.LayerNorm(dim))
         self.norm = nn.LayerNorm(dim)
 
@@ -47,7 +49,11 @@ class FeatureFusionCrossAttn(nn.Module):
         B, T, N = _check(fire, static, wind)
         q = rearrange(self.to_fire(fire), 'b t n d -> (b t) n d')
         kv = repeat(self.to_static(static), 'b n d -> (b t) n d', t=T)
-        out, w = self.attn(q, kv, kv, need_weights=return_attn)
+        out = self.attn(q, context=kv)
         x = rearrange(q + out, '(b t) n d -> b t n d', b=B) + rearrange(self.wind(wind), 'b t d -> b t 1 d')
         x = rearrange(self.norm(x), 'b t n d -> b n t d')
-        return (x, rearrange(w, '(b t) n m -> b t n m', b=B)) if return_attn else x
+        if not return_attn: return x
+        qh = rearrange(self.attn.to_q(q), 'b n (h d) -> b h n d', h=self.attn.heads)
+        kh = rearrange(self.attn.to_kv(kv), 'b m (kv h d) -> kv b h m d', kv=2, h=self.attn.heads)[0]
+        w = (qh @ kh.transpose(-1, -2) * qh.shape[-1] ** -0.5).softmax(-1).mean(1)    # averaged over heads
+        return x, rearrange(w, '(b t) n m -> b t n m', b=B)

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from ..core import MLP, SinusoidalEncoding, key_padding_mask, last_valid, sinusoidal_encoding
+from ..core import SinusoidalEncoding, last_valid, sinusoidal_encoding
+from ..layers import MLP, Block, rename_on_load
 
 # %% ../../nbs/22_models.temporal.ipynb #9743c914
 def days_ago(valid:Tensor)->Tensor: # [B, T] bool (valid first) -> [B, T] float, 0 = last valid date
@@ -44,9 +45,9 @@ class TemporalTransformerEncoder(nn.Module):
     "Self-attention over dates for every patch: `[B, N, T, D], [B, T] -> [B, N, D]` (last valid date)"
     def __init__(self, dim:int, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.):
         super().__init__()
-        layer = nn.TransformerEncoderLayer(dim, heads, ff_mult*dim, dropout, activation='gelu', batch_first=True, norm_first=True)
-        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
+        rename_on_load(self, {r'layers\.layers\.': 'layers.'})   # checkpoints of the nn.TransformerEncoder version
 
     def forward(self, x:Tensor,      # [B, N, T, D]
                 valid:Tensor,        # [B, T] bool, True = valid date
@@ -54,7 +55,10 @@ class TemporalTransformerEncoder(nn.Module):
         B, N, T, D = x.shape
         if valid.shape != (B, T): raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
         v = repeat(valid.bool(), 'b t -> (b n) t', n=N)
-        h = self.norm(self.layers(rearrange(x, 'b n t d -> (b n) t d'), src_key_padding_mask=key_padding_mask(v)))
+        h = rearrange(x, 'b n t d -> (b n) t d')
+        for blk in self.layers:
+            h = blk(h, mask=v)
+        h = self.norm(h)
         if return_all: return rearrange(h, '(b n) t d -> b n t d', b=B)
         return rearrange(last_valid(h, v), '(b n) d -> b n d', b=B)
 
@@ -62,10 +66,13 @@ class TemporalTransformerEncoder(nn.Module):
     def attention(self, x:Tensor, valid:Tensor)->Tensor: # [B, N, T, D], [B, T] -> [B, N, T, T]
         "First layer's attention weights over dates (averaged over heads)"
         B, N, T, D = x.shape
-        l = self.layers.layers[0]
-        h = l.norm1(rearrange(x, 'b n t d -> (b n) t d'))
-        _, w = l.self_attn(h, h, h, key_padding_mask=key_padding_mask(repeat(valid.bool(), 'b t -> (b n) t', n=N)), need_weights=True)
-        return rearrange(w, '(b n) q k -> b n q k', b=B)
+        blk = self.layers[0]
+        h = blk.norm1(rearrange(x, 'b n t d -> (b n) t d'))
+        q = rearrange(blk.attn.to_q(h), 'b t (h d) -> b h t d', h=blk.attn.heads)
+        k = rearrange(blk.attn.to_kv(h), 'b t (kv h d) -> kv b h t d', kv=2, h=blk.attn.heads)[0]
+        v = repeat(valid.bool(), 'b t -> (b n) 1 1 t', n=N)
+        w = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).masked_fill(~v, float('-inf')).softmax(-1)
+        return rearrange(w.mean(1), '(b n) q k -> b n q k', b=B)
 
 # %% ../../nbs/22_models.temporal.ipynb #83b08e87
 def conv_block(c_in:int, c_out:int)->nn.Sequential:
@@ -104,16 +111,12 @@ def grid_encoding(grid:tuple, dim:int, device=None)->Tensor: # (Gy, Gx), D -> [N
     enc = torch.cat([sinusoidal_encoding(ys.flatten(), dim // 2), sinusoidal_encoding(xs.flatten(), dim // 2)], -1)
     return enc
 
-def _layer(dim, heads, ff_mult, dropout):
-    return nn.TransformerEncoderLayer(dim, heads, ff_mult*dim, dropout, activation='gelu', batch_first=True,
-                                      norm_first=True)
-
 class SpaceTimeEncoder(nn.Module):
     "Attention over dates, then over patches, `depth` times: `[B, N, T, D], [B, T] -> [B, N, D]` (last valid date)"
     def __init__(self, dim:int, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.):
         super().__init__()
-        self.time_layers = nn.ModuleList([_layer(dim, heads, ff_mult, dropout) for _ in range(depth)])
-        self.space_layers = nn.ModuleList([_layer(dim, heads, ff_mult, dropout) for _ in range(depth)])
+        self.time_layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
+        self.space_layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x:Tensor,      # [B, N, T, D]
@@ -128,7 +131,7 @@ class SpaceTimeEncoder(nn.Module):
         h = rearrange(x, 'b n t d -> (b n) t d')
         depth = len(self.time_layers)
         for i, (tl, sl) in enumerate(zip(self.time_layers, self.space_layers)):
-            h = tl(h, src_key_padding_mask=key_padding_mask(v))
+            h = tl(h, mask=v)
             if i < depth - 1:
                 h = rearrange(h, '(b n) t d -> (b t) n d', b=B)
                 h = rearrange(sl(h), '(b t) n d -> (b n) t d', b=B)

@@ -15,25 +15,24 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+import numpy as np
 import torch.nn.functional as F
 from fastcore.basics import patch
-import numpy as np
 from fastcore.xtras import obj2dict
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..baselines.wildfire import UTAE, LastFrameUNet, Persistence, StackedUNet
-from ..core import count_params, last_valid
+from ..core import count_params, last_valid, progress, to_device
 from ..data.firesim import simulate_fires
 from ..data.ndws import read_fire_data
 from ..data.wildfire import (WildfireDataset, collate_fires, fire_tensors, load_fires, prediction_dataset,
                                       split_fires)
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, Range
 from ..metrics.pixel import pixel_metrics, pixel_stats
 from ..models.emberformer import EmberFormer, EmberFormerDINO
 from ..train.checkpoint import load_checkpoint
-from ..train.loop import as_config, evaluate, fit, make_loader, to_device
-from ..train.tasks import Task, register_task
+from ..train.loop import as_config, evaluate, fit, make_loader
+from ..train.tasks import Task, register_task, resolve_config
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #1663a1f7
 @lru_cache(maxsize=4)
@@ -82,6 +81,14 @@ class WildfireTask(Task):
     "Next-day wildfire spread from T days of fire maps, wind and terrain (see `geoformers/configs/wildfire.yaml`)"
     name = 'wildfire'
     output_suffix = '.nc'
+    config_ranges = {'data.n_fires': Range(int, ge=2), 'data.size': Range(int, ge=8), 'data.days': Range(int, ge=2),
+                     'data.t_min': Range(int, ge=1), 'data.t_max': Range(int, ge=1),
+                     'data.val_frac': Range(float, gt=0, lt=1), 'model.name': Range(str, choices=MODELS),
+                     'model.patch': Range(int, ge=1), 'model.dim': Range(int, ge=4), 'model.depth': Range(int, ge=1),
+                     'model.heads': Range(int, ge=1), 'model.skip_days': Range(int, ge=1),
+                     'model.stack_days': Range(int, ge=1), 'model.refine': Range(str, choices=('conv', 'unet')),
+                     'model.decoder': Range(str, choices=('unet', 'light')),
+                     'loss.pos_weight_power': Range(float, ge=0)}
 
     def __init__(self):
         self.pos_weight = None
@@ -272,7 +279,7 @@ def predict(self:WildfireTask, model, cfg, data=None, out=None, batch_size=None,
     folder = None if len(fires) == 1 and out.suffix == '.nc' else out.with_suffix('')
     if folder: folder.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
-    for ds in tqdm(fires, desc='wildfire predict', disable=None, leave=False):
+    for ds in progress(fires, desc='wildfire predict', leave=False):
         prob = fire_probabilities(model, ds, cfg.data.t_max, bs, device)
         dest = folder/f"{ds.attrs.get('fire_id', 'fire')}.nc".replace(' #', '_') if folder else out
         prediction_dataset(ds, prob, threshold, attrs).to_netcdf(dest)
@@ -304,7 +311,7 @@ def eval_baselines(self:WildfireTask, data, cfg, run_dir)->dict:
         folder = Path(run_dir)/'baselines'/name
         if not (folder/'best.pt').exists(): folder = Path(run_dir)/f'baseline_{name}'     # older run folders
         if not (folder/'best.pt').exists(): continue
-        sub = as_config(json.loads((folder/'config.json').read_text()))
+        sub = resolve_config(self, base=json.loads((folder/'config.json').read_text()))
         model = self.model(sub)
         load_checkpoint(folder/'best.pt', model)
         out[name] = evaluate(self, model, loader, sub, torch.device('cpu'))
