@@ -18,104 +18,139 @@ from ..models.temporal import conv_block, days_ago
 # %% ../../nbs/60_baselines.wildfire.ipynb #0a5f5d73
 class Persistence(nn.Module):
     "Tomorrow's fire is today's: logits ±10 from the last valid fire map"
-    def forward(self, fire:Tensor,     # [B, T, H, W]
-                wind:Tensor,           # [B, T, 2] (unused)
-                static:Tensor,         # [B, Cs, H, W] (unused)
-                valid_t:Tensor,        # [B, T] bool
-                pixels:bool=True,      # always pixels
-               )->Tensor:              # [B, 1, H, W]
+
+    def forward(
+        self,
+        fire: Tensor,  # [B, T, H, W]
+        wind: Tensor,  # [B, T, 2] (unused)
+        static: Tensor,  # [B, Cs, H, W] (unused)
+        valid_t: Tensor,  # [B, T] bool
+        pixels: bool = True,  # always pixels
+    ) -> Tensor:  # [B, 1, H, W]
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t)
-        return (2 * last_valid(fire, valid_t)[:, None] - 1) * 10.
+        return (2 * last_valid(fire, valid_t)[:, None] - 1) * 10.0
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #3a531407
 class PixelUNet(nn.Module):
     "Three-level UNet: `[B, C, H, W] -> [B, 1, H, W]`"
-    def __init__(self, c_in:int, hidden:int=16):
+
+    def __init__(self, c_in: int, hidden: int = 16):
         super().__init__()
         self.e1 = conv_block(c_in, hidden)
-        self.e2 = conv_block(hidden, 2*hidden)
-        self.mid = conv_block(2*hidden, 4*hidden)
-        self.d2 = conv_block(6*hidden, 2*hidden)
-        self.d1 = conv_block(3*hidden, hidden)
+        self.e2 = conv_block(hidden, 2 * hidden)
+        self.mid = conv_block(2 * hidden, 4 * hidden)
+        self.d2 = conv_block(6 * hidden, 2 * hidden)
+        self.d1 = conv_block(3 * hidden, hidden)
         self.head = nn.Conv2d(hidden, 1, 1)
 
-    def unet(self, x:Tensor)->Tensor: # [B, C, H, W] -> [B, 1, H, W]
+    def unet(self, x: Tensor) -> Tensor:  # [B, C, H, W] -> [B, 1, H, W]
         e1 = self.e1(x)
         e2 = self.e2(F.max_pool2d(e1, 2, ceil_mode=True))
         m = self.mid(F.max_pool2d(e2, 2, ceil_mode=True))
         d2 = self.d2(torch.cat([e2, F.interpolate(m, size=e2.shape[-2:], mode='nearest')], 1))
-        return self.head(self.d1(torch.cat([e1, F.interpolate(d2, size=e1.shape[-2:], mode='nearest')], 1)))
+        return self.head(
+            self.d1(torch.cat([e1, F.interpolate(d2, size=e1.shape[-2:], mode='nearest')], 1))
+        )
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #f61bbc2d
 class LastFrameUNet(PixelUNet):
     "Pixel UNet on the last fire map, that day's wind and the terrain: `-> [B, 1, H, W]`"
-    def __init__(self, static_chans:int=5, hidden:int=16):
+
+    def __init__(self, static_chans: int = 5, hidden: int = 16):
         super().__init__(3 + static_chans, hidden)
         self.static_chans = static_chans
 
-    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as from collate_fires
-                pixels:bool=True)->Tensor:                                    # [B, 1, H, W]
-        if not pixels: raise ValueError("LastFrameUNet predicts pixels only (it has no patch grid)")
+    def forward(
+        self,
+        fire: Tensor,
+        wind: Tensor,
+        static: Tensor,
+        valid_t: Tensor,  # as from collate_fires
+        pixels: bool = True,
+    ) -> Tensor:  # [B, 1, H, W]
+        if not pixels:
+            raise ValueError("LastFrameUNet predicts pixels only (it has no patch grid)")
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
         H, W = fire.shape[-2:]
-        x = torch.cat([last_valid(fire, valid_t)[:, None], wind_planes(wind, valid_t, H, W), static], 1)
+        x = torch.cat(
+            [last_valid(fire, valid_t)[:, None], wind_planes(wind, valid_t, H, W), static], 1
+        )
         return self.unet(x)
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #5c9c17a6
-def stack_days(fire:Tensor, wind:Tensor, valid_t:Tensor, k:int)->Tensor: # -> [B, 4K, H, W]
+def stack_days(fire: Tensor, wind: Tensor, valid_t: Tensor, k: int) -> Tensor:  # -> [B, 4K, H, W]
     "The last `k` valid days as channels: fire maps, day-valid planes and wind planes (most recent first)"
     B, T, H, W = fire.shape
     ones = torch.ones_like(fire[..., :1, :1]).expand(B, T, 1, 1)
-    f = recent_frames(fire, valid_t, k)                                          # [B, K, H, W]
-    ok = recent_frames(ones, valid_t, k).expand(B, k, H, W)                      # [B, K, H, W]
-    w = recent_frames(wind[..., None], valid_t, k)                               # [B, K, 2, 1]
+    f = recent_frames(fire, valid_t, k)  # [B, K, H, W]
+    ok = recent_frames(ones, valid_t, k).expand(B, k, H, W)  # [B, K, H, W]
+    w = recent_frames(wind[..., None], valid_t, k)  # [B, K, 2, 1]
     w = repeat(w[..., 0], 'b k c -> b (k c) h w', h=H, w=W)
     return torch.cat([f, ok, w], 1)
 
+
 class StackedUNet(PixelUNet):
     "Pixel UNet on the last `k` days stacked as channels (fire, day-valid, wind) and the terrain"
-    def __init__(self, k:int=5, static_chans:int=5, hidden:int=16):
+
+    def __init__(self, k: int = 5, static_chans: int = 5, hidden: int = 16):
         super().__init__(4 * k + static_chans, hidden)
         self.k, self.static_chans = k, static_chans
 
-    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as from collate_fires
-                pixels:bool=True)->Tensor:                                    # [B, 1, H, W]
-        if not pixels: raise ValueError("StackedUNet predicts pixels only (it has no patch grid)")
+    def forward(
+        self,
+        fire: Tensor,
+        wind: Tensor,
+        static: Tensor,
+        valid_t: Tensor,  # as from collate_fires
+        pixels: bool = True,
+    ) -> Tensor:  # [B, 1, H, W]
+        if not pixels:
+            raise ValueError("StackedUNet predicts pixels only (it has no patch grid)")
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
         return self.unet(torch.cat([stack_days(fire, wind, valid_t, self.k), static], 1))
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #dea34723
 class LTAE(nn.Module):
     "Lightweight temporal attention: `[B, T, C, h, w], [B, T] -> weights [heads, B, T, h, w]`"
-    def __init__(self, dim:int, heads:int=4, dim_key:int=8):
+
+    def __init__(self, dim: int, heads: int = 4, dim_key: int = 8):
         super().__init__()
         self.heads, self.dim_key = heads, dim_key
         self.time = SinusoidalEncoding(dim)
         self.to_k = nn.Linear(dim, heads * dim_key)
-        self.query = nn.Parameter(torch.randn(heads, dim_key) * dim_key ** -0.5)
+        self.query = nn.Parameter(torch.randn(heads, dim_key) * dim_key**-0.5)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x:Tensor, valid:Tensor)->Tensor:
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
         B, T, C, h, w = x.shape
         t = rearrange(self.time(days_ago(valid)), 'b t c -> b t 1 1 c')
         k = self.to_k(self.norm(rearrange(x, 'b t c h w -> b t h w c') + t))
         k = rearrange(k, 'b t h w (n d) -> n b t h w d', n=self.heads)
-        att = torch.einsum('nbthwd,nd->nbthw', k, self.query) * self.dim_key ** -0.5
+        att = torch.einsum('nbthwd,nd->nbthw', k, self.query) * self.dim_key**-0.5
         att = att.masked_fill(~rearrange(valid.bool(), 'b t -> 1 b t 1 1'), float('-inf'))
         return att.softmax(dim=2)
 
-def _collapse(feats:Tensor, att:Tensor)->Tensor: # [B, T, C, h, w], [n, B, T, h', w'] -> [B, C, h, w]
+
+# [B, T, C, h, w], [n, B, T, h', w'] -> [B, C, h, w]
+def _collapse(feats: Tensor, att: Tensor) -> Tensor:
     "Weighted sum over days, channel groups per head, weights resized to the features"
     n, B, T = att.shape[:3]
     h, w = feats.shape[-2:]
-    a = F.interpolate(rearrange(att, 'n b t h w -> (n b) t h w'), size=(h, w), mode='bilinear', align_corners=False)
+    a = F.interpolate(
+        rearrange(att, 'n b t h w -> (n b) t h w'),
+        size=(h, w),
+        mode='bilinear',
+        align_corners=False,
+    )
     a = rearrange(a, '(n b) t h w -> b t n 1 h w', n=n)
     f = rearrange(feats, 'b t (n c) h w -> b t n c h w', n=n)
     return rearrange((a * f).sum(1), 'b n c h w -> b (n c) h w')
 
+
 class UTAE(nn.Module):
     "U-Net encoder per day, temporal attention at the lowest level, U-Net decoder: `-> [B, 1, H, W]`"
-    def __init__(self, static_chans:int=5, hidden:int=16, heads:int=4, k:int=5):
+
+    def __init__(self, static_chans: int = 5, hidden: int = 16, heads: int = 4, k: int = 5):
         super().__init__()
         self.k, self.static_chans = k, static_chans
         self.e1 = conv_block(3 + static_chans, hidden)
@@ -125,22 +160,38 @@ class UTAE(nn.Module):
         self.d1 = conv_block(5 * hidden, hidden)
         self.head = nn.Conv2d(hidden, 1, 1)
 
-    def forward(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor, # as from collate_fires
-                pixels:bool=True)->Tensor:                                    # [B, 1, H, W]
-        if not pixels: raise ValueError("UTAE predicts pixels only (it has no patch grid)")
+    def forward(
+        self,
+        fire: Tensor,
+        wind: Tensor,
+        static: Tensor,
+        valid_t: Tensor,  # as from collate_fires
+        pixels: bool = True,
+    ) -> Tensor:  # [B, 1, H, W]
+        if not pixels:
+            raise ValueError("UTAE predicts pixels only (it has no patch grid)")
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
         B, T, H, W = fire.shape
-        keep = valid_t & (valid_t.flip(1).cumsum(1).flip(1) <= self.k)      # the last k valid days
-        x = torch.cat([fire[:, :, None], repeat(wind, 'b t c -> b t c h w', h=H, w=W),
-                       repeat(static, 'b c h w -> b t c h w', t=T)], 2)[keep]      # [V, 3 + Cs, H, W]
+        keep = valid_t & (valid_t.flip(1).cumsum(1).flip(1) <= self.k)  # the last k valid days
+        x = torch.cat(
+            [
+                fire[:, :, None],
+                repeat(wind, 'b t c -> b t c h w', h=H, w=W),
+                repeat(static, 'b c h w -> b t c h w', t=T),
+            ],
+            2,
+        )[keep]  # [V, 3 + Cs, H, W]
         e1, e2 = self.e1(x), None
         e2 = self.e2(F.max_pool2d(e1, 2, ceil_mode=True))
-        def per_day(v):                                                       # [V, ...] -> [B, T, ...]
+
+        # [V, ...] -> [B, T, ...]
+        def per_day(v):
             out = v.new_zeros(B, T, *v.shape[1:])
             out[keep] = v
             return out
+
         e1, e2 = per_day(e1), per_day(e2)
-        att = self.ltae(e2, keep)                                             # [n, B, T, H/2, W/2]
+        att = self.ltae(e2, keep)  # [n, B, T, H/2, W/2]
         c2, c1 = _collapse(e2, att), _collapse(e1, att)
         m = self.mid(c2)
         return self.head(self.d1(torch.cat([c1, F.interpolate(m, size=(H, W), mode='nearest')], 1)))

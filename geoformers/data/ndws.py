@@ -16,16 +16,18 @@ from .wildfire import NDWS_CHANNELS, load_fires, load_ndws, ndws_fire, read_ndws
 from ..errors import DataError
 
 # %% ../../nbs/11b_data.ndws.ipynb #69b0af66
-def _crc32c_py(data:bytes)->int:
+def _crc32c_py(data: bytes) -> int:
     crc = 0xFFFFFFFF
     for byte in data:
         crc = _TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
 
+
 _TABLE = []
 for _i in range(256):
     _c = _i
-    for _ in range(8): _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
     _TABLE.append(_c)
 
 try:
@@ -33,62 +35,81 @@ try:
 except ImportError:
     crc32c = _crc32c_py
 
-def masked_crc(data:bytes)->int:
+
+def masked_crc(data: bytes) -> int:
     "TFRecord's masked CRC-32C of `data`"
     c = crc32c(data)
     return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
-def read_tfrecord(path)->list:
+
+def read_tfrecord(path) -> list:
     "The payloads (bytes) of every record in a TFRecord file, CRCs checked"
     buf = Path(path).read_bytes()
     out, i = [], 0
     while i < len(buf):
-        if i + 12 > len(buf): raise DataError(f"{path}: truncated TFRecord header at byte {i}")
-        head = buf[i:i + 8]
-        (n,), (hc,) = struct.unpack('<Q', head), struct.unpack('<I', buf[i + 8:i + 12])
-        if hc != masked_crc(head): raise DataError(f"{path}: corrupt record length at byte {i} (CRC mismatch)")
-        data = buf[i + 12:i + 12 + n]
-        if len(data) < n or i + 16 + n > len(buf): raise DataError(f"{path}: truncated record at byte {i}")
-        (dc,) = struct.unpack('<I', buf[i + 12 + n:i + 16 + n])
-        if dc != masked_crc(data): raise DataError(f"{path}: corrupt record at byte {i} (CRC mismatch)")
+        if i + 12 > len(buf):
+            raise DataError(f"{path}: truncated TFRecord header at byte {i}")
+        head = buf[i : i + 8]
+        (n,), (hc,) = struct.unpack('<Q', head), struct.unpack('<I', buf[i + 8 : i + 12])
+        if hc != masked_crc(head):
+            raise DataError(f"{path}: corrupt record length at byte {i} (CRC mismatch)")
+        data = buf[i + 12 : i + 12 + n]
+        if len(data) < n or i + 16 + n > len(buf):
+            raise DataError(f"{path}: truncated record at byte {i}")
+        (dc,) = struct.unpack('<I', buf[i + 12 + n : i + 16 + n])
+        if dc != masked_crc(data):
+            raise DataError(f"{path}: corrupt record at byte {i} (CRC mismatch)")
         out.append(data)
         i += 16 + n
     return out
 
-def write_tfrecord(path, payloads:list):
+
+def write_tfrecord(path, payloads: list):
     "Write `payloads` (bytes) as a TFRecord file"
     with open(path, 'wb') as f:
         for data in payloads:
             head = struct.pack('<Q', len(data))
-            f.write(head + struct.pack('<I', masked_crc(head)) + data + struct.pack('<I', masked_crc(data)))
+            f.write(
+                head
+                + struct.pack('<I', masked_crc(head))
+                + data
+                + struct.pack('<I', masked_crc(data))
+            )
 
 # %% ../../nbs/11b_data.ndws.ipynb #34ef5fce
-def _varint(b:bytes, i:int)->tuple:
+def _varint(b: bytes, i: int) -> tuple:
     out, shift = 0, 0
     while True:
         c = b[i]
         out |= (c & 0x7F) << shift
         i += 1
-        if c < 0x80: return out, i
+        if c < 0x80:
+            return out, i
         shift += 7
 
-def _fields(b:bytes)->list:
+
+def _fields(b: bytes) -> list:
     "(field number, wire type, value) of one protobuf message; value is bytes for wire type 2"
     out, i = [], 0
     while i < len(b):
         key, i = _varint(b, i)
         num, wt = key >> 3, key & 7
-        if wt == 0: v, i = _varint(b, i)
-        elif wt == 1: v, i = b[i:i + 8], i + 8
+        if wt == 0:
+            v, i = _varint(b, i)
+        elif wt == 1:
+            v, i = b[i : i + 8], i + 8
         elif wt == 2:
             n, i = _varint(b, i)
-            v, i = b[i:i + n], i + n
-        elif wt == 5: v, i = b[i:i + 4], i + 4
-        else: raise ValueError(f"unsupported protobuf wire type {wt}")
+            v, i = b[i : i + n], i + n
+        elif wt == 5:
+            v, i = b[i : i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wt}")
         out.append((num, wt, v))
     return out
 
-def _feature(b:bytes):
+
+def _feature(b: bytes):
     "One `Feature`: float32 array, int64 array or list of bytes"
     for num, wt, v in _fields(b):
         vals = _fields(v)
@@ -99,39 +120,49 @@ def _feature(b:bytes):
         if num == 3:
             ints = []
             for n, w, x in vals:
-                if w == 0: ints.append(x)
+                if w == 0:
+                    ints.append(x)
                 elif w == 2:
                     j = 0
                     while j < len(x):
                         k, j = _varint(x, j)
                         ints.append(k)
             return np.array(ints, 'uint64').astype('int64')
-        if num == 1: return [x for n, w, x in vals if n == 1]
+        if num == 1:
+            return [x for n, w, x in vals if n == 1]
     return np.zeros(0, 'float32')
 
-def parse_example(b:bytes)->dict:
+
+def parse_example(b: bytes) -> dict:
     "A serialised `tf.train.Example` as `{name: array}`"
     out = {}
     for num, wt, feats in _fields(b):
-        if num != 1: continue
+        if num != 1:
+            continue
         for n, w, entry in _fields(feats):
             kv = {k: v for k, _, v in _fields(entry)}
             out[kv.get(1, b'').decode()] = _feature(kv.get(2, b''))
     return out
 
 # %% ../../nbs/11b_data.ndws.ipynb #fe38b6b1
-def _key(num:int, wt:int)->bytes: return _enc_varint(num << 3 | wt)
+def _key(num: int, wt: int) -> bytes:
+    return _enc_varint(num << 3 | wt)
 
-def _enc_varint(n:int)->bytes:
+
+def _enc_varint(n: int) -> bytes:
     out = bytearray()
     while True:
         out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
         n >>= 7
-        if not n: return bytes(out)
+        if not n:
+            return bytes(out)
 
-def _ld(num:int, payload:bytes)->bytes: return _key(num, 2) + _enc_varint(len(payload)) + payload
 
-def encode_example(features:dict)->bytes:
+def _ld(num: int, payload: bytes) -> bytes:
+    return _key(num, 2) + _enc_varint(len(payload)) + payload
+
+
+def encode_example(features: dict) -> bytes:
     "A `tf.train.Example` with one packed float list per feature (arrays are flattened row-major)"
     entries = b''
     for name, arr in features.items():
@@ -141,49 +172,82 @@ def encode_example(features:dict)->bytes:
     return _ld(1, entries)
 
 # %% ../../nbs/11b_data.ndws.ipynb #3a134359
-NDWS_FEATURES = ('elevation', 'th', 'vs', 'tmmn', 'tmmx', 'sph', 'pr', 'pdsi', 'NDVI', 'population', 'erc',
-                 'PrevFireMask', 'FireMask')
+NDWS_FEATURES = (
+    'elevation',
+    'th',
+    'vs',
+    'tmmn',
+    'tmmx',
+    'sph',
+    'pr',
+    'pdsi',
+    'NDVI',
+    'population',
+    'erc',
+    'PrevFireMask',
+    'FireMask',
+)
 
-def read_ndws_tfrecord(path, size:int=64, cell_m:float=1000.)->list:
+
+def read_ndws_tfrecord(path, size: int = 64, cell_m: float = 1000.0) -> list:
     "Every example of one official NDWS TFRecord shard as a fire in the geoformers format"
     fires = []
     for k, rec in enumerate(read_tfrecord(path)):
-        try: ex = parse_example(rec)
-        except (ValueError, IndexError) as e: raise DataError(f"{path}: record {k} is not a tf.train.Example ({e})")
+        try:
+            ex = parse_example(rec)
+        except (ValueError, IndexError) as e:
+            raise DataError(f"{path}: record {k} is not a tf.train.Example ({e})")
         missing = [f for f in NDWS_FEATURES if f not in ex]
-        if missing: raise DataError(f"{path}: record {k} lacks features {missing}; NDWS has {list(NDWS_FEATURES)}")
+        if missing:
+            raise DataError(
+                f"{path}: record {k} lacks features {missing}; NDWS has {list(NDWS_FEATURES)}"
+            )
         bad = [f for f in NDWS_FEATURES if len(ex[f]) != size * size]
-        if bad: raise DataError(f"{path}: record {k}: features {bad} are not {size}x{size} values")
+        if bad:
+            raise DataError(f"{path}: record {k}: features {bad} are not {size}x{size} values")
         c = {f: ex[f].reshape(size, size) for f in NDWS_FEATURES}
         fires.append(ndws_fire(c, c.pop('FireMask'), f'{Path(path).name} #{k}', cell_m))
     return fires
 
-def write_ndws_tfrecord(path, samples:list):
+
+def write_ndws_tfrecord(path, samples: list):
     "Write `samples` (dicts of the 13 `NDWS_FEATURES`, each `[64, 64]`) as an NDWS-layout shard"
     write_tfrecord(path, [encode_example({f: s[f] for f in NDWS_FEATURES}) for s in samples])
 
 # %% ../../nbs/11b_data.ndws.ipynb #396b70d6
-def _is_tfrecord(p:Path)->bool: return '.tfrecord' in p.name
+def _is_tfrecord(p: Path) -> bool:
+    return '.tfrecord' in p.name
 
-def read_fire_data(path)->list:
+
+def read_fire_data(path) -> list:
     "Fires in the geoformers format from a path: NetCDF fire(s), NDWS `.npz` tile(s) or NDWS TFRecord shard(s)"
     p = Path(path)
-    if not p.exists(): raise DataError(f"{p}: no such file or folder of fires")
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder of fires")
     if p.is_file():
         if p.suffix == '.nc':
             import xarray as xr
             from geoformers.data.wildfire import check_fire
+
             try:
-                with xr.open_dataset(p) as ds: ds = ds.load()
+                with xr.open_dataset(p) as ds:
+                    ds = ds.load()
             except (OSError, ValueError) as e:
                 raise DataError(f"{p}: not a readable NetCDF file ({type(e).__name__}: {e})") from e
             return [check_fire(ds, str(p)).assign_attrs(fire_id=ds.attrs.get('fire_id', p.stem))]
-        if p.suffix == '.npz': return [read_ndws(p)]
-        if _is_tfrecord(p): return read_ndws_tfrecord(p)
+        if p.suffix == '.npz':
+            return [read_ndws(p)]
+        if _is_tfrecord(p):
+            return read_ndws_tfrecord(p)
     else:
-        if list(p.glob('*.nc')): return load_fires(p)
-        if list(p.rglob('*.npz')): return load_ndws(p)
+        if list(p.glob('*.nc')):
+            return load_fires(p)
+        if list(p.rglob('*.npz')):
+            return load_ndws(p)
         shards = sorted(q for q in p.rglob('*') if q.is_file() and _is_tfrecord(q))
-        if shards: return [f for q in shards for f in read_ndws_tfrecord(q)]
-    raise DataError(f"{p}: not a wildfire input; give a NetCDF fire (.nc), an NDWS tile (.npz), an NDWS "
-                    "TFRecord shard (*.tfrecord*) or a folder of one of these")
+        if shards:
+            return [f for q in shards for f in read_ndws_tfrecord(q)]
+    raise DataError(
+        f"{p}: not a wildfire input; give a NetCDF fire (.nc), an NDWS tile (.npz), an NDWS "
+        "TFRecord shard (*.tfrecord*) or a folder of one of these"
+    )

@@ -25,8 +25,8 @@ from ..baselines.wildfire import UTAE, LastFrameUNet, Persistence, StackedUNet
 from ..core import count_params, last_valid, progress, to_device
 from ..data.firesim import simulate_fires
 from ..data.ndws import read_fire_data
-from ..data.wildfire import (WildfireDataset, collate_fires, fire_tensors, load_fires, prediction_dataset,
-                                      split_fires)
+from ..data.wildfire import (WildfireDataset, collate_fires, fire_tensors, load_fires,
+                                      prediction_dataset, split_fires)
 from ..errors import ConfigError, DataError, Range
 from ..metrics.pixel import pixel_metrics, pixel_stats
 from ..models.emberformer import EmberFormer, EmberFormerDINO
@@ -36,11 +36,13 @@ from ..train.tasks import Task, register_task, resolve_config
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #1663a1f7
 @lru_cache(maxsize=4)
-def _sim(n:int, seed:int, size:int, days:int)->tuple: return tuple(simulate_fires(n, seed=seed, size=size, days=days))
+def _sim(n:int, seed:int, size:int, days:int)->tuple:
+    return tuple(simulate_fires(n, seed=seed, size=size, days=days))
 
 def wildfire_fires(d)->list:
-    "The fires of a `data:` config: simulated (`source: sim`) or every NetCDF fire in the `source` folder"
-    return list(_sim(d.n_fires, d.sim_seed, d.size, d.days)) if d.source == 'sim' else load_fires(d.source)
+    "The fires of a `data:` config: simulated (`source: sim`) or every NetCDF fire in `source`"
+    if d.source == 'sim': return list(_sim(d.n_fires, d.sim_seed, d.size, d.days))
+    return load_fires(d.source)
 
 MODELS = ('emberformer', 'emberformer_dino', 'unet_last_frame', 'unet_stacked', 'utae')
 
@@ -48,27 +50,33 @@ def wildfire_model(m, static_chans:int=5)->nn.Module:
     "The model named by `m.name` (one of `MODELS`) from a `model:` config"
     g = lambda k, default: m.get(k, default)
     if m.name == 'unet_last_frame': return LastFrameUNet(static_chans, m.unet_hidden)
-    if m.name == 'unet_stacked': return StackedUNet(g('stack_days', 5), static_chans, g('stack_hidden', 22))
-    if m.name == 'utae': return UTAE(static_chans, g('utae_hidden', 16), m.heads, g('stack_days', 5))
-    common = dict(static_chans=static_chans, dim=m.dim, depth=m.depth, heads=m.heads, dropout=m.dropout,
-                  decoder=m.decoder, dec_hidden=m.dec_hidden, ref_hidden=m.ref_hidden)
+    k = g('stack_days', 5)
+    if m.name == 'unet_stacked': return StackedUNet(k, static_chans, g('stack_hidden', 22))
+    if m.name == 'utae': return UTAE(static_chans, g('utae_hidden', 16), m.heads, k)
+    common = dict(static_chans=static_chans, dim=m.dim, depth=m.depth, heads=m.heads,
+                  dropout=m.dropout, decoder=m.decoder, dec_hidden=m.dec_hidden,
+                  ref_hidden=m.ref_hidden)
     if m.name == 'emberformer':
-        return EmberFormer(patch=m.patch, use_wind=m.use_wind, use_static=m.use_static, use_time=m.use_time,
-                           skip_days=m.skip_days, space=g('space', False), skip_wind=g('skip_wind', False),
-                           ref_depth=g('ref_depth', 2), refine=g('refine', 'conv'), **common)
+        return EmberFormer(patch=m.patch, use_wind=m.use_wind, use_static=m.use_static,
+                           use_time=m.use_time, skip_days=m.skip_days, space=g('space', False),
+                           skip_wind=g('skip_wind', False), ref_depth=g('ref_depth', 2),
+                           refine=g('refine', 'conv'), **common)
     if m.name == 'emberformer_dino':
         cfg = None
         if m.dino is None:
             from transformers import Dinov2Config
-            cfg = Dinov2Config(hidden_size=m.dino_hidden, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=2*m.dino_hidden, patch_size=14, image_size=70)
+            cfg = Dinov2Config(hidden_size=m.dino_hidden, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=2*m.dino_hidden,
+                               patch_size=14, image_size=70)
         return EmberFormerDINO(m.dino, cfg, fusion=m.fusion, **common)
     raise ConfigError(f"model.name must be one of {', '.join(MODELS)}; got {m.name!r}")
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #c8e6f91f
-def best_threshold(hist_pos:torch.Tensor, hist_neg:torch.Tensor)->tuple: # [bins] each -> (threshold, F1)
+# [bins] each -> (threshold, F1)
+def best_threshold(hist_pos:torch.Tensor, hist_neg:torch.Tensor)->tuple:
     "The bin edge `i / bins` whose rule `p >= i / bins` has the highest F1, and that F1"
-    tp = hist_pos.flip(0).cumsum(0).flip(0)                 # positives with a score in bin i or above
+    # positives with a score in bin i or above
+    tp = hist_pos.flip(0).cumsum(0).flip(0)
     fp = hist_neg.flip(0).cumsum(0).flip(0)
     fn = hist_pos.sum() - tp
     f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
@@ -78,17 +86,20 @@ def best_threshold(hist_pos:torch.Tensor, hist_neg:torch.Tensor)->tuple: # [bins
 # %% ../../nbs/40_tasks.wildfire.ipynb #bbb4ee1f
 @register_task
 class WildfireTask(Task):
-    "Next-day wildfire spread from T days of fire maps, wind and terrain (see `geoformers/configs/wildfire.yaml`)"
+    "Next-day wildfire spread from T days of fire maps, wind and terrain (`configs/wildfire.yaml`)"
     name = 'wildfire'
     output_suffix = '.nc'
-    config_ranges = {'data.n_fires': Range(int, ge=2), 'data.size': Range(int, ge=8), 'data.days': Range(int, ge=2),
-                     'data.t_min': Range(int, ge=1), 'data.t_max': Range(int, ge=1),
-                     'data.val_frac': Range(float, gt=0, lt=1), 'model.name': Range(str, choices=MODELS),
-                     'model.patch': Range(int, ge=1), 'model.dim': Range(int, ge=4), 'model.depth': Range(int, ge=1),
-                     'model.heads': Range(int, ge=1), 'model.skip_days': Range(int, ge=1),
-                     'model.stack_days': Range(int, ge=1), 'model.refine': Range(str, choices=('conv', 'unet')),
-                     'model.decoder': Range(str, choices=('unet', 'light')),
-                     'loss.pos_weight_power': Range(float, ge=0)}
+    config_ranges = {
+        'data.n_fires': Range(int, ge=2), 'data.size': Range(int, ge=8),
+        'data.days': Range(int, ge=2),
+        'data.t_min': Range(int, ge=1), 'data.t_max': Range(int, ge=1),
+        'data.val_frac': Range(float, gt=0, lt=1), 'model.name': Range(str, choices=MODELS),
+        'model.patch': Range(int, ge=1), 'model.dim': Range(int, ge=4),
+        'model.depth': Range(int, ge=1),
+        'model.heads': Range(int, ge=1), 'model.skip_days': Range(int, ge=1),
+        'model.stack_days': Range(int, ge=1), 'model.refine': Range(str, choices=('conv', 'unet')),
+        'model.decoder': Range(str, choices=('unet', 'light')),
+        'loss.pos_weight_power': Range(float, ge=0)}
 
     def __init__(self):
         self.pos_weight = None
@@ -96,7 +107,7 @@ class WildfireTask(Task):
         self.cost = {}
 
     def data(self, cfg)->dict:
-        "Whole-fire train / val split of the configured fires; sets `pos_weight` from the training targets"
+        "Whole-fire train / val split of the configured fires; sets `pos_weight` from the targets"
         d = cfg.data
         fires = wildfire_fires(d)
         tr, va = split_fires(len(fires), d.val_frac, d.sim_seed)
@@ -116,7 +127,8 @@ class WildfireTask(Task):
         "Pixel logits `[B, 1, H, W]`; DINO models get the fire index as the terrain cache key"
         args = [batch[k] for k in ('fire', 'wind', 'static', 'valid_t')]
         kw = {'static_key': batch['fire_idx']} if isinstance(model, EmberFormerDINO) else {}
-        return model(*args, pixels=True, **kw)                 # through forward, so DDP synchronises the gradients
+        # through forward, so DDP synchronises the gradients
+        return model(*args, pixels=True, **kw)
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #27846e5f
 @patch
@@ -137,29 +149,35 @@ def loss(self:WildfireTask, model, batch, cfg)->dict:
 
 @patch
 def param_groups(self:WildfireTask, model, cfg)->list:
-    "`temporal` at `train.lr`, `decoder` at `lr × lr_decoder_mult`, a DINOv2 fire encoder as `pretrained`"
+    "Groups `temporal` (`train.lr`), `decoder` (`× lr_decoder_mult`), DINOv2 `pretrained`"
     m, lr = cfg.model, cfg.train.lr
     pre = list(model.fire_encoder.dino.parameters()) if isinstance(model, EmberFormerDINO) else []
-    skip = {id(p) for p in pre} | ({id(p) for p in model.static_encoder.parameters()} if pre else set())
-    dec = [p for n, p in model.named_parameters() if n.startswith(('decoder.', 'refine.')) and id(p) not in skip]
+    skip = {id(p) for p in pre}
+    if pre: skip |= {id(p) for p in model.static_encoder.parameters()}
+    dec = [p for n, p in model.named_parameters()
+           if n.startswith(('decoder.', 'refine.')) and id(p) not in skip]
     dec_ids = {id(q) for q in dec}
     rest = [p for p in model.parameters() if id(p) not in skip and id(p) not in dec_ids]
     groups = [dict(name='temporal', params=rest, lr=lr),
               dict(name='decoder', params=dec, lr=lr * m.lr_decoder_mult)]
-    if pre: groups.append(dict(name='pretrained', params=pre, lr=m.lr_pretrained, freeze_epochs=m.freeze_epochs))
+    if pre:
+        groups.append(dict(name='pretrained', params=pre, lr=m.lr_pretrained,
+                           freeze_epochs=m.freeze_epochs))
     return [g for g in groups if g['params']]
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #a4922688
 @patch
 def eval_step(self:WildfireTask, model, batch, cfg)->dict:
-    "Summed loss, confusion counts and score histograms over all pixels and over pixels not burning today (`new_`)"
+    "Summed loss, confusion counts, score histograms: all pixels, pixels not burning today (`new_`)"
     prob, y = self.logits(model, batch).float().sigmoid(), batch['target']
     if not torch.isfinite(prob).all():
-        bad = [batch['ids'][i] for i in range(len(y)) if not torch.isfinite(prob[i]).all()] if 'ids' in batch else []
-        raise DataError(f"non-finite predictions for {bad or 'some samples'}: an input holds NaN or inf "
-                        "(check the fire files' wind and terrain)")
+        ids = batch.get('ids') or [str(i) for i in range(len(y))]
+        bad = [ids[i] for i in range(len(y)) if not torch.isfinite(prob[i]).all()]
+        raise DataError(f"non-finite predictions for {bad or 'some samples'}: an input holds NaN "
+                        "or inf (check the fire files' wind and terrain)")
     today = last_valid(batch['fire'], batch['valid_t'])[:, None]
-    return {'loss': self.loss(model, batch, cfg)['loss'].detach() * len(y), 'n': torch.tensor(float(len(y))),
+    loss = self.loss(model, batch, cfg)['loss'].detach()
+    return {'loss': loss * len(y), 'n': torch.tensor(float(len(y))),
             **pixel_stats(prob, y), **pixel_stats(prob, y, valid=today == 0, prefix='new_')}
 
 @patch
@@ -184,7 +202,8 @@ def _sub_config(cfg, name:str):
 def baselines(self:WildfireTask, data, cfg, run_dir)->dict:
     "Persistence and the switched-on trained baselines, on the same val split"
     if cfg.model.name in TRAINED_BASELINES: return {}
-    cost = {cfg.model.name: dict(params=None, train_cpu_s=round(time.process_time() - self._cpu0, 1))}
+    cpu = round(time.process_time() - self._cpu0, 1)
+    cost = {cfg.model.name: dict(params=None, train_cpu_s=cpu)}
     loader = make_loader(data['val'], cfg, data['collate'])
     out = {'persistence': evaluate(self, Persistence(), loader, cfg, torch.device('cpu'))}
     cost['persistence'] = dict(params=0, train_cpu_s=0.)
@@ -193,17 +212,20 @@ def baselines(self:WildfireTask, data, cfg, run_dir)->dict:
         sub = _sub_config(cfg, name)
         c0 = time.process_time()
         r = fit(self, sub, Path(run_dir)/'baselines'/name, distributed=False)
-        if 'metrics' not in r:                         # stopped by a signal: keep what was trained so far
+        # stopped by a signal: keep what was trained so far
+        if 'metrics' not in r:
             out[name] = {'stopped_at': r.get('stopped_at')}
             break
         out[name] = r['metrics']
-        cost[name] = dict(params=count_params(self.model(sub)), train_cpu_s=round(time.process_time() - c0, 1))
-    self.cost = cost                                   # after the baselines' own fits, which reset it
+        cpu = round(time.process_time() - c0, 1)
+        cost[name] = dict(params=count_params(self.model(sub)), train_cpu_s=cpu)
+    # after the baselines' own fits, which reset it
+    self.cost = cost
     return out
 
 @patch
 def describe(self:WildfireTask, model, data, cfg)->dict:
-    "Fires per split, burning fraction, `pos_weight`, and every model's parameters and training CPU seconds"
+    "Fires per split, burning fraction, `pos_weight`, every model's parameters and training CPU s"
     cost = dict(self.cost)
     main = cost.get(cfg.model.name) or {}
     cpu = main.get('train_cpu_s')
@@ -216,9 +238,10 @@ def describe(self:WildfireTask, model, data, cfg)->dict:
 @patch
 @torch.no_grad()
 def preview(self:WildfireTask, model, batch, cfg, n:int=2):
-    "History (last 3 days, wind arrow on today), target and predicted probability for the first `n` samples"
+    "Last 3 days (wind arrow on today), target and predicted probability of the first `n` samples"
     prob = self.logits(model, batch).float().sigmoid().cpu()
-    fire, valid, y, wind = batch['fire'].cpu(), batch['valid_t'].cpu(), batch['target'].cpu(), batch['wind'].cpu()
+    fire, valid = batch['fire'].cpu(), batch['valid_t'].cpu()
+    y, wind = batch['target'].cpu(), batch['wind'].cpu()
     n = min(n, len(y))
     fig, axs = plt.subplots(n, 5, figsize=(8, 1.9 * n), squeeze=False)
     titles = ['day -2', 'day -1', 'today + wind', 'tomorrow (-1 grey)', 'predicted']
@@ -236,13 +259,15 @@ def preview(self:WildfireTask, model, batch, cfg, n:int=2):
             if j == 0: ax.set_ylabel('y (pixel)', fontsize=7)
             if i == 0: ax.set_title(titles[j], fontsize=8)
         u, v = wind[i, L - 1].tolist()                          # towards east, north (10 m/s units)
-        axs[i, 2].arrow(W / 2, H / 2, u * W / 3, -v * H / 3, color='cyan', width=0.6, head_width=2.5)
+        axs[i, 2].arrow(W / 2, H / 2, u * W / 3, -v * H / 3, color='cyan', width=0.6,
+                        head_width=2.5)
     fig.tight_layout()
     return fig
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #8ad86ad1
 @torch.no_grad()
-def fire_probabilities(model, ds, t_max:int, batch_size:int=16, device='cpu')->np.ndarray: # [D, H, W]
+# [D, H, W]
+def fire_probabilities(model, ds, t_max:int, batch_size:int=16, device='cpu')->np.ndarray:
     "Next-day probability for days 1..D of one fire (D = the forecast after the last observed day)"
     t = fire_tensors(ds)
     fire, wind, static = t['fire'].clamp(min=0), t['wind'], t['static']
@@ -266,9 +291,9 @@ def _threshold(attrs):
     return 0.5
 
 @patch
-def predict(self:WildfireTask, model, cfg, data=None, out=None, batch_size=None, device='cpu', attrs=None,
-            threshold:float=None, **kw)->Path:
-    "Next-day fire probability NetCDF(s) for the fires at `data` (default: the run's validation fires)"
+def predict(self:WildfireTask, model, cfg, data=None, out=None, batch_size=None, device='cpu',
+            attrs=None, threshold:float=None, **kw)->Path:
+    "Next-day fire probability NetCDF(s) for the fires at `data` (default: the validation fires)"
     if data is None:
         fires = wildfire_fires(cfg.data)
         fires = [fires[i] for i in split_fires(len(fires), cfg.data.val_frac, cfg.data.sim_seed)[1]]
@@ -288,28 +313,29 @@ def predict(self:WildfireTask, model, cfg, data=None, out=None, batch_size=None,
 # %% ../../nbs/40_tasks.wildfire.ipynb #ff02ee23
 @patch
 def eval_data(self:WildfireTask, cfg, path)->dict:
-    "Fires at `path` as a validation set under the training protocol, with a note on uncertain pixels"
+    "Fires at `path` as a validation set under the training protocol, with a note"
     fires = read_fire_data(path)
     short = min(ds.sizes['time'] for ds in fires)
     t_min = cfg.data.t_min if short > cfg.data.t_min else 1
     val = WildfireDataset(fires, t_min, cfg.data.t_max)
     ys = torch.stack([val.fires[i]['fire'][d] for i, d in val.index])
     n_unc, n_all = int((ys < 0).sum()), ys.numel()
-    note = (f"pixels coded -1 (uncertain: cloud or no data) are excluded from every metric: {n_unc} of {n_all} "
-            f"target pixels ({100 * n_unc / n_all:.1f} %); {len(fires)} fires, {len(val)} samples, histories of "
-            f"{t_min} to {cfg.data.t_max} days; metrics at threshold 0.5 (f1_at_threshold: best F1 over "
-            "thresholds on this data, an upper bound)")
+    note = (f"pixels coded -1 (uncertain: cloud or no data) are excluded from every metric: "
+            f"{n_unc} of {n_all} target pixels ({100 * n_unc / n_all:.1f} %); {len(fires)} fires, "
+            f"{len(val)} samples, histories of {t_min} to {cfg.data.t_max} days; metrics at "
+            "threshold 0.5 (f1_at_threshold: the best F1 over thresholds on this data, an upper bound)")
     name = Path(path).name.split('.')[0]
     return dict(val=val, collate=collate_fires, name=name, note=note)
 
 @patch
 def eval_baselines(self:WildfireTask, data, cfg, run_dir)->dict:
-    "Persistence and the run's saved baselines (`RUN/baselines/<name>/best.pt`) on `data` from `eval_data`"
+    "Persistence and the run's saved baselines (`RUN/baselines/<name>/best.pt`) on `data`"
     loader = make_loader(data['val'], cfg, data['collate'])
     out = {'persistence': evaluate(self, Persistence(), loader, cfg, torch.device('cpu'))}
     for name in TRAINED_BASELINES:
         folder = Path(run_dir)/'baselines'/name
-        if not (folder/'best.pt').exists(): folder = Path(run_dir)/f'baseline_{name}'     # older run folders
+        # older run folders
+        if not (folder/'best.pt').exists(): folder = Path(run_dir)/f'baseline_{name}'
         if not (folder/'best.pt').exists(): continue
         sub = resolve_config(self, base=json.loads((folder/'config.json').read_text()))
         model = self.model(sub)
