@@ -9,6 +9,7 @@ __all__ = ['Persistence', 'PixelUNet', 'LastFrameUNet', 'stack_days', 'StackedUN
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
+from fastcore.basics import store_attr
 from torch import Tensor, nn
 
 from ..core import SinusoidalEncoding, last_valid
@@ -79,7 +80,7 @@ class LastFrameUNet(PixelUNet):
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #5c9c17a6
 def stack_days(fire: Tensor, wind: Tensor, valid_t: Tensor, k: int) -> Tensor:  # -> [B, 4K, H, W]
-    "The last `k` valid days as channels: fire maps, day-valid planes and wind planes (most recent first)"
+    "The last `k` valid days as channels: fire maps, day-valid planes, wind planes (latest first)"
     B, T, H, W = fire.shape
     ones = torch.ones_like(fire[..., :1, :1]).expand(B, T, 1, 1)
     f = recent_frames(fire, valid_t, k)  # [B, K, H, W]
@@ -94,7 +95,7 @@ class StackedUNet(PixelUNet):
 
     def __init__(self, k: int = 5, static_chans: int = 5, hidden: int = 16):
         super().__init__(4 * k + static_chans, hidden)
-        self.k, self.static_chans = k, static_chans
+        store_attr('k,static_chans')
 
     def forward(
         self,
@@ -115,7 +116,7 @@ class LTAE(nn.Module):
 
     def __init__(self, dim: int, heads: int = 4, dim_key: int = 8):
         super().__init__()
-        self.heads, self.dim_key = heads, dim_key
+        store_attr('heads,dim_key')
         self.time = SinusoidalEncoding(dim)
         self.to_k = nn.Linear(dim, heads * dim_key)
         self.query = nn.Parameter(torch.randn(heads, dim_key) * dim_key**-0.5)
@@ -148,11 +149,11 @@ def _collapse(feats: Tensor, att: Tensor) -> Tensor:
 
 
 class UTAE(nn.Module):
-    "U-Net encoder per day, temporal attention at the lowest level, U-Net decoder: `-> [B, 1, H, W]`"
+    "U-Net encoder per day, temporal attention at its lowest level, U-Net decoder"
 
     def __init__(self, static_chans: int = 5, hidden: int = 16, heads: int = 4, k: int = 5):
         super().__init__()
-        self.k, self.static_chans = k, static_chans
+        store_attr('k,static_chans')
         self.e1 = conv_block(3 + static_chans, hidden)
         self.e2 = conv_block(hidden, 2 * hidden)
         self.ltae = LTAE(2 * hidden, heads)

@@ -220,7 +220,7 @@ def _is_tfrecord(p: Path) -> bool:
 
 
 def read_fire_data(path) -> list:
-    "Fires in the geoformers format from a path: NetCDF fire(s), NDWS `.npz` tile(s) or NDWS TFRecord shard(s)"
+    "Fires in the geoformers format from NetCDF fire(s), NDWS `.npz` tile(s) or TFRecord shard(s)"
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file or folder of fires")

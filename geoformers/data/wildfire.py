@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['STATIC_VARS', 'FIRE_CODES', 'STATIC_CHANNELS', 'NDWS_CHANNELS', 'check_fire', 'save_fires', 'load_fires',
-           'fire_tensors', 'WildfireDataset', 'collate_fires', 'split_fires', 'prediction_dataset', 'ndws_fire',
-           'read_ndws', 'load_ndws']
+           'fire_tensors', 'WildfireDataset', 'collate_fires', 'split_fires', 'prediction_dataset',
+           'fire_probabilities', 'ndws_fire', 'read_ndws', 'load_ndws']
 
 # %% ../../nbs/11_data.wildfire.ipynb #6059bb13
 import json
@@ -163,6 +163,24 @@ def prediction_dataset(ds, prob:np.ndarray, threshold:float, attrs:dict=None)->x
                      source='geoformers wildfire task', fire_id=str(ds.attrs.get('fire_id', '')),
                      **{k: _nc_attr(v) for k, v in (attrs or {}).items() if v is not None})
     return out
+
+# %% ../../nbs/11_data.wildfire.ipynb #fb2e8978
+@torch.no_grad()
+def fire_probabilities(logits_fn,             # batch of `collate_fires` -> pixel logits [B, 1, H, W]
+                       ds:xr.Dataset,         # one fire
+                       t_max:int,             # longest history
+                       batch_size:int=16)->np.ndarray: # [D, H, W]
+    "Next-day probability of days 1..D of one fire, D being the forecast after its last day"
+    t = fire_tensors(ds)
+    fire, wind, static = t['fire'].clamp(min=0), t['wind'], t['static']
+    D = len(fire)
+    fid = ds.attrs.get('fire_id', 'fire')
+    samples = [dict(fire=fire[max(0, d - t_max):d], wind=wind[max(0, d - t_max):d], static=static,
+                    target=fire[0][None], fire_idx=torch.tensor(0), id=f'{fid} day {d}')
+               for d in range(1, D + 1)]
+    out = [logits_fn(collate_fires(samples[i:i + batch_size])).float().sigmoid()[:, 0].cpu()
+           for i in range(0, D, batch_size)]
+    return torch.cat(out).numpy()
 
 # %% ../../nbs/11_data.wildfire.ipynb #7910795d
 NDWS_CHANNELS = ('elevation', 'NDVI', 'erc', 'pdsi', 'population', 'pr', 'sph', 'th', 'tmmn', 'tmmx', 'vs', 'PrevFireMask')

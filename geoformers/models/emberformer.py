@@ -9,6 +9,7 @@ __all__ = ['patch_tokens', 'wind_planes', 'fire_inputs', 'recent_frames', 'Ember
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
+from fastcore.basics import store_attr
 from torch import Tensor, nn
 
 from ..core import SinusoidalEncoding, last_valid
@@ -72,8 +73,7 @@ class EmberFormer(nn.Module):
                  ref_depth:int=2,      # 3×3 conv layers of the 'conv' refinement
                  refine:str='conv'):   # 'conv' (pixel shuffle + convs) or 'unet' (pixel UNet around the patch grid)
         super().__init__()
-        self.patch, self.skip_days, self.static_chans = patch, skip_days, static_chans
-        self.space, self.skip_wind = space, skip_wind
+        store_attr('patch,skip_days,static_chans,space,skip_wind')
         self.embed = TemporalTokenEmbedder(patch*patch, static_chans*patch*patch, dim,
                                            use_fire, use_wind, use_static, use_time)
         enc = SpaceTimeEncoder if space else TemporalTransformerEncoder
@@ -100,6 +100,7 @@ class EmberFormer(nn.Module):
         return self.grid(fire, wind, static, valid_t)[1]
 
     def forward_pixels(self, fire, wind, static, valid_t)->Tensor: # -> [B, 1, H, W]
+        "Next-day logits at pixel resolution: the patch grid refined with the recent maps, terrain and wind"
         g, logits = self.grid(fire, wind, static, valid_t)
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
         H, W = fire.shape[-2:]
@@ -128,7 +129,10 @@ class EmberFormerDINO(nn.Module):
         self.static_chans = static_chans
         self._cache = {}
 
-    def unfreeze(self): self.fire_encoder.unfreeze(); return self
+    def unfreeze(self):
+        "Make the DINOv2 fire encoder trainable (the terrain encoder stays frozen)"
+        self.fire_encoder.unfreeze()
+        return self
 
     def encode_static(self, static:Tensor, keys=None)->Tensor: # [B, Cs, H, W], [B] -> [B, N, Dd]
         "Terrain tokens, from the cache where `keys` hit with the same terrain"
@@ -157,6 +161,7 @@ class EmberFormerDINO(nn.Module):
         return self.grid(fire, wind, static, valid_t, static_key)[1]
 
     def forward_pixels(self, fire, wind, static, valid_t, static_key=None)->Tensor: # -> [B, 1, H, W]
+        "Next-day logits at pixel resolution"
         g, logits = self.grid(fire, wind, static, valid_t, static_key)
         fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
         return self.refine(g, logits, torch.cat([last_valid(fire, valid_t)[:, None], static], 1))

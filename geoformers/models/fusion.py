@@ -39,7 +39,8 @@ class FeatureFusionCrossAttn(nn.Module):
     "Fire queries attend to terrain: `[B, T, N, Df] + [B, N, Ds] + [B, T, 2] -> [B, N, T, D]`"
     def __init__(self, dim_fire:int, dim_static:int, dim:int, heads:int=4):
         super().__init__()
-        self.to_fire, self.to_static = nn.Linear(dim_fire, dim), nn.Linear(dim_static, dim)
+        self.to_fire = nn.Linear(dim_fire, dim)
+        self.to_static = nn.Linear(dim_static, dim)
         self.attn = Attention(dim, heads)
         self.wind = nn.Sequential(nn.Linear(2, dim), nn.LayerNorm(dim))
         self.norm = nn.LayerNorm(dim)

@@ -84,8 +84,10 @@ class SpatialDecoderUNet(nn.Module):
     "Small UNet on the patch grid: `[B, D, Gy, Gx] -> ([B, 1, Gy, Gx], [B, hidden, Gy, Gx])`"
     def __init__(self, dim:int, hidden:int=64):
         super().__init__()
-        self.enc, self.mid = conv_block(dim, hidden), conv_block(hidden, 2*hidden)
-        self.dec, self.head = conv_block(3*hidden, hidden), nn.Conv2d(hidden, 1, 1)
+        self.enc = conv_block(dim, hidden)
+        self.mid = conv_block(hidden, 2*hidden)
+        self.dec = conv_block(3*hidden, hidden)
+        self.head = nn.Conv2d(hidden, 1, 1)
 
     def forward(self, x:Tensor)->tuple:
         e = self.enc(x)
@@ -97,7 +99,8 @@ class SimpleSpatialDecoder(nn.Module):
     "The light decoder: two conv blocks and a 1×1 head, `[B, D, Gy, Gx] -> ([B, 1, Gy, Gx], [B, hidden, Gy, Gx])`"
     def __init__(self, dim:int, hidden:int=64):
         super().__init__()
-        self.body, self.head = conv_block(dim, hidden), nn.Conv2d(hidden, 1, 1)
+        self.body = conv_block(dim, hidden)
+        self.head = nn.Conv2d(hidden, 1, 1)
     def forward(self, x:Tensor)->tuple:
         h = self.body(x)
         return self.head(h), h
