@@ -20,6 +20,9 @@ from ..models.temporal import conv_block, days_ago
 class Persistence(nn.Module):
     "Tomorrow's fire is today's: logits ±10 from the last valid fire map"
 
+    def __init__(self):  # no parameters: nothing to configure or train
+        super().__init__()
+
     def forward(
         self,
         fire: Tensor,  # [B, T, H, W]

@@ -47,11 +47,13 @@ def check_fire(ds:xr.Dataset,
 
 def save_fires(fires:list, folder)->list:
     "Write each fire to `folder/<fire_id>.nc`; returns the paths"
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, ds in enumerate(fires):
         p = folder/f"{ds.attrs.get('fire_id', f'fire_{i:05d}')}.nc"
-        check_fire(ds).to_netcdf(p); paths.append(p)
+        check_fire(ds).to_netcdf(p)
+        paths.append(p)
     return paths
 
 def load_fires(folder)->list:

@@ -56,5 +56,6 @@ class FeatureFusionCrossAttn(nn.Module):
         if not return_attn: return x
         qh = rearrange(self.attn.to_q(q), 'b n (h d) -> b h n d', h=self.attn.heads)
         kh = rearrange(self.attn.to_kv(kv), 'b m (kv h d) -> kv b h m d', kv=2, h=self.attn.heads)[0]
-        w = (qh @ kh.transpose(-1, -2) * qh.shape[-1] ** -0.5).softmax(-1).mean(1)    # averaged over heads
+        # averaged over heads
+        w = (qh @ kh.transpose(-1, -2) * qh.shape[-1] ** -0.5).softmax(-1).mean(1)
         return x, rearrange(w, '(b t) n m -> b t n m', b=B)

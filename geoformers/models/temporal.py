@@ -47,7 +47,8 @@ class TemporalTransformerEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
-        rename_on_load(self, {r'layers\.layers\.': 'layers.'})   # checkpoints of the nn.TransformerEncoder version
+        # checkpoints of the nn.TransformerEncoder version
+        rename_on_load(self, {r'layers\.layers\.': 'layers.'})
 
     def forward(self, x:Tensor,      # [B, N, T, D]
                 valid:Tensor,        # [B, T] bool, True = valid date
@@ -138,7 +139,8 @@ class SpaceTimeEncoder(nn.Module):
             if i < depth - 1:
                 h = rearrange(h, '(b n) t d -> (b t) n d', b=B)
                 h = rearrange(sl(h), '(b t) n d -> (b n) t d', b=B)
-        last = rearrange(last_valid(h, v), '(b n) d -> b n d', b=B)     # the last block: the last date only
+        # the last block: the last date only
+        last = rearrange(last_valid(h, v), '(b n) d -> b n d', b=B)
         return self.norm(self.space_layers[-1](last))
 
 # %% ../../nbs/22_models.temporal.ipynb #fd803f99
@@ -153,7 +155,8 @@ class RefinementDecoder(nn.Module):
         for _ in range(depth - 1):
             layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU()]
         self.body = nn.Sequential(*layers, nn.Conv2d(hidden, 1, 1))
-        nn.init.zeros_(self.body[-1].weight); nn.init.zeros_(self.body[-1].bias)
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, grid:Tensor, logits:Tensor, skip:Tensor)->Tensor:
         H, W = skip.shape[-2:]
