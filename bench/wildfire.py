@@ -29,11 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).parent
+ASSEMBLE = False  # --assemble: read unfinished run folders instead of training again
+CPU_RUNS = None  # --cpu_runs: folder of bench/wildfire_experiments.py runs with EmberFormer's CPU time
 ORDER = ['emberformer', 'unet_stacked', 'utae', 'unet_last_frame', 'persistence']
 
 
 def run(seed, sim_seed, root, extra=(), threads=1):
     out = Path(root) / f's{seed}_d{sim_seed}'
+    if ASSEMBLE and out.exists() and not (out / 'summary.json').exists():
+        return assemble(out, seed, sim_seed)
     if not (out / 'summary.json').exists():
         if out.exists():
             subprocess.run(['rm', '-rf', str(out)])
@@ -56,6 +60,8 @@ def run(seed, sim_seed, root, extra=(), threads=1):
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if r.returncode:
             raise SystemExit(f'run {out} failed:\n{r.stderr[-3000:]}')
+    if not (out / 'summary.json').exists():
+        return assemble(out, seed, sim_seed)
     s = json.loads((out / 'summary.json').read_text())
     rows = {s['config']['model']['name']: s['metrics'], **s['baselines']}
     return dict(
@@ -72,8 +78,48 @@ def run(seed, sim_seed, root, extra=(), threads=1):
                 train_cpu_s=s['cost'].get(k, {}).get('train_cpu_s'),
             )
             for k, m in rows.items()
+            if 'f1' in m  # a baseline stopped by a signal has no metrics
         },
     )
+
+
+def assemble(out, seed, sim_seed):
+    """A run's record from its folder when it has no summary.json (stopped before the end): EmberFormer's last
+    validation in metrics.jsonl, each finished baseline's own summary.json, persistence evaluated here"""
+    import torch
+    from geoformers.baselines.wildfire import Persistence
+    from geoformers.core import count_params
+    from geoformers.train.loop import evaluate, make_loader
+    from geoformers.train.tasks import get_task, resolve_config
+
+    out = Path(out)
+    task = get_task('wildfire')
+    cfg = resolve_config(task, base=json.loads((out/'config.json').read_text()))
+    val = [json.loads(l) for l in (out/'metrics.jsonl').read_text().splitlines() if '"val"' in l][-1]
+    keep = ('f1', 'ap', 'new_f1', 'iou')
+    cpu = None  # EmberFormer's CPU was not recorded: take it from a standalone run of the same config, if any
+    alone = Path(CPU_RUNS or '.') / f'ember_v1_u16_s{seed}_d{sim_seed}_e8' / 'summary.json'
+    if CPU_RUNS and alone.exists():
+        cpu = json.loads(alone.read_text())['cost']['emberformer']['train_cpu_s']
+    models = {'emberformer': dict({k: val[k] for k in keep}, params=count_params(task.model(cfg)),
+                                  train_cpu_s=cpu)}
+    for b in ('unet_stacked', 'utae', 'unet_last_frame'):
+        f = out/'baselines'/b/'summary.json'
+        if not f.exists(): continue
+        bs = json.loads(f.read_text())
+        models[b] = dict({k: bs['metrics'][k] for k in keep}, **bs['cost'][b])
+    data = task.data(cfg)
+    pm = evaluate(task, Persistence(), make_loader(data['val'], cfg, data['collate']), cfg, torch.device('cpu'))
+    models['persistence'] = dict({k: pm[k] for k in keep}, params=0, train_cpu_s=0.0)
+    return dict(seed=seed, sim_seed=sim_seed, run=str(out), assembled=True, models=models)
+
+
+def _cpu(rs):
+    "Mean training CPU over the runs that recorded it, with their count when not all did"
+    xs = [r['train_cpu_s'] for r in rs if r['train_cpu_s'] is not None]
+    if not xs:
+        return 'n/a'
+    return f"{statistics.mean(xs):.0f}" + (f" ({len(xs)} run)" if len(xs) < len(rs) else '')
 
 
 def table(recs, cols=('f1', 'ap', 'new_f1'), cost=True):
@@ -97,7 +143,7 @@ def table(recs, cols=('f1', 'ap', 'new_f1'), cost=True):
             row.append(f"{rs[0]['params'] / 1e3:.0f}K" if rs[0]['params'] else '0')
         row += [ms(c) for c in cols]
         if cost:
-            row.append(f"{statistics.mean(r['train_cpu_s'] or 0 for r in rs):.0f}")
+            row.append(_cpu(rs))
         lines.append('| ' + ' | '.join(row) + ' |')
     return '\n'.join(lines)
 
@@ -154,6 +200,7 @@ def ndws(recs, root):
                         train_cpu_s=None,
                     )
                     for k, m in rows.items()
+                    if 'f1' in m
                 },
             )
         )
@@ -201,6 +248,8 @@ def timed(root):
         'process_wall_s': round(time.time() - t0, 1),
         'peak_rss_mb': round(c2.ru_maxrss / 1024),
     }
+    if not (out / 'summary.json').exists():
+        return assemble(out, seed, sim_seed)
     s = json.loads((out / 'summary.json').read_text())
     return dict(train=train, predict=pred, runtime_s=s['runtime_s'], threads=os.cpu_count())
 
@@ -214,7 +263,10 @@ if __name__ == '__main__':
     p.add_argument('--time', action='store_true')
     p.add_argument('--quick', action='store_true')
     p.add_argument('--ndws', action='store_true')
+    p.add_argument('--assemble', action='store_true', help='use run folders stopped before their summary')
+    p.add_argument('--cpu_runs', default=None, help='with --assemble: standalone runs with EmberFormer CPU')
     a = p.parse_args()
+    ASSEMBLE, CPU_RUNS = a.assemble, a.cpu_runs
     if a.time:
         print(json.dumps(timed(a.root), indent=1))
         raise SystemExit
