@@ -184,7 +184,9 @@ def compute_metrics(self:WildfireTask, stats, cfg)->dict:
     "Pixel metrics at 0.5, `new_` metrics, and the F1-maximising `threshold` with its F1"
     m = {'loss': float(stats['loss'] / stats['n']), **pixel_metrics(stats)}
     new = pixel_metrics(stats, prefix='new_')
-    t, f1 = best_threshold(stats['hist_pos'], stats['hist_neg'])
+    hp, hn = torch.as_tensor(stats['hist_pos']), torch.as_tensor(stats['hist_neg'])
+    # histograms summed to scalars (DDP's all-reduce) leave no choice: 0.5
+    t, f1 = best_threshold(hp, hn) if hp.ndim else (0.5, m['f1'])
     return {**m, **{k: new[k] for k in ('new_f1', 'new_precision', 'new_recall', 'new_ap')},
             'threshold': t, 'f1_at_threshold': f1}
 
