@@ -172,7 +172,7 @@ class SatSwinMAE(nn.Module):
         self.to_decoder = nn.Linear(dim, decoder_dim)
         self.decoder = SwinBlock3D(decoder_dim, decoder_heads, window, shift=False)
         self.to_patches = nn.Linear(decoder_dim, math.prod(patch) * in_chans)
-        with torch.no_grad():   # rows drawn in the older head's order: a seed gives the weights it gave
+        with torch.no_grad():   # rows in the older head's order: a seed gives the same weights
             for w in self.to_patches.parameters():
                 w.copy_(rearrange(w.clone(), '(p c) ... -> (c p) ...', p=math.prod(patch)))
         nn.init.normal_(self.mask_token, std=0.02)
