@@ -15,7 +15,7 @@ from einops import rearrange
 from fastcore.basics import AttrDict, patch, store_attr
 from torch import Tensor, nn
 
-from ..core import quiet_hf
+from ..core import hf_progress
 from ..layers import MLP, Attention
 
 # %% ../../nbs/24_models.prefixer.ipynb #4cb03a30
@@ -99,7 +99,7 @@ def load_causal_lm(name_or_path:str, # hub name or local folder, e.g. `TinyLlama
                    **kwargs,         # passed to `AutoModelForCausalLM.from_pretrained`
                   )->nn.Module:
     "A Hugging Face causal LM by hub name or local folder"
-    with quiet_hf():
+    with hf_progress():
         from transformers import AutoModelForCausalLM
         return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
 

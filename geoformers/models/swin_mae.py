@@ -183,6 +183,10 @@ class SatSwinMAE(nn.Module):
     def in_chans(self)->int:
         return self.embed.in_chans
 
+    def unpatchify(self, p:Tensor, grid:tuple)->Tensor: # [B, N, P] -> [B, C, T'*pt, H'*ph, W'*pw]
+        "Cubes from patch vectors in `patchify`'s order (e.g. `pred`) on the token `grid`"
+        return unpatchify(p, self.patch, grid)
+
 # %% ../../nbs/23_models.swin_mae.ipynb #1bcc0a15
 @patch
 def grid(self:SatSwinMAE, x:Tensor)->tuple: # [B, C, T, H, W] -> (T', H', W')
@@ -259,7 +263,7 @@ def show_reconstruction(mae:SatSwinMAE,
     rec = out['pred'] * sd + mu if mae.norm_pix_loss else out['pred']
     rec = torch.where(mask[..., None], rec, p)
     hidden = p.masked_fill(mask[..., None], float('nan'))
-    shown = [unpatchify(v, mae.patch, grid) for v in (p, hidden, rec)]
+    shown = [mae.unpatchify(v, grid) for v in (p, hidden, rec)]
     fig, axs = plt.subplots(1, 3, figsize=(6, 2.2))
     for ax, im, title in zip(axs, shown, ['input', 'masked 75%', 'reconstruction']):
         ax.imshow(im[0, channel, t].float().cpu(), cmap='RdBu_r')
