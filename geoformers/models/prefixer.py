@@ -40,7 +40,11 @@ class TokenPool(nn.Module):
             if dim is None:
                 raise ValueError("attention pooling needs `dim`")
             self.queries = nn.Parameter(torch.randn(num_tokens, dim) * 0.02)
-            self.attn = Attention(dim, heads)
+            with torch.random.fork_rng(devices=[]):   # no draws: the weights come from below
+                self.attn = Attention(dim, heads)
+            # initialised as the former nn.MultiheadAttention pooling: a seed gives the same weights
+            mha = nn.MultiheadAttention(dim, heads, batch_first=True)
+            self.attn.load_state_dict(mha.state_dict())
             self.norm = nn.LayerNorm(dim)
 
 # %% ../../nbs/24_models.prefixer.ipynb #b2a103c4
