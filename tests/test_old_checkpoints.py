@@ -97,7 +97,7 @@ def same_state(a, b):
 
 
 def test_seeded_init_unchanged():
-    "A seed gives the weights it gave before the shared layers (the fixtures were made after seed 0)"
+    "A seed gives the weights it gave before the shared layers (fixtures were made after seed 0)"
     for name, make in (('swin_mae', lambda d: SatSwinMAE(**d['kwargs'])),
                        ('hrm', lambda d: HRMForCausalLM(**d['kwargs'])),
                        ('token_pool', lambda d: TokenPool(**d['kwargs']))):
