@@ -5,6 +5,7 @@ the debt list, the docs build preprocessing (tools/proc_docs.py), the sidebar, t
 ruff debt list are tried on them. Runs in about 15 s (the preprocessing starts two kernels).
 """
 import importlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -273,3 +274,17 @@ def test_debt_list_is_current():
     "The repository's own debt list has no stale line and covers every finding"
     lines = []
     assert check_docs.run(out=lines.append) == 0, '\n'.join(lines)
+
+
+def test_module_map_lists_every_module():
+    "The home page's module map (its stored output) names every module of the package"
+    import pkgutil
+
+    import geoformers
+    mods = [m.name for m in pkgutil.walk_packages(geoformers.__path__, 'geoformers.')
+            if not m.ispkg and not m.name.rsplit('.', 1)[-1].startswith('_')]
+    nb = json.loads((ROOT/'nbs'/'index.ipynb').read_text())
+    shown = ''.join(''.join(o.get('data', {}).get('text/markdown', ''))
+                    for c in nb['cells'] for o in c.get('outputs', []))
+    missing = [m for m in mods if f'[`{m}`]' not in shown]
+    assert not missing, f'the module map of nbs/index.ipynb misses {missing}: re-run the notebook'
