@@ -20,6 +20,7 @@ check_docs = importlib.import_module('check_docs')
 make_sidebar = importlib.import_module('make_sidebar')
 make_readme = importlib.import_module('make_readme')
 check_ruff_debt = importlib.import_module('check_ruff_debt')
+render_html = importlib.import_module('render_html')
 
 
 def stream(text, name='stdout'): return nbf.v4.new_output('stream', name=name, text=text)
@@ -288,3 +289,15 @@ def test_module_map_lists_every_module():
                     for c in nb['cells'] for o in c.get('outputs', []))
     missing = [m for m in mods if f'[`{m}`]' not in shown]
     assert not missing, f'the module map of nbs/index.ipynb misses {missing}: re-run the notebook'
+
+
+def test_html_render_imitates_quarto_options():
+    nb = nbf.v4.new_notebook()
+    nb.cells = [nbf.v4.new_raw_cell('---\ntitle: Page A\ndescription: what it holds\n---\n'),
+                nbf.v4.new_code_cell('#| echo: false\n#| output: asis\nshow_doc(f)'),
+                nbf.v4.new_code_cell('#| eval: false\nx = 1'),
+                nbf.v4.new_markdown_cell('[source](https://x.org/a.py#L1){target="_blank"}')]
+    out = render_html.quartoish(nb)
+    assert out.cells[0].cell_type == 'markdown' and out.cells[0].source.startswith('# Page A')
+    assert 'remove-input' in out.cells[1].metadata.tags and out.cells[2].source == 'x = 1'
+    assert out.cells[3].source == '[source](https://x.org/a.py#L1)'
