@@ -6,6 +6,7 @@ ruff debt list are tried on them. Runs in about 15 s (the preprocessing starts t
 """
 import importlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -301,3 +302,28 @@ def test_html_render_imitates_quarto_options():
     assert out.cells[0].cell_type == 'markdown' and out.cells[0].source.startswith('# Page A')
     assert 'remove-input' in out.cells[1].metadata.tags and out.cells[2].source == 'x = 1'
     assert out.cells[3].source == '[source](https://x.org/a.py#L1)'
+
+
+def entry(name, sig, doc):
+    md = f'---\n\n### {name}\n\n```python\ndef {name}(\n    {sig}\n):\n```\n\n*{doc}*'
+    return nbf.v4.new_output('display_data', data={'text/markdown': md, 'text/plain': '<...>'})
+
+
+def test_api_entries_from_proc(tmp_path):
+    nb = notebook(tmp_path/'nbs'/'20_m.ipynb', *clean_cells())
+    proc = tmp_path/'_proc'/'20_m.ipynb'
+    good = [('show_doc(Block)', [entry('Block', 'dim:int, heads:int=8', 'A pre-norm block')]),
+            ('show_doc(ShapeError)', [entry('ShapeError', '*args, **kwargs', 'A wrong shape')])]
+    notebook(proc, *clean_cells(), *good)
+    assert run_check(tmp_path, nb) == (0, '')
+    notebook(proc, *clean_cells(), *good,
+             ('show_doc(Task)', [entry('Task', '*args, **kwargs', 'A trainable problem')]),
+             ('show_doc(DOMBlock)', [entry('DOMBlock', 'dim:int', 'Base class for all neural '
+                                                                  'network modules.')]))
+    rc, out = run_check(tmp_path, nb)
+    assert rc == 1
+    assert '20_m.ipynb [api-entry] entry Task: signature (*args, **kwargs)' in out
+    assert "entry DOMBlock: inherited docstring 'Base class for all neural network modules'" in out
+    # a _proc copy older than the notebook is not read, and its debt line is not called stale
+    os.utime(proc, (0, 0))
+    assert run_check(tmp_path, nb, debt='20_m api-entry\n')[0] == 0
