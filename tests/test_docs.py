@@ -5,6 +5,8 @@ the debt list, the docs build preprocessing (tools/proc_docs.py), the sidebar, t
 ruff debt list are tried on them. Runs in about 15 s (the preprocessing starts two kernels).
 """
 import importlib
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,7 @@ check_docs = importlib.import_module('check_docs')
 make_sidebar = importlib.import_module('make_sidebar')
 make_readme = importlib.import_module('make_readme')
 check_ruff_debt = importlib.import_module('check_ruff_debt')
+render_html = importlib.import_module('render_html')
 
 
 def stream(text, name='stdout'): return nbf.v4.new_output('stream', name=name, text=text)
@@ -273,3 +276,54 @@ def test_debt_list_is_current():
     "The repository's own debt list has no stale line and covers every finding"
     lines = []
     assert check_docs.run(out=lines.append) == 0, '\n'.join(lines)
+
+
+def test_module_map_lists_every_module():
+    "The home page's module map (its stored output) names every module of the package"
+    import pkgutil
+
+    import geoformers
+    mods = [m.name for m in pkgutil.walk_packages(geoformers.__path__, 'geoformers.')
+            if not m.ispkg and not m.name.rsplit('.', 1)[-1].startswith('_')]
+    nb = json.loads((ROOT/'nbs'/'index.ipynb').read_text())
+    shown = ''.join(''.join(o.get('data', {}).get('text/markdown', ''))
+                    for c in nb['cells'] for o in c.get('outputs', []))
+    missing = [m for m in mods if f'[`{m}`]' not in shown and f'| `{m}` |' not in shown]
+    assert not missing, f'the module map of nbs/index.ipynb misses {missing}: re-run the notebook'
+
+
+def test_html_render_imitates_quarto_options():
+    nb = nbf.v4.new_notebook()
+    nb.cells = [nbf.v4.new_raw_cell('---\ntitle: Page A\ndescription: what it holds\n---\n'),
+                nbf.v4.new_code_cell('#| echo: false\n#| output: asis\nshow_doc(f)'),
+                nbf.v4.new_code_cell('#| eval: false\nx = 1'),
+                nbf.v4.new_markdown_cell('[source](https://x.org/a.py#L1){target="_blank"}')]
+    out = render_html.quartoish(nb)
+    assert out.cells[0].cell_type == 'markdown' and out.cells[0].source.startswith('# Page A')
+    assert 'remove-input' in out.cells[1].metadata.tags and out.cells[2].source == 'x = 1'
+    assert out.cells[3].source == '[source](https://x.org/a.py#L1)'
+
+
+def entry(name, sig, doc):
+    md = f'---\n\n### {name}\n\n```python\ndef {name}(\n    {sig}\n):\n```\n\n*{doc}*'
+    return nbf.v4.new_output('display_data', data={'text/markdown': md, 'text/plain': '<...>'})
+
+
+def test_api_entries_from_proc(tmp_path):
+    nb = notebook(tmp_path/'nbs'/'20_m.ipynb', *clean_cells())
+    proc = tmp_path/'_proc'/'20_m.ipynb'
+    good = [('show_doc(Block)', [entry('Block', 'dim:int, heads:int=8', 'A pre-norm block')]),
+            ('show_doc(ShapeError)', [entry('ShapeError', '*args, **kwargs', 'A wrong shape')])]
+    notebook(proc, *clean_cells(), *good)
+    assert run_check(tmp_path, nb) == (0, '')
+    notebook(proc, *clean_cells(), *good,
+             ('show_doc(Task)', [entry('Task', '*args, **kwargs', 'A trainable problem')]),
+             ('show_doc(DOMBlock)', [entry('DOMBlock', 'dim:int', 'Base class for all neural '
+                                                                  'network modules.')]))
+    rc, out = run_check(tmp_path, nb)
+    assert rc == 1
+    assert '20_m.ipynb [api-entry] entry Task: signature (*args, **kwargs)' in out
+    assert "entry DOMBlock: inherited docstring 'Base class for all neural network modules'" in out
+    # a _proc copy older than the notebook is not read, and its debt line is not called stale
+    os.utime(proc, (0, 0))
+    assert run_check(tmp_path, nb, debt='20_m api-entry\n')[0] == 0

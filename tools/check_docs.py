@@ -12,6 +12,10 @@ Checks (the names used in `tools/docs_debt.txt`):
   big-output   one stored output holds more than 20 KB of text
   citation     a source or markdown cell cites something outside the repository (see CITATIONS)
   import-cell  a code cell mixes imports with other statements (the docs build runs it alone)
+  api-entry    a rendered `show_doc` entry has no real signature (`*args, **kwargs`) or a
+               docstring inherited from the library (`nn.Module`'s, an exception's). It is read from
+               `_proc/`, so run `python tools/proc_docs.py` first (pages whose `_proc/` copy is
+               missing or older than the notebook are not checked for it)
   slow         (debt only) the notebook's slow cells are left out of the CI slow stage
 
 `tools/docs_debt.txt` lists known findings, one `<notebook> <check>` per line (`#` starts a
@@ -60,8 +64,13 @@ CITATIONS = {
     'the data README': re.compile(r'\bthe\s+data\s+README\b'),
 }
 
+# Rendered `show_doc` entries (in `_proc/`): signatures and docstrings that are not the class's own.
+INHERITED_DOCS = ('Base class for all neural network modules', 'Floating point operation failed',
+                  'Common base class for all', 'Initialize self.', 'Inappropriate argument value')
+_ENTRY = re.compile(r'^#{2,4} (\S+)\s*$', re.M)
+
 CHECKS = ('path', 'warning', 'progress', 'traceback', 'big-output', 'citation', 'import-cell',
-          'slow')
+          'api-entry', 'slow')
 
 
 def _short(s:str, m:re.Match=None, width:int=100)->str:
@@ -148,6 +157,33 @@ def check_notebook(path:Path)->list:
             for (i, k), ts in found.items()]
 
 
+def check_entries(proc_path:Path)->list:
+    "Findings `(None, 'api-entry', text)` in the rendered `show_doc` entries of a `_proc/` notebook"
+    nb = json.loads(Path(proc_path).read_text(encoding='utf-8'))
+    found = []
+    for c in nb['cells']:
+        for o in c.get('outputs', []):
+            md = o.get('data', {}).get('text/markdown', '')
+            md = ''.join(md) if isinstance(md, list) else md
+            m = _ENTRY.search(md)
+            if not m: continue
+            name = m.group(1)
+            exc = name.endswith(('Error', 'Exception', 'Warning'))   # exceptions take *args
+            bad = ['signature (*args, **kwargs)'] if '*args, **kwargs' in md and not exc else []
+            bad += [f'inherited docstring {d!r}' for d in INHERITED_DOCS if d in md]
+            if bad: found.append((None, 'api-entry', f"entry {name}: {', '.join(bad)}"))
+    return found
+
+
+def _proc_of(path:Path)->Path:
+    "The `_proc/` copy of a notebook when it is there and not older than the notebook, else None"
+    path = Path(path).resolve()
+    nbs = next((q for q in path.parents if q.name == 'nbs'), None)
+    if nbs is None: return None
+    proc = nbs.parent/'_proc'/path.relative_to(nbs)
+    return proc if proc.exists() and proc.stat().st_mtime >= path.stat().st_mtime else None
+
+
 def check_markdown(path:Path)->list:
     "Findings in a markdown file such as README.md: outputs outside fenced code, citations anywhere"
     text = Path(path).read_text(encoding='utf-8')
@@ -194,16 +230,21 @@ def run(paths=None, debt_file:Path=DEBT, out=print)->int:
     paths = [Path(p) for p in (paths or default_paths())]
     debt = read_debt(debt_file)
     names = {name_of(p) for p in paths}
-    seen, bad = set(), 0
+    seen, bad, unchecked = set(), 0, set()
     for p in paths:
         found = check_notebook(p) if p.suffix == '.ipynb' else check_markdown(p)
+        if p.suffix == '.ipynb':
+            proc = _proc_of(p)
+            if proc: found += check_entries(proc)
+            else: unchecked.add(name_of(p))
         for cell, check, text in found:
             seen.add((name_of(p), check))
             if (name_of(p), check) in debt: continue
             bad += 1
             out(f"{p.name}{'' if cell is None else f' cell {cell}'} [{check}] {text}")
         if (name_of(p), 'slow') in debt and has_slow_cells(p): seen.add((name_of(p), 'slow'))
-    stale = sorted(d for d in debt if (full or d[0] in names) and d not in seen)
+    stale = sorted(d for d in debt if (full or d[0] in names) and d not in seen
+                   and not (d[1] == 'api-entry' and d[0] in unchecked))
     for nm, check in stale:
         out(f"stale debt: '{nm} {check}' in {debt_file.name} matches nothing any more: "
             "delete the line")
