@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['C_VAC', 'N_ICE', 'TAN_C', 'event_cols', 'check_targets', 'check_unique_events', 'split_events', 'normalize_pulses',
            'angles_to_vector', 'vector_to_angles', 'synth_event', 'extreme_event', 'IceCubeSynth', 'IceCubeEvents',
-           'read_graphnet', 'read_prometheus', 'write_graphnet']
+           'graphnet_pulse_geometry', 'read_graphnet', 'prometheus_geometry', 'read_prometheus', 'write_graphnet']
 
-# %% ../../nbs/13_data.icecube.ipynb #c0851e71
+# %% ../../nbs/13_data.icecube.ipynb #425c01af
 import sqlite3
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from .detectors import Detector, _first, icecube86, pulse_geometry
 from ..errors import DataError
 
-# %% ../../nbs/13_data.icecube.ipynb #025de3a8
+# %% ../../nbs/13_data.icecube.ipynb #3760ad1e
 def event_cols(sensor_id, time, charge, auxiliary)->dict:
     "The pulse arrays of an event dict, in their dtypes"
     return dict(sensor_id=np.asarray(sensor_id, dtype=np.int64), time=np.asarray(time, dtype=np.float32),
@@ -65,14 +65,14 @@ def split_events(ids, cols:dict, targets:dict, source:str='')->list:
         out.append(ev)
     return out
 
-# %% ../../nbs/13_data.icecube.ipynb #2212064a
+# %% ../../nbs/13_data.icecube.ipynb #5b7513be
 def normalize_pulses(time, charge, auxiliary)->np.ndarray: # [n] each -> [n, 3] float32
     "The field's pulse features: `(t-1e4)/3e4`, `log10(q)/3`, `aux-0.5`"
     t = (np.asarray(time, np.float32) - 1e4) / 3e4
     q = np.log10(np.maximum(charge, 1e-3)).astype(np.float32) / 3
     return np.stack([t, q, np.asarray(auxiliary, np.float32) - 0.5], -1).astype(np.float32)
 
-# %% ../../nbs/13_data.icecube.ipynb #08cd362d
+# %% ../../nbs/13_data.icecube.ipynb #356bef0a
 def angles_to_vector(azimuth, zenith): # [...] each -> [..., 3] unit vectors (numpy or torch)
     "Unit vector of Kaggle angles"
     lib = torch if isinstance(azimuth, torch.Tensor) else np
@@ -85,7 +85,7 @@ def vector_to_angles(v): # [..., 3] any length -> ([...] azimuth in [0, 2pi), [.
     n = lib.sqrt((v**2).sum(-1)).clip(1e-12)
     return lib.arctan2(v[..., 1], v[..., 0]) % (2*np.pi), lib.arccos((v[..., 2]/n).clip(-1, 1))
 
-# %% ../../nbs/13_data.icecube.ipynb #1cc49531
+# %% ../../nbs/13_data.icecube.ipynb #fd8d39a3
 C_VAC, N_ICE = 0.2998, 1.32                     # m/ns, refractive index of ice
 TAN_C = float(np.sqrt(N_ICE**2 - 1))            # tan of the Cherenkov angle
 
@@ -159,7 +159,7 @@ def extreme_event(detector:Detector=None)->dict:
     return synth_event(np.random.default_rng(0), icecube86() if detector is None else detector,
                        brightness=1.6e5, kind='track', event_id=-1)
 
-# %% ../../nbs/13_data.icecube.ipynb #607606e9
+# %% ../../nbs/13_data.icecube.ipynb #1f9bc6df
 class IceCubeSynth(Dataset):
     "`n` synthetic events on `detector`; event `i` is drawn from the random seed `(seed, i)`"
     def __init__(self, n:int, seed:int=0, detector:Detector=None,
@@ -192,7 +192,7 @@ class IceCubeEvents(Dataset):
     def __getitem__(self, i):
         return self.events[i]
 
-# %% ../../nbs/13_data.icecube.ipynb #d23e317d
+# %% ../../nbs/13_data.icecube.ipynb #ee609ed3
 def _read_tables(path:Path, pulsemap:str, truth:str)->tuple:
     "Pulse and truth tables of a GraphNeT SQLite file or merged Parquet folder"
     if path.suffix == '.db':
@@ -203,46 +203,64 @@ def _read_tables(path:Path, pulsemap:str, truth:str)->tuple:
         return read(pulsemap).reset_index(), read(truth).reset_index()
     raise DataError(f"{path} is neither a GraphNeT .db file nor a folder with {pulsemap}/ and {truth}/")
 
+def graphnet_pulse_geometry(path, pulsemap:str='SRTInIcePulses', truth:str='truth')->Detector:
+    "The detector of a GraphNeT file from the positions in its pulse table (one module per DOM and PMT)"
+    path = Path(path)
+    p, _ = _read_tables(path, pulsemap, truth)
+    return pulse_geometry(p.assign(_key=_graphnet_key(p)), '_key', ('dom_x', 'dom_y', 'dom_z'), 'string',
+                          path.stem, path.name)
+
+def _graphnet_key(p:pd.DataFrame)->np.ndarray:
+    pmt = p.pmt_number.astype(np.int64) if 'pmt_number' in p.columns else 0
+    return (p.string.astype(np.int64) * 100_000 + p.dom_number.astype(np.int64)) * 1000 + pmt
+
 def read_graphnet(path,                        # GraphNeT SQLite `.db` or a merged Parquet folder
                   detector:Detector|str=None,  # default IceCube-86 (Kaggle ids); 'pulses': from dom_x/y/z
                   pulsemap:str='SRTInIcePulses', truth:str='truth')->list: # event dicts
     "Events from GraphNeT files; `hlc==0` becomes `auxiliary`; unknown sensors are a `DataError`"
     path = Path(path)
     p, t = _read_tables(path, pulsemap, truth)
-    pmt = p.pmt_number.values if 'pmt_number' in p.columns else None
     if isinstance(detector, str) and detector == 'pulses':
-        key = p.string.astype(np.int64) * 100_000 + p.dom_number.astype(np.int64)
-        p = p.assign(_key=key * 1000 + (0 if pmt is None else p.pmt_number.astype(np.int64)))
-        detector = pulse_geometry(p, '_key', ('dom_x', 'dom_y', 'dom_z'), 'string', path.stem, path.name)
-        sid = detector.index_of_ids(p._key.values, path.name, p.event_no.values)
+        detector = graphnet_pulse_geometry(path, pulsemap, truth)
+        sid = detector.index_of_ids(_graphnet_key(p).values, path.name, p.event_no.values)
     else:
         detector = detector or icecube86()
+        pmt = p.pmt_number.values if 'pmt_number' in p.columns else None
         sid = detector.index_of_keys(p.string.values, p.dom_number.values, pmt, path.name, p.event_no.values)
     check_targets(t.azimuth.values, t.zenith.values, t.event_no.values, f"{path.name} ({truth})")
     targets = dict(zip(t.event_no.values.tolist(), t[['azimuth', 'zenith']].values))
     cols = event_cols(sid, p.dom_time, p.charge, p.hlc.values == 0)
     return split_events(p.event_no.values, cols, targets, path.name)
 
-def read_prometheus(path,                      # Prometheus SQLite file (tables `total`, `mc_truth`)
-                    detector:Detector=None,    # default: from the hits' sensor positions
-                   )->tuple:                   # (event dicts, detector)
-    "Events from a Prometheus file (every photon hit a pulse of charge 1) and their detector"
-    path = Path(path)
+def _prometheus_tables(path:Path, hits:bool=True)->tuple:
     with sqlite3.connect(path) as con:
         names = set(pd.read_sql("SELECT name FROM sqlite_master WHERE type='table'", con).name)
         if not {'total', 'mc_truth'} <= names:
             raise DataError(f"{path} is not a Prometheus file: tables {sorted(names)}, need total and mc_truth")
         h = pd.read_sql('SELECT * FROM total', con)
         t = pd.read_sql('SELECT event_no, injection_azimuth, injection_zenith FROM mc_truth', con)
-    if detector is None:
-        detector = pulse_geometry(h, string_col='sensor_string_id', name='prometheus', source=path.name)
+    return h, t
+
+def prometheus_geometry(path)->Detector:
+    "The detector of a Prometheus file, from the sensor positions of its hits"
+    path = Path(path)
+    h, _ = _prometheus_tables(path)
+    return pulse_geometry(h, string_col='sensor_string_id', name='prometheus', source=path.name)
+
+def read_prometheus(path,                      # Prometheus SQLite file (tables `total`, `mc_truth`)
+                    detector:Detector=None,    # default: `prometheus_geometry(path)`
+                   )->list:                    # event dicts
+    "Events of a Prometheus file; every photon hit is a pulse of charge 1"
+    path = Path(path)
+    h, t = _prometheus_tables(path)
+    detector = prometheus_geometry(path) if detector is None else detector
     sid = detector.index_of_ids(h.sensor_id.values, path.name, h.event_no.values)
     check_targets(t.injection_azimuth.values, t.injection_zenith.values, t.event_no.values, path.name)
     targets = dict(zip(t.event_no.values.tolist(), t[['injection_azimuth', 'injection_zenith']].values))
     cols = event_cols(sid, h.t, np.ones(len(h)), np.zeros(len(h), bool))
-    return split_events(h.event_no.values, cols, targets, path.name), detector
+    return split_events(h.event_no.values, cols, targets, path.name)
 
-# %% ../../nbs/13_data.icecube.ipynb #97659f82
+# %% ../../nbs/13_data.icecube.ipynb #045cd925
 def write_graphnet(events:list, detector:Detector, folder, pulsemap:str='SRTInIcePulses',
                    truth:str='truth', n_files:int=1)->Path:
     "Write event dicts as GraphNeT merged Parquet (`pulsemap/` and `truth/`, one file per part)"
