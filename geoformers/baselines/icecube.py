@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['linefit', 'first_hit_linefit', 'linefit_score', 'first_hit_linefit_score']
 
-# %% ../../nbs/63_baselines.icecube.ipynb #de321968
+# %% ../../nbs/63_baselines.icecube.ipynb #5f27b232
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from ..data.dom_packing import collate_dom_packing
 from ..data.icecube import vector_to_angles
 from ..metrics.angular import angular_error
 
-# %% ../../nbs/63_baselines.icecube.ipynb #bf3289d8
+# %% ../../nbs/63_baselines.icecube.ipynb #17510fa2
 def linefit(event:dict, detector:Detector)->tuple: # event dict -> (azimuth, zenith)
     "LineFit direction of one event through all its pulses"
     r = detector.module_pos[detector.sensor_module[event['sensor_id']]]
@@ -28,7 +28,7 @@ def linefit(event:dict, detector:Detector)->tuple: # event dict -> (azimuth, zen
 def first_hit_linefit(pos:Tensor,              # [n, 3] module positions (any scale)
                       dom_features:Tensor,     # [n, 4] `collate_dom_packing`'s `dom_features`
                       dom_to_event_idx:Tensor, # [n] event index in 0..B-1
-                      batch_size:int)->Tensor: # [B, 3] unit origin direction (zero when undetermined)
+                      batch_size:int)->Tensor: # [B, 3] unit origin direction (0 when undetermined)
     "Charge-weighted LineFit through the first hit of every module, noise-like modules left out"
     t = dom_features[:, 0]
     f = dom_features
@@ -40,7 +40,7 @@ def first_hit_linefit(pos:Tensor,              # [n, 3] module positions (any sc
     dr = pos - (mean(pos) / W[:, None])[e]
     return -F.normalize(mean(dt[:, None] * dr), dim=-1, eps=1e-9)
 
-# %% ../../nbs/63_baselines.icecube.ipynb #c1ec280a
+# %% ../../nbs/63_baselines.icecube.ipynb #1140b1a9
 def _chunks(events, n:int):
     buf = []
     for e in events:

@@ -6,7 +6,7 @@
 __all__ = ['SENSOR_COLUMNS', 'N_ICECUBE86', 'IN_ICE_TYPES', 'Detector', 'kaggle_sensor_id', 'kaggle_geometry', 'icecube86',
            'graphnet_geometry', 'pulse_geometry']
 
-# %% ../../nbs/13b_data.detectors.ipynb #1f1c058f
+# %% ../../nbs/13b_data.detectors.ipynb #9d18290b
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from fastcore.basics import patch
 
 from ..errors import DataError
 
-# %% ../../nbs/13b_data.detectors.ipynb #6d820fa6
+# %% ../../nbs/13b_data.detectors.ipynb #d4294014
 SENSOR_COLUMNS = ('string', 'module', 'pmt', 'x', 'y', 'z', 'dir_x', 'dir_y', 'dir_z', 'active')
 
 def _first(values, k:int=8)->str:
@@ -26,16 +26,17 @@ def _first(values, k:int=8)->str:
     return ', '.join(str(v) for v in values[:k]) + more
 
 class Detector:
-    "Sensors (PMTs) grouped into modules: positions in metres, PMT directions, and checked id lookups"
+    "Sensors (PMTs) grouped into modules: positions (m), PMT directions, and checked id lookups"
     def __init__(self,
-                 sensors:pd.DataFrame, # one row per sensor, columns `SENSOR_COLUMNS` (`dir_*` 0 = no direction)
+                 sensors:pd.DataFrame, # a row per sensor: `SENSOR_COLUMNS` (`dir_*` 0: none)
                  name:str='detector',  # named in messages and in `repr`
                  scale:float=500.,     # metres per unit of the normalised positions
-                 ids=None,             # [P] the ids files use for these sensors (default: the internal index)
+                 ids=None,             # [P] the ids files use for the sensors (default: the index)
                  source:str=''):       # where the geometry came from, for messages
         missing = [c for c in SENSOR_COLUMNS if c not in sensors.columns]
         if missing:
-            raise DataError(f"{source or name}: sensor table lacks columns {missing}; needs {list(SENSOR_COLUMNS)}")
+            raise DataError(f"{source or name}: sensor table lacks columns {missing}; needs "
+                            f"{list(SENSOR_COLUMNS)}")
         s = sensors[list(SENSOR_COLUMNS)].reset_index(drop=True)
         ext = np.arange(len(s)) if ids is None else np.asarray(ids, np.int64)
         dup = s.duplicated(['string', 'module', 'pmt'], keep=False)
@@ -51,7 +52,7 @@ class Detector:
         self.source = source
         self._index()
 
-# %% ../../nbs/13b_data.detectors.ipynb #0f1b9b01
+# %% ../../nbs/13b_data.detectors.ipynb #6cad64b9
 @patch
 def _index(self:Detector):
     "Module table and lookup arrays from `self.sensors`"
@@ -66,14 +67,15 @@ def _index(self:Detector):
     self.module_pos = np.add.reduceat(pos, start) / self.n_pmts[:, None]          # [M, 3] metres
     self.module_active = np.logical_or.reduceat(s.active.values.astype(bool), start)
     self.module_key = np.stack([s.string.values[start], s.module.values[start]], 1).astype(np.int64)
-    self._key = key * 1000 + s.pmt.values.astype(np.int64)                       # sorted: (string, module, pmt)
+    # sorted: (string, module, pmt)
+    self._key = key * 1000 + s.pmt.values.astype(np.int64)
     if len(np.unique(self.ids)) != len(self.ids):
         u, c = np.unique(self.ids, return_counts=True)
         raise DataError(f"{self.source or self.name}: sensor ids listed twice: {_first(u[c > 1])}")
     self._id_order = np.argsort(self.ids, kind='stable')
     self._identity = bool((self.ids == np.arange(len(self.ids))).all())
 
-# %% ../../nbs/13b_data.detectors.ipynb #de894669
+# %% ../../nbs/13b_data.detectors.ipynb #c8a468b1
 @patch(as_prop=True)
 def n_sensors(self:Detector)->int:
     "Number of sensors (PMTs)"
@@ -91,15 +93,16 @@ def multi_pmt(self:Detector)->bool:
 
 @patch
 def __repr__(self:Detector)->str:
+    strings = len(np.unique(self.module_key[:, 0]))
     return (f"Detector({self.name!r}: {self.n_modules} modules, {self.n_sensors} sensors, "
-            f"{len(np.unique(self.module_key[:, 0]))} strings, up to {self.n_pmts.max()} PMTs per module)")
+            f"{strings} strings, up to {self.n_pmts.max()} PMTs per module)")
 
 @patch
 def normalised_positions(self:Detector)->np.ndarray: # [M, 3] float32
     "Module positions divided by `scale` (about [-1, 1] inside the detector)"
     return (self.module_pos / self.scale).astype(np.float32)
 
-# %% ../../nbs/13b_data.detectors.ipynb #579c2773
+# %% ../../nbs/13b_data.detectors.ipynb #46973ccb
 @patch
 def _unknown(self:Detector, what:str, bad:np.ndarray, source:str, event_ids)->DataError:
     "The error for values the detector does not have"
@@ -121,7 +124,8 @@ def index_of_ids(self:Detector,
     "Internal sensor index of each id; unknown ids are a `DataError` naming them"
     ids = np.asarray(ids)
     if ids.dtype.kind not in 'iu':
-        raise DataError(f"sensor ids{' in ' + source if source else ''} must be integers, got {ids.dtype}")
+        raise DataError(f"sensor ids{' in ' + source if source else ''} must be integers, got "
+                        f"{ids.dtype}")
     ids = ids.astype(np.int64)
     if self._identity:
         bad = (ids < 0) | (ids >= self.n_sensors)
@@ -137,10 +141,13 @@ def index_of_ids(self:Detector,
                             np.asarray(event_ids)[bad])
     return self._id_order[j]
 
-# %% ../../nbs/13b_data.detectors.ipynb #cc291db8
+# %% ../../nbs/13b_data.detectors.ipynb #5ded8f70
 @patch
-def index_of_keys(self:Detector, string, module, pmt=None, source:str='', event_ids=None)->np.ndarray:
-    "Internal sensor index of each `(string, module, pmt)` (`pmt` default 0); unknown keys are a `DataError`"
+def index_of_keys(self:Detector, string, module, # [n] each
+                  pmt=None,                        # [n], default 0
+                  source:str='', event_ids=None,   # for the message, as in `index_of_ids`
+                 )->np.ndarray:                    # [n] internal sensor index
+    "Internal sensor index of each `(string, module, pmt)`; unknown keys are a `DataError`"
     string = np.asarray(string, np.int64)
     module = np.asarray(module, np.int64)
     pmt = np.zeros_like(string) if pmt is None else np.asarray(pmt, np.int64)
@@ -153,7 +160,7 @@ def index_of_keys(self:Detector, string, module, pmt=None, source:str='', event_
                             None if event_ids is None else np.asarray(event_ids)[bad])
     return j
 
-# %% ../../nbs/13b_data.detectors.ipynb #55f3ca01
+# %% ../../nbs/13b_data.detectors.ipynb #ff2360c1
 N_ICECUBE86 = 5160
 
 def kaggle_sensor_id(string, dom_number):
@@ -170,8 +177,8 @@ def kaggle_geometry(path)->Detector: # Kaggle `sensor_geometry.csv`: `sensor_id,
     "IceCube-86 from Kaggle's geometry file, matched by `sensor_id` (never by row order)"
     g = pd.read_csv(path)
     if 'sensor_id' not in g.columns:
-        raise DataError(f"{path} has no sensor_id column (columns {list(g.columns)}): a geometry must name its "
-                        "sensors; rows are never matched by their order")
+        raise DataError(f"{path} has no sensor_id column (columns {list(g.columns)}): a geometry "
+                        "must name its sensors; rows are never matched by their order")
     if not {'x', 'y', 'z'} <= set(g.columns):
         raise DataError(f"{path} needs columns sensor_id, x, y, z; has {list(g.columns)}")
     sid = g.sensor_id.values
@@ -183,8 +190,8 @@ def kaggle_geometry(path)->Detector: # Kaggle `sensor_geometry.csv`: `sensor_id,
     if not np.isfinite(g[['x', 'y', 'z']].values).all():
         raise DataError(f"{path}: non-finite positions for sensor ids "
                         f"{_first(sid[~np.isfinite(g[['x', 'y', 'z']].values).all(1)])}")
-    return Detector(_kaggle_sensors(sid, g[['x', 'y', 'z']].values, True), 'icecube86', 500., ids=sid,
-                    source=str(path))
+    sensors = _kaggle_sensors(sid, g[['x', 'y', 'z']].values, True)
+    return Detector(sensors, 'icecube86', 500., ids=sid, source=str(path))
 
 def icecube86(path=None, # Kaggle `sensor_geometry.csv`; default: the shipped GraphNeT table
              )->Detector:
@@ -201,13 +208,14 @@ def icecube86(path=None, # Kaggle `sensor_geometry.csv`; default: the shipped Gr
     for c in (0, 1):
         med = pd.Series(xyz[:, c]).groupby(s).transform('median').values
         xyz[:, c] = np.where(np.isnan(xyz[:, c]), med, xyz[:, c])
-    for k in np.unique(s[~active]):                             # a missing DOM's depth: along its string
+    # a missing DOM's depth: along its string
+    for k in np.unique(s[~active]):
         on, ok = s == k, (s == k) & active
         xyz[on, 2] = np.interp(d[on], d[ok], xyz[ok, 2])
     return Detector(_kaggle_sensors(np.arange(N_ICECUBE86), xyz, active), 'icecube86', 500.,
                     source='geoformers/assets/icecube86.parquet')
 
-# %% ../../nbs/13b_data.detectors.ipynb #e886816c
+# %% ../../nbs/13b_data.detectors.ipynb #a6fa15de
 IN_ICE_TYPES = (20, 110, 120, 130)
 
 def graphnet_geometry(path,                          # a GraphNeT geometry table (`.parquet`)
@@ -218,34 +226,35 @@ def graphnet_geometry(path,                          # a GraphNeT geometry table
     t = pd.read_parquet(path).reset_index(drop=True)
     need = {'dom_x', 'dom_y', 'dom_z', 'string', 'dom_number', 'pmt_number'}
     if not need <= set(t.columns):
-        raise DataError(f"{path} is not a GraphNeT geometry table: needs {sorted(need)}, has {list(t.columns)}")
+        raise DataError(f"{path} is not a GraphNeT geometry table: needs {sorted(need)}, has "
+                        f"{list(t.columns)}")
     if 'dom_type' in t.columns and dom_types is not None:
         t = t[t.dom_type.isin(dom_types)]
     d = {c: (t[f'pmt_dir_{c}'].values if f'pmt_dir_{c}' in t.columns else 0.) for c in 'xyz'}
-    s = pd.DataFrame(dict(string=t.string.values, module=t.dom_number.values, pmt=t.pmt_number.values,
-                          x=t.dom_x.values, y=t.dom_y.values, z=t.dom_z.values,
-                          dir_x=d['x'], dir_y=d['y'], dir_z=d['z'], active=True))
+    s = pd.DataFrame(dict(string=t.string.values, module=t.dom_number.values,
+                          pmt=t.pmt_number.values, x=t.dom_x.values, y=t.dom_y.values,
+                          z=t.dom_z.values, dir_x=d['x'], dir_y=d['y'], dir_z=d['z'], active=True))
     return Detector(s, name or Path(path).stem, scale, source=str(path))
 
-# %% ../../nbs/13b_data.detectors.ipynb #6b62bbeb
+# %% ../../nbs/13b_data.detectors.ipynb #0c664821
 def pulse_geometry(pulses:pd.DataFrame,              # one row per pulse
                    id_col:str='sensor_id',           # the sensor id column
                    pos_cols=('sensor_pos_x', 'sensor_pos_y', 'sensor_pos_z'),
                    string_col:str=None,              # e.g. 'sensor_string_id'
-                   name:str='detector', source:str='', scale:float=None)->Detector:
+                   name:str='detector', source:str='', scale:float=500.)->Detector:
     "A detector of single-PMT modules from the positions written with every pulse"
     cols = [id_col, *pos_cols] + ([string_col] if string_col else [])
     missing = [c for c in cols if c not in pulses.columns]
     if missing:
-        raise DataError(f"{source or name}: pulse table lacks {missing}; has {list(pulses.columns)}")
+        have = list(pulses.columns)
+        raise DataError(f"{source or name}: pulse table lacks {missing}; has {have}")
     s = pulses[cols].drop_duplicates()
     if s[id_col].duplicated().any():
         bad = s.loc[s[id_col].duplicated(), id_col].unique()
         raise DataError(f"{source or name}: sensor ids at two different positions: {_first(bad)}")
     xyz = s[list(pos_cols)].values.astype(np.float64)
     ids = s[id_col].values.astype(np.int64)
-    if scale is None:
-        scale = float(np.ceil(np.abs(xyz - xyz.mean(0)).max() / 10) * 10)
-    rows = pd.DataFrame(dict(string=s[string_col].values if string_col else ids, module=ids, pmt=0,
-                             x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], dir_x=0., dir_y=0., dir_z=0., active=True))
+    string = s[string_col].values if string_col else ids
+    rows = pd.DataFrame(dict(string=string, module=ids, pmt=0, x=xyz[:, 0], y=xyz[:, 1],
+                             z=xyz[:, 2], dir_x=0., dir_y=0., dir_z=0., active=True))
     return Detector(rows, name, scale, ids=ids, source=source)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DOM_FEATURES', 'PULSE_FEATURES', 'pack_next_fit', 'pack_best_fit', 'dom_summary', 'collate_dom_packing']
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #6d0612c7
+# %% ../../nbs/13a_data.dom_packing.ipynb #b492e122
 from bisect import bisect_left, insort
 from functools import lru_cache
 
@@ -16,9 +16,10 @@ from .detectors import Detector, _first, icecube86
 from .icecube import normalize_pulses
 from ..errors import DataError
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #98989d6d
-def pack_next_fit(lengths:np.ndarray, max_len:int)->tuple: # [P] lengths -> (row [P], offset [P], n_rows)
-    "Next fit in order: a new row whenever the next piece does not fit (lengths must be `<= max_len`)"
+# %% ../../nbs/13a_data.dom_packing.ipynb #9ce9a7f6
+def pack_next_fit(lengths:np.ndarray, # [P] piece lengths, each `<= max_len`
+                  max_len:int)->tuple:  # (row [P], offset [P], n_rows)
+    "Next fit in order: a new row whenever the next piece does not fit"
     row = np.empty(len(lengths), np.int64)
     off = np.empty(len(lengths), np.int64)
     r = 0
@@ -33,7 +34,7 @@ def pack_next_fit(lengths:np.ndarray, max_len:int)->tuple: # [P] lengths -> (row
     return row, off, r + 1
 
 def _fill_gaps(row, off, ones, used:list, cap:int)->int:
-    "Place single-pulse pieces `ones` into the free slots of the rows, then into new rows; returns n_rows"
+    "Put single-pulse pieces `ones` into the rows' free slots, then into new rows; returns n_rows"
     used = np.array(used, np.int64)
     free = cap - used
     slot_row = np.repeat(np.arange(len(used)), free)
@@ -51,7 +52,8 @@ def _best_fit(lengths:np.ndarray, cap:int)->tuple:
     row = np.empty(len(lengths), np.int64)
     off = np.empty(len(lengths), np.int64)
     order = np.argsort(-lengths, kind='stable')
-    caps, rows_with, used = [], {}, []          # sorted free capacities, capacity -> rows, fill of each row
+    # sorted free capacities, capacity -> rows, fill of each row
+    caps, rows_with, used = [], {}, []
     for i in order[lengths[order] > 1].tolist():
         l = int(lengths[i])
         j = bisect_left(caps, l)
@@ -76,12 +78,14 @@ def _best_fit(lengths:np.ndarray, cap:int)->tuple:
     n = _fill_gaps(row, off, order[lengths[order] == 1], used, cap)
     return row, off, n
 
-def pack_best_fit(lengths:np.ndarray, max_len:int)->tuple: # [P] -> (row [P], offset [P], n_rows, row_len)
-    "Best-fit decreasing with the shortest row length (`<= max_len`) that keeps the minimum number of rows"
+def pack_best_fit(lengths:np.ndarray, # [P] piece lengths, each `<= max_len`
+                  max_len:int)->tuple:  # (row [P], offset [P], n_rows, row_len)
+    "Best-fit decreasing, with the shortest row length that keeps the minimum number of rows"
     if len(lengths) == 0:
         raise ValueError("nothing to pack: no pieces")
     if lengths.max() > max_len or lengths.min() < 1:
-        raise ValueError(f"piece lengths must be in [1, {max_len}], got {lengths.min()}..{lengths.max()}")
+        raise ValueError(f"piece lengths must be in [1, {max_len}], got "
+                         f"{lengths.min()}..{lengths.max()}")
     n_min = -(-int(lengths.sum()) // max_len)
     cap = max(int(lengths.max()), -(-int(lengths.sum()) // n_min))
     while True:
@@ -90,13 +94,13 @@ def pack_best_fit(lengths:np.ndarray, max_len:int)->tuple: # [P] -> (row [P], of
             return row, off, n, cap
         cap = min(max_len, cap + max(1, cap // 64))
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #295974f3
+# %% ../../nbs/13a_data.dom_packing.ipynb #8209d62b
 DOM_FEATURES = ('first_hit_us', 'log10_charge/3', 'log10_pulses/3', 'aux_fraction-0.5')
 
-def dom_summary(t:np.ndarray, q:np.ndarray, aux:np.ndarray, # [N] pulses sorted by (event, module, time)
-                start:np.ndarray,                            # [n_dom] index of each module's first pulse
-                dom_event:np.ndarray, n_events:int,          # [n_dom] event index of each module
-               )->np.ndarray:                                # [n_dom, 4] float32, columns `DOM_FEATURES`
+def dom_summary(t:np.ndarray, q:np.ndarray, aux:np.ndarray, # [N] by (event, module, time)
+                start:np.ndarray,                            # [n_dom] each module's first pulse
+                dom_event:np.ndarray, n_events:int,          # [n_dom] event of each module
+               )->np.ndarray:                                # [n_dom, 4] float32: `DOM_FEATURES`
     "First-hit time, total charge, pulse count and auxiliary share of every module"
     n = np.diff(np.append(start, len(t)))
     first = t[start]
@@ -108,9 +112,9 @@ def dom_summary(t:np.ndarray, q:np.ndarray, aux:np.ndarray, # [N] pulses sorted 
     return np.stack([(first - t_ref[dom_event]) / 1e3, np.log10(np.maximum(charge, 1e-3)) / 3,
                      np.log10(n) / 3, aux_frac - 0.5], 1).astype(np.float32)
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #80a39ccd
-PULSE_FEATURES = ('t', 'log10_q', 'aux', 't_since_first_us', 't_from_mean_us', 'pmt_dir_x', 'pmt_dir_y',
-                  'pmt_dir_z')
+# %% ../../nbs/13a_data.dom_packing.ipynb #92f69b12
+PULSE_FEATURES = ('t', 'log10_q', 'aux', 't_since_first_us', 't_from_mean_us',
+                  'pmt_dir_x', 'pmt_dir_y', 'pmt_dir_z')
 
 @lru_cache(maxsize=1)
 def _default_detector()->Detector:
@@ -131,7 +135,7 @@ def _place(lengths:np.ndarray, max_len:int, groups:np.ndarray=None)->tuple:
     return row, off, R, max_len
 
 def _scatter_rows(feats, ids_of_pulse, start, lengths, doms, max_len:int, groups=None)->tuple:
-    "Pack the modules `doms` (with pulse `start`, `lengths`) into rows; -> (x [R, S, F], ids [R, S])"
+    "Pack modules `doms` (pulses from `start`, `lengths`) into rows: `x` [R, S, F], `ids` [R, S]"
     F = feats.shape[1]
     if len(doms) == 0:
         return torch.zeros(0, 0, F), torch.zeros(0, 0, dtype=torch.long)
@@ -149,25 +153,27 @@ def _check_events(events:list, detector:Detector):
     n = np.array([len(e['time']) for e in events])
     if len(events) == 0 or (n == 0).any():
         empty = [e['event_id'] for e, k in zip(events, n) if k == 0]
-        raise DataError(f"every event needs at least one pulse; empty: {_first(empty) or 'no events'}")
+        raise DataError("every event needs at least one pulse; empty: "
+                        f"{_first(empty) or 'no events'}")
     ids = [e['event_id'] for e in events]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         srcs = sorted({e.get('source', '?') for e in events if e['event_id'] in dup})
-        raise DataError(f"duplicate event ids {_first(dup)} in one batch (from {', '.join(srcs)}): the same "
-                        "file given twice, or files that share event ids")
+        raise DataError(f"duplicate event ids {_first(dup)} in one batch (from {', '.join(srcs)}): "
+                        "the same file given twice, or files that share event ids")
     for e in events:
         s = e['sensor_id']
         if s.min() < 0 or s.max() >= detector.n_sensors:
-            raise DataError(f"event {e['event_id']} ({e.get('source', '?')}): sensor index "
-                            f"{int(s.min() if s.min() < 0 else s.max())} is not a sensor of {detector}")
+            bad = int(s.min() if s.min() < 0 else s.max())
+            raise DataError(f"event {e['event_id']} ({e.get('source', '?')}): sensor index {bad} "
+                            f"is not a sensor of {detector}")
     return n
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #37128ea9
-def collate_dom_packing(events:list,              # event dicts (`sensor_id, time, charge, auxiliary, ...`)
+# %% ../../nbs/13a_data.dom_packing.ipynb #4c7e19af
+def collate_dom_packing(events:list,              # event dicts (`sensor_id, time, charge, ...`)
                         detector:Detector=None,   # default IceCube-86
                         max_seq_len:int=512,      # the longest regular row S
-                        by_event:bool=False,      # rows of each event apart, in event order (see below)
+                        by_event:bool=False,      # each event in rows of its own, in order
                        )->dict:
     "Pack whole events into rows of modules; see the text above for the keys"
     det = _default_detector() if detector is None else detector
@@ -179,25 +185,31 @@ def collate_dom_packing(events:list,              # event dicts (`sensor_id, tim
     o = np.lexsort((t, mod, ev))
     ev, mod, sensor, t, q, aux = ev[o], mod[o], sensor[o], t[o], q[o], aux[o]
     new = np.r_[True, (ev[1:] != ev[:-1]) | (mod[1:] != mod[:-1])]
-    dom = np.cumsum(new) - 1                                           # [N] batch-wide module of each pulse
+    # [N] batch-wide module of each pulse
+    dom = np.cumsum(new) - 1
     start = np.flatnonzero(new)                                        # [n_dom] its first pulse
     dom_len = np.diff(np.append(start, len(t)))
-    t_ev = np.bincount(ev, weights=t) / np.bincount(ev)                # mean pulse time of each event
-    feats = np.concatenate([normalize_pulses(t, q, aux), ((t - t[start][dom]) / 1e3)[:, None],
-                            ((t - t_ev[ev]) / 1e3)[:, None], det.sensor_dir[sensor]], 1).astype(np.float32)
+    # mean pulse time of each event
+    t_ev = np.bincount(ev, weights=t) / np.bincount(ev)
+    since_first = (t - t[start][dom]) / 1e3
+    from_mean = (t - t_ev[ev]) / 1e3
+    feats = np.concatenate([normalize_pulses(t, q, aux), since_first[:, None], from_mean[:, None],
+                            det.sensor_dir[sensor]], 1).astype(np.float32)
     long = dom_len > max_seq_len
     dom_event = ev[start]
     groups = dom_event if by_event else None
     x, ids = _scatter_rows(feats, dom, start, dom_len, np.flatnonzero(~long), max_seq_len, groups)
-    lx, lids = _scatter_rows(feats, dom, start, dom_len, np.flatnonzero(long), int(dom_len.max()), groups)
+    longest = int(dom_len.max())
+    lx, lids = _scatter_rows(feats, dom, start, dom_len, np.flatnonzero(long), longest, groups)
     modules = mod[start]
     meta = dict(total_doms=len(start), dom_to_event_idx=torch.from_numpy(dom_event),
                 module_ids=torch.from_numpy(modules),
                 dom_pos=torch.from_numpy(det.normalised_positions()[modules]),
-                dom_features=torch.from_numpy(dom_summary(t, q, aux, start, dom_event, len(events))),
-                dom_n_pulses=torch.from_numpy(dom_len), event_ids=torch.tensor([e['event_id'] for e in events]),
+                dom_features=torch.from_numpy(dom_summary(t, q, aux, start, dom_event, len(n))),
+                dom_n_pulses=torch.from_numpy(dom_len),
+                event_ids=torch.tensor([e['event_id'] for e in events]),
                 event_n_doms=torch.from_numpy(np.bincount(dom_event, minlength=len(events))),
-                targets=torch.from_numpy(np.stack([e['target'] for e in events]).astype(np.float32)),
+                targets=torch.from_numpy(np.stack([e['target'] for e in events]).astype('float32')),
                 n_pulses=len(t), n_long=int(long.sum()), n_truncated=0,
                 packing_efficiency=len(t) / (ids.numel() + lids.numel()))
     return dict(packed_sequences=x, dom_boundaries=ids, dom_mask=ids >= 0, long_sequences=lx,

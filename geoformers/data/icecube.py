@@ -7,7 +7,7 @@ __all__ = ['C_VAC', 'N_ICE', 'TAN_C', 'event_cols', 'check_targets', 'check_uniq
            'angles_to_vector', 'vector_to_angles', 'synth_event', 'extreme_event', 'IceCubeSynth', 'IceCubeEvents',
            'graphnet_pulse_geometry', 'read_graphnet', 'prometheus_geometry', 'read_prometheus', 'write_graphnet']
 
-# %% ../../nbs/13_data.icecube.ipynb #425c01af
+# %% ../../nbs/13_data.icecube.ipynb #c5f86af1
 import sqlite3
 from pathlib import Path
 
@@ -19,11 +19,13 @@ from torch.utils.data import Dataset
 from .detectors import Detector, _first, icecube86, pulse_geometry
 from ..errors import DataError
 
-# %% ../../nbs/13_data.icecube.ipynb #3760ad1e
+# %% ../../nbs/13_data.icecube.ipynb #4a8c6913
 def event_cols(sensor_id, time, charge, auxiliary)->dict:
     "The pulse arrays of an event dict, in their dtypes"
-    return dict(sensor_id=np.asarray(sensor_id, dtype=np.int64), time=np.asarray(time, dtype=np.float32),
-                charge=np.asarray(charge, dtype=np.float32), auxiliary=np.asarray(auxiliary, dtype=bool))
+    return dict(sensor_id=np.asarray(sensor_id, dtype=np.int64),
+                time=np.asarray(time, dtype=np.float32),
+                charge=np.asarray(charge, dtype=np.float32),
+                auxiliary=np.asarray(auxiliary, dtype=bool))
 
 def check_targets(azimuth, zenith,   # [n] radians each
                   event_ids,         # [n]
@@ -32,11 +34,13 @@ def check_targets(azimuth, zenith,   # [n] radians each
     az, zen = np.asarray(azimuth, np.float64), np.asarray(zenith, np.float64)
     bad = ~(np.isfinite(az) & np.isfinite(zen))
     if bad.any():
-        raise DataError(f"{source}: events {_first(np.asarray(event_ids)[bad])} have no finite azimuth/zenith "
+        raise DataError(f"{source}: events {_first(np.asarray(event_ids)[bad])} have no finite "
+                        "azimuth/zenith "
                         "labels; training and validation need labelled events (predict does not)")
     bad = (az < 0) | (az > 2*np.pi + 1e-6) | (zen < 0) | (zen > np.pi + 1e-6)
     if bad.any():
-        raise DataError(f"{source}: labels out of range for events {_first(np.asarray(event_ids)[bad])} "
+        raise DataError(f"{source}: labels out of range for events "
+                        f"{_first(np.asarray(event_ids)[bad])} "
                         "(azimuth must be in [0, 2pi] and zenith in [0, pi] radians)")
 
 def check_unique_events(events:list):
@@ -45,8 +49,11 @@ def check_unique_events(events:list):
     u, c = np.unique(ids, return_counts=True)
     if (c > 1).any():
         dup = u[c > 1]
-        srcs = sorted({e.get('source', '?') for e in events if e['event_id'] in set(dup[:8].tolist())})
-        raise DataError(f"duplicate event ids {_first(dup)} in {', '.join(srcs)}: the same file given twice, "
+        named = set(dup[:8].tolist())
+        srcs = sorted({e.get('source', '?') for e in events if e['event_id'] in named})
+        raise DataError(f"duplicate event ids {_first(dup)} in {', '.join(srcs)}: the same file "
+                        "given "
+                        "twice, "
                         "or files that share event ids")
 
 def split_events(ids, cols:dict, targets:dict, source:str='')->list:
@@ -65,32 +72,32 @@ def split_events(ids, cols:dict, targets:dict, source:str='')->list:
         out.append(ev)
     return out
 
-# %% ../../nbs/13_data.icecube.ipynb #5b7513be
+# %% ../../nbs/13_data.icecube.ipynb #1a3159d2
 def normalize_pulses(time, charge, auxiliary)->np.ndarray: # [n] each -> [n, 3] float32
     "The field's pulse features: `(t-1e4)/3e4`, `log10(q)/3`, `aux-0.5`"
     t = (np.asarray(time, np.float32) - 1e4) / 3e4
     q = np.log10(np.maximum(charge, 1e-3)).astype(np.float32) / 3
     return np.stack([t, q, np.asarray(auxiliary, np.float32) - 0.5], -1).astype(np.float32)
 
-# %% ../../nbs/13_data.icecube.ipynb #356bef0a
+# %% ../../nbs/13_data.icecube.ipynb #640e753b
 def angles_to_vector(azimuth, zenith): # [...] each -> [..., 3] unit vectors (numpy or torch)
     "Unit vector of Kaggle angles"
     lib = torch if isinstance(azimuth, torch.Tensor) else np
     s = lib.sin(zenith)
     return lib.stack([lib.cos(azimuth)*s, lib.sin(azimuth)*s, lib.cos(zenith)], -1)
 
-def vector_to_angles(v): # [..., 3] any length -> ([...] azimuth in [0, 2pi), [...] zenith in [0, pi])
+def vector_to_angles(v): # [..., 3] any length -> ([...] azimuth in [0, 2pi), zenith in [0, pi])
     "Kaggle angles of a (not necessarily unit) direction vector"
     lib = torch if isinstance(v, torch.Tensor) else np
     n = lib.sqrt((v**2).sum(-1)).clip(1e-12)
     return lib.arctan2(v[..., 1], v[..., 0]) % (2*np.pi), lib.arccos((v[..., 2]/n).clip(-1, 1))
 
-# %% ../../nbs/13_data.icecube.ipynb #fd8d39a3
+# %% ../../nbs/13_data.icecube.ipynb #7adcd9d4
 C_VAC, N_ICE = 0.2998, 1.32                     # m/ns, refractive index of ice
 TAN_C = float(np.sqrt(N_ICE**2 - 1))            # tan of the Cherenkov angle
 
 def _pick_pmts(rng, det:Detector, module:np.ndarray, k:np.ndarray)->np.ndarray:
-    "A sensor for each pulse: the module's only PMT, or one drawn by its direction against light along `k`"
+    "A sensor per pulse: the module's only PMT, or one drawn by its facing of the light along `k`"
     first = np.searchsorted(det.sensor_module, np.arange(det.n_modules))
     sensor = first[module]
     if not det.multi_pmt:
@@ -99,18 +106,20 @@ def _pick_pmts(rng, det:Detector, module:np.ndarray, k:np.ndarray)->np.ndarray:
     u = rng.random(len(multi))
     for m in np.unique(module[multi]):
         on = multi[module[multi] == m]
-        w = 0.05 + np.maximum(0, -det.sensor_dir[first[m]:first[m] + det.n_pmts[m]] @ k[on].T)  # [p, n]
+        dirs = det.sensor_dir[first[m]:first[m] + det.n_pmts[m]]        # [p, 3]
+        w = 0.05 + np.maximum(0, -dirs @ k[on].T)                       # [p, n]
         c = np.cumsum(w, 0) / w.sum(0)
-        sensor[on] = first[m] + np.minimum((u[np.searchsorted(multi, on)] > c).sum(0), det.n_pmts[m] - 1)
+        pick = (u[np.searchsorted(multi, on)] > c).sum(0)
+        sensor[on] = first[m] + np.minimum(pick, det.n_pmts[m] - 1)
     return sensor
 
 def synth_event(rng:np.random.Generator, detector:Detector,
-                brightness:float=None,          # light scale; default Pareto-distributed (heavy tail)
+                brightness:float=None,          # light scale; default Pareto (heavy tail)
                 kind:str=None,                  # 'track' or 'cascade'; default either
                 noise_rate:float=5.,            # mean noise hits per event
                 absorption:float=60.,           # m, effective attenuation length
                 event_id:int=0)->dict:
-    "One synthetic event: pulses on active modules, sorted by time, with its `(azimuth, zenith)` target"
+    "One synthetic event: pulses on active modules, by time, with its `(azimuth, zenith)` target"
     xyz = detector.module_pos
     active = np.flatnonzero(detector.module_active)
     az, zen = rng.uniform(0, 2*np.pi), np.arccos(rng.uniform(-1, 1))
@@ -134,22 +143,26 @@ def synth_event(rng:np.random.Generator, detector:Detector,
         raise ValueError(f"kind must be 'track' or 'cascade', got {kind!r}")
     b = brightness if brightness is not None else 3. * (rng.pareto(1.0) + 1)
     mu = b * yield_
-    n = rng.poisson(mu / (1 + mu/400))                               # pulses per module (saturating)
+    # pulses per module (saturating)
+    n = rng.poisson(mu / (1 + mu/400))
     dom = np.repeat(np.arange(len(active)), n)
-    first = np.repeat(t_geo + rng.exponential(d / 10), n)            # scattering delay of the first photon
+    # scattering delay of the first photon
+    first = np.repeat(t_geo + rng.exponential(d / 10), n)
     j = np.arange(len(dom)) - np.repeat(np.cumsum(n) - n, n)         # pulse index within its module
     t = first + rng.normal(0, 3, len(dom)) + (j > 0) * rng.exponential(30 + d[dom]/2)
     faint = np.repeat(n <= 2, n)
     aux = np.where(faint, rng.random(len(dom)) < 0.6, rng.random(len(dom)) < 0.05)
     mod, t0 = active[dom], 1e4 + rng.uniform(-1000, 1000) - (t.min() if len(t) else 0)
-    m = rng.poisson(noise_rate) + 1                                  # noise (at least one hit: no empty events)
+    # noise (at least one hit: no empty events)
+    m = rng.poisson(noise_rate) + 1
     span = (t.min(), t.max()) if len(t) else (0., 1.)
     noise_mod = rng.choice(active, m)
     t = np.concatenate([t, rng.uniform(span[0] - 2000, span[1] + 4000, m)])
     aux = np.concatenate([aux, rng.random(m) < 0.9])
     q = rng.lognormal(0, 0.5, len(t)) * np.concatenate([1 + np.repeat(mu, n)/400, np.full(m, 0.5)])
     k_noise = rng.normal(size=(m, 3)) if detector.multi_pmt else np.zeros((m, 3))
-    sid = _pick_pmts(rng, detector, np.concatenate([mod, noise_mod]), np.concatenate([k[dom], k_noise]))
+    k_all = np.concatenate([k[dom], k_noise])
+    sid = _pick_pmts(rng, detector, np.concatenate([mod, noise_mod]), k_all)
     o = np.argsort(t, kind='stable')
     return dict(event_cols(sid[o], (t + t0)[o], q[o], aux[o]), event_id=event_id,
                 target=np.array([az, zen], np.float32), kind=kind, source='synthetic')
@@ -159,7 +172,7 @@ def extreme_event(detector:Detector=None)->dict:
     return synth_event(np.random.default_rng(0), icecube86() if detector is None else detector,
                        brightness=1.6e5, kind='track', event_id=-1)
 
-# %% ../../nbs/13_data.icecube.ipynb #1f9bc6df
+# %% ../../nbs/13_data.icecube.ipynb #08928c35
 class IceCubeSynth(Dataset):
     "`n` synthetic events on `detector`; event `i` is drawn from the random seed `(seed, i)`"
     def __init__(self, n:int, seed:int=0, detector:Detector=None,
@@ -192,30 +205,33 @@ class IceCubeEvents(Dataset):
     def __getitem__(self, i):
         return self.events[i]
 
-# %% ../../nbs/13_data.icecube.ipynb #ee609ed3
+# %% ../../nbs/13_data.icecube.ipynb #b58dfa50
 def _read_tables(path:Path, pulsemap:str, truth:str)->tuple:
     "Pulse and truth tables of a GraphNeT SQLite file or merged Parquet folder"
     if path.suffix == '.db':
         with sqlite3.connect(path) as con:
-            return pd.read_sql(f'SELECT * FROM {pulsemap}', con), pd.read_sql(f'SELECT * FROM {truth}', con)
+            return pd.read_sql(f'SELECT * FROM {pulsemap}', con), pd.read_sql('SELECT * FROM '
+                                                                              f'{truth}', con)
     if path.is_dir() and (path/pulsemap).is_dir():
         read = lambda t: pd.concat([pd.read_parquet(f) for f in sorted((path/t).glob('*.parquet'))])
         return read(pulsemap).reset_index(), read(truth).reset_index()
-    raise DataError(f"{path} is neither a GraphNeT .db file nor a folder with {pulsemap}/ and {truth}/")
+    raise DataError(f"{path} is neither a GraphNeT .db file nor a folder with {pulsemap}/ and "
+                    f"{truth}/")
 
 def graphnet_pulse_geometry(path, pulsemap:str='SRTInIcePulses', truth:str='truth')->Detector:
-    "The detector of a GraphNeT file from the positions in its pulse table (one module per DOM and PMT)"
+    "The detector of a GraphNeT file from the positions in its pulse table (a module per DOM, PMT)"
     path = Path(path)
     p, _ = _read_tables(path, pulsemap, truth)
-    return pulse_geometry(p.assign(_key=_graphnet_key(p)), '_key', ('dom_x', 'dom_y', 'dom_z'), 'string',
-                          path.stem, path.name)
+    keyed = p.assign(_key=_graphnet_key(p))
+    pos = ('dom_x', 'dom_y', 'dom_z')
+    return pulse_geometry(keyed, '_key', pos, 'string', path.stem, path.name)
 
 def _graphnet_key(p:pd.DataFrame)->np.ndarray:
     pmt = p.pmt_number.astype(np.int64) if 'pmt_number' in p.columns else 0
     return (p.string.astype(np.int64) * 100_000 + p.dom_number.astype(np.int64)) * 1000 + pmt
 
 def read_graphnet(path,                        # GraphNeT SQLite `.db` or a merged Parquet folder
-                  detector:Detector|str=None,  # default IceCube-86 (Kaggle ids); 'pulses': from dom_x/y/z
+                  detector:Detector|str=None,  # default IceCube-86; 'pulses': from dom_x/y/z
                   pulsemap:str='SRTInIcePulses', truth:str='truth')->list: # event dicts
     "Events from GraphNeT files; `hlc==0` becomes `auxiliary`; unknown sensors are a `DataError`"
     path = Path(path)
@@ -226,7 +242,8 @@ def read_graphnet(path,                        # GraphNeT SQLite `.db` or a merg
     else:
         detector = detector or icecube86()
         pmt = p.pmt_number.values if 'pmt_number' in p.columns else None
-        sid = detector.index_of_keys(p.string.values, p.dom_number.values, pmt, path.name, p.event_no.values)
+        sid = detector.index_of_keys(p.string.values, p.dom_number.values, pmt, path.name,
+                                     p.event_no.values)
     check_targets(t.azimuth.values, t.zenith.values, t.event_no.values, f"{path.name} ({truth})")
     targets = dict(zip(t.event_no.values.tolist(), t[['azimuth', 'zenith']].values))
     cols = event_cols(sid, p.dom_time, p.charge, p.hlc.values == 0)
@@ -236,7 +253,8 @@ def _prometheus_tables(path:Path, hits:bool=True)->tuple:
     with sqlite3.connect(path) as con:
         names = set(pd.read_sql("SELECT name FROM sqlite_master WHERE type='table'", con).name)
         if not {'total', 'mc_truth'} <= names:
-            raise DataError(f"{path} is not a Prometheus file: tables {sorted(names)}, need total and mc_truth")
+            raise DataError(f"{path} is not a Prometheus file: tables {sorted(names)}, need total "
+                            "and mc_truth")
         h = pd.read_sql('SELECT * FROM total', con)
         t = pd.read_sql('SELECT event_no, injection_azimuth, injection_zenith FROM mc_truth', con)
     return h, t
@@ -255,12 +273,13 @@ def read_prometheus(path,                      # Prometheus SQLite file (tables 
     h, t = _prometheus_tables(path)
     detector = prometheus_geometry(path) if detector is None else detector
     sid = detector.index_of_ids(h.sensor_id.values, path.name, h.event_no.values)
-    check_targets(t.injection_azimuth.values, t.injection_zenith.values, t.event_no.values, path.name)
-    targets = dict(zip(t.event_no.values.tolist(), t[['injection_azimuth', 'injection_zenith']].values))
+    az, zen = t.injection_azimuth.values, t.injection_zenith.values
+    check_targets(az, zen, t.event_no.values, path.name)
+    targets = dict(zip(t.event_no.values.tolist(), np.stack([az, zen], 1)))
     cols = event_cols(sid, h.t, np.ones(len(h)), np.zeros(len(h), bool))
     return split_events(h.event_no.values, cols, targets, path.name)
 
-# %% ../../nbs/13_data.icecube.ipynb #045cd925
+# %% ../../nbs/13_data.icecube.ipynb #665d780a
 def write_graphnet(events:list, detector:Detector, folder, pulsemap:str='SRTInIcePulses',
                    truth:str='truth', n_files:int=1)->Path:
     "Write event dicts as GraphNeT merged Parquet (`pulsemap/` and `truth/`, one file per part)"
@@ -269,13 +288,16 @@ def write_graphnet(events:list, detector:Detector, folder, pulsemap:str='SRTInIc
         evs = [events[j] for j in part]
         sid = np.concatenate([e['sensor_id'] for e in evs])
         s = detector.sensors.iloc[sid]
-        p = pd.DataFrame(dict(event_no=np.repeat([e['event_id'] for e in evs], [len(e['time']) for e in evs]),
+        n = [len(e['time']) for e in evs]
+        p = pd.DataFrame(dict(event_no=np.repeat([e['event_id'] for e in evs], n),
                               charge=np.concatenate([e['charge'] for e in evs]).astype(np.float64),
                               dom_time=np.concatenate([e['time'] for e in evs]).astype(np.float64),
                               dom_x=s.x.values, dom_y=s.y.values, dom_z=s.z.values,
-                              string=s.string.values, dom_number=s.module.values, pmt_number=s.pmt.values,
-                              hlc=(~np.concatenate([e['auxiliary'] for e in evs])).astype(np.int64)))
-        t = pd.DataFrame(dict(event_no=[e['event_id'] for e in evs], azimuth=[e['target'][0] for e in evs],
+                              string=s.string.values, dom_number=s.module.values,
+                              pmt_number=s.pmt.values,
+                              hlc=1 - np.concatenate([e['auxiliary'] for e in evs]).astype(int)))
+        t = pd.DataFrame(dict(event_no=[e['event_id'] for e in evs],
+                              azimuth=[e['target'][0] for e in evs],
                               zenith=[e['target'][1] for e in evs]))
         for name, df in ((pulsemap, p), (truth, t)):
             (folder/name).mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['write_kaggle', 'batch_files', 'meta_path', 'BatchFile', 'read_kaggle_batch', 'KaggleStream']
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #88f89592
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #1bc475dc
 import glob
 import os
 import re
@@ -22,7 +22,7 @@ from .detectors import Detector, _first, icecube86
 from .icecube import check_targets, check_unique_events, event_cols, synth_event
 from ..errors import DataError
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #b9b1b095
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #dfad2007
 def write_kaggle(folder,                    # the Kaggle-style folder to write into
                  n_files:int=2,             # batch files
                  events_per_file:int=1000,
@@ -36,12 +36,13 @@ def write_kaggle(folder,                    # the Kaggle-style folder to write i
     (folder/split).mkdir(parents=True, exist_ok=True)
     meta_cols = ['batch_id', 'event_id', 'first_pulse_index', 'last_pulse_index']
     meta_cols += ['azimuth', 'zenith'] if split == 'train' else []
-    with pq.ParquetWriter(folder/f'{split}_meta.parquet', pa.schema(
-            [(c, pa.float64() if c in ('azimuth', 'zenith') else pa.int64()) for c in meta_cols])) as mw:
+    types = {c: pa.float64() if c in ('azimuth', 'zenith') else pa.int64() for c in meta_cols}
+    schema = pa.schema(list(types.items()))
+    with pq.ParquetWriter(folder/f'{split}_meta.parquet', schema) as mw:
         for f in range(n_files):
             b = first_batch + f
-            ev = [synth_event(np.random.default_rng((seed, b, i)), det, event_id=b * 10**6 + i, **kw)
-                  for i in range(events_per_file)]
+            ev = [synth_event(np.random.default_rng((seed, b, i)), det, event_id=b * 10**6 + i,
+                              **kw) for i in range(events_per_file)]
             n = np.array([len(e['time']) for e in ev])
             last = np.cumsum(n) - 1
             meta = dict(batch_id=np.full(len(ev), b), event_id=[e['event_id'] for e in ev],
@@ -59,10 +60,11 @@ def write_kaggle(folder,                    # the Kaggle-style folder to write i
             t = pa.Table.from_pandas(pulses)
             with pq.ParquetWriter(folder/split/f'batch_{b}.parquet', t.schema) as w:
                 for g in range(0, len(ev), events_per_group):
-                    w.write_table(t.slice(int(last[g] - n[g] + 1), int(n[g:g + events_per_group].sum())))
+                    rows = int(n[g:g + events_per_group].sum())
+                    w.write_table(t.slice(int(last[g] - n[g] + 1), rows))
     return folder
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #134801a8
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #7aa62534
 def batch_files(folder, batches=None, split:str='train')->list: # -> [Path]
     "Batch files of `folder/<split>/` selected by `batches` (None/'all', 'a-b', [ints], or a glob)"
     d = Path(folder)/split
@@ -87,7 +89,8 @@ def batch_files(folder, batches=None, split:str='train')->list: # -> [Path]
         raise DataError(f"data.batches={batches!r} selects no batch file in {d}")
     if len(set(files)) != len(files):
         dup = sorted({p.name for p in files if files.count(p) > 1})
-        raise DataError(f"data.batches names the same files twice: {_first(dup)} (their events would repeat)")
+        raise DataError(f"data.batches names the same files twice: {_first(dup)} (their events "
+                        "would repeat)")
     return files
 
 def meta_path(batch_file)->Path:
@@ -95,7 +98,7 @@ def meta_path(batch_file)->Path:
     p = Path(batch_file)
     return p.parent.parent/f'{p.parent.name}_meta.parquet'
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #78d11f4d
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #f7f2e45d
 _PULSE_COLS = ['sensor_id', 'time', 'charge', 'auxiliary', 'event_id']
 
 class BatchFile:
@@ -112,25 +115,29 @@ class BatchFile:
         cols = ['event_id', 'first_pulse_index', 'last_pulse_index']
         have = pq.ParquetFile(meta).schema_arrow.names
         if labels and not {'azimuth', 'zenith'} <= set(have):
-            raise DataError(f"{meta.name} has no azimuth/zenith labels (columns {have}): training and "
-                            "validation need labelled events (predict does not)")
+            raise DataError(f"{meta.name} has no azimuth/zenith labels (columns {have}): training "
+                            "and validation need labelled events (predict does not)")
         m = pq.read_table(meta, columns=cols + (['azimuth', 'zenith'] if labels else []),
                           filters=[('batch_id', '==', b)]).to_pandas()
         if not len(m):
             raise DataError(f"{meta.name} has no events of batch {b} ({self.name})")
         self.meta = m.sort_values('first_pulse_index').reset_index(drop=True)
         if labels:
-            check_targets(self.meta.azimuth.values, self.meta.zenith.values, self.meta.event_id.values,
-                          f"{meta.name} (batch {b})")
+            m = self.meta
+            where = f"{meta.name} (batch {b})"
+            check_targets(m.azimuth.values, m.zenith.values, m.event_id.values, where)
         self.pf = pq.ParquetFile(self.path)
-        rg = np.array([self.pf.metadata.row_group(i).num_rows for i in range(self.pf.num_row_groups)])
+        md = self.pf.metadata
+        rg = np.array([md.row_group(i).num_rows for i in range(md.num_row_groups)])
         self.rg_start = np.r_[0, np.cumsum(rg)]
         first = self.meta.first_pulse_index.values
         self.chunk_of = np.searchsorted(self.rg_start, first, side='right') - 1   # [events] chunk
-        self.chunk_start = np.searchsorted(self.chunk_of, np.arange(len(rg) + 1))  # [chunks + 1] event
+        # [chunks + 1] event
+        self.chunk_start = np.searchsorted(self.chunk_of, np.arange(len(rg) + 1))
         if self.meta.last_pulse_index.values[-1] >= self.rg_start[-1]:
-            raise DataError(f"{self.name} has {self.rg_start[-1]} pulses, but {meta.name} indexes pulses "
-                            f"up to {self.meta.last_pulse_index.values[-1]}")
+            last = self.meta.last_pulse_index.values[-1]
+            raise DataError(f"{self.name} has {self.rg_start[-1]} pulses, but {meta.name} indexes "
+                            f"pulses up to {last}")
 
     def __len__(self):
         return len(self.meta)
@@ -140,7 +147,7 @@ class BatchFile:
         "Events per chunk"
         return np.diff(self.chunk_start)
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #a0e3920b
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #fa1a1c85
 @patch
 def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     "Event dicts of events `a:b` of chunk `c`, checked"
@@ -158,8 +165,9 @@ def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     n = (m.last_pulse_index.values - m.first_pulse_index.values + 1).astype(np.int64)
     eid = m.event_id.values
     if (col['event_id'] != np.repeat(eid, n)).any():
-        raise DataError(f"{self.name}: pulses do not belong to the events its meta file names (first "
-                        f"mismatch near event {eid[0]}); is the meta file from another folder?")
+        raise DataError(f"{self.name}: pulses do not belong to the events its meta file names "
+                        f"(first mismatch near event {eid[0]}); is the meta file from another "
+                        "folder?")
     ok = np.isfinite(col['time'].astype(np.float64)) & np.isfinite(col['charge'])
     if not ok.all():
         bad = _first(np.unique(col['event_id'][~ok]))
@@ -173,8 +181,9 @@ def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     else:
         tg = [np.full(2, np.nan, np.float32)] * len(eid)
     name = self.name
-    return [dict(sensor_id=sid[s:e], time=tm[s:e], charge=q[s:e], auxiliary=aux[s:e], event_id=i, target=t,
-                 source=name) for s, e, i, t in zip(bounds[:-1], bounds[1:], eid.tolist(), tg)]
+    spans = zip(bounds[:-1], bounds[1:], eid.tolist(), tg)
+    return [dict(sensor_id=sid[s:e], time=tm[s:e], charge=q[s:e], auxiliary=aux[s:e], event_id=i,
+                 target=t, source=name) for s, e, i, t in spans]
 
 def read_kaggle_batch(batch_path,           # a Kaggle `batch_*.parquet`
                       meta=None,            # its meta file (default: beside its folder)
@@ -194,17 +203,17 @@ def read_kaggle_batch(batch_path,           # a Kaggle `batch_*.parquet`
             return out[:first]
     return out
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #1fb71b70
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #d7daf7e9
 class KaggleStream(IterableDataset):
-    "Events of Kaggle batch files, streamed by row groups; sharded over ranks and workers, shuffled, resumable"
+    "Events of Kaggle batch files by row groups: sharded by rank and worker, shuffled, resumable"
     def __init__(self, files:list,             # batch files (see `batch_files`)
                  detector:Detector=None,       # default IceCube-86
                  labels:bool=True,             # read and check azimuth/zenith
                  shuffle:bool=True,            # at file and chunk level, and in the buffer
                  buffer:int=2048,              # shuffle buffer, in events
                  seed:int=0,                   # random seed of the order (with the epoch)
-                 batch_size:int=1,             # the DataLoader's batch size (workers get whole batches)
-                 skip_first:int=0):            # leave out the first events of the first file (held out)
+                 batch_size:int=1,             # the DataLoader's batch size (whole ones per worker)
+                 skip_first:int=0):            # leave out the first events of the first file
         self.files = [Path(f) for f in files]
         self.detector = icecube86() if detector is None else detector
         self.labels = labels
@@ -215,7 +224,9 @@ class KaggleStream(IterableDataset):
         self.skip_first = skip_first
         self.epoch = 0
         self.start = 0
-        self.sizes = [BatchFile(f, None, self.detector, labels).chunk_sizes for f in self.files]
+        bfs = [BatchFile(f, None, self.detector, labels) for f in self.files]
+        self.sizes = [bf.chunk_sizes for bf in bfs]
+        _check_disjoint(bfs)
 
     def set_epoch(self, epoch:int, start:int=0):
         "The next pass yields `epoch`, from this rank's `start`-th event on"
@@ -231,10 +242,21 @@ class KaggleStream(IterableDataset):
         total = sum(int(s.sum()) for s in self.sizes) - self.skip_first
         return total if world == 1 else total // world
 
+def _check_disjoint(bfs:list):
+    "Refuse files that share event ids (the same file twice, or copies), naming them"
+    span = sorted((int(b.meta.event_id.min()), int(b.meta.event_id.max()), i)
+                  for i, b in enumerate(bfs))
+    for (a0, a1, i), (b0, b1, j) in zip(span[:-1], span[1:]):
+        if b0 <= a1:
+            common = np.intersect1d(bfs[i].meta.event_id.values, bfs[j].meta.event_id.values)
+            if len(common):
+                raise DataError(f"duplicate event ids {_first(common, 3)} in {bfs[i].name} and "
+                                f"{bfs[j].name}: the same batch file given twice, or copies of one")
+
 def _rank_world()->tuple:
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #f5ee5258
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #235cc11f
 @patch
 def _units(self:KaggleStream)->list: # [(file index, chunk, first event, last event)] in epoch order
     "The epoch's chunks in order, with the event range of each that is in play"
@@ -250,7 +272,7 @@ def _units(self:KaggleStream)->list: # [(file index, chunk, first event, last ev
     return out
 
 @patch
-def _share(self:KaggleStream, worker:int, workers:int)->tuple: # -> (first, last) event of the epoch order
+def _share(self:KaggleStream, worker:int, workers:int)->tuple: # (first, end, batches of the rank)
     "The contiguous run of the epoch's events this rank and worker read"
     rank, world = _rank_world()
     n = len(self)
@@ -260,9 +282,9 @@ def _share(self:KaggleStream, worker:int, workers:int)->tuple: # -> (first, last
     return lo + min(n, b0 * self.batch_size), lo + min(n, b1 * self.batch_size), nb
 
 @patch
-def _resume(self:KaggleStream, workers:int, nb:int)->tuple: # -> (batches taken per worker, next worker)
-    "Batches the DataLoader had taken from each worker after this rank's first `start` events, taken in turn"
-    have = [(w + 1) * nb // workers - w * nb // workers for w in range(workers)]   # batches per worker
+def _resume(self:KaggleStream, workers:int, nb:int)->tuple: # (taken per worker, next worker)
+    "Batches the DataLoader had taken from each worker after this rank's first `start` events"
+    have = [(w + 1) * nb // workers - w * nb // workers for w in range(workers)]   # per worker
     taken = [0] * workers
     w = 0
     done = min(self.start // self.batch_size, sum(have))
@@ -273,7 +295,7 @@ def _resume(self:KaggleStream, workers:int, nb:int)->tuple: # -> (batches taken 
         w = (w + 1) % workers
     return taken, w
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #772413b1
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #d1ab1a89
 @patch
 def _events(self:KaggleStream):
     "Events of this rank and worker, in the epoch's order"
@@ -282,7 +304,8 @@ def _events(self:KaggleStream):
     rank, _ = _rank_world()
     nb = self._share(0, workers)[2]
     taken, first = self._resume(workers, nb)
-    worker = (worker + first) % workers          # the DataLoader asks worker 0 first: it plays `first`
+    # the DataLoader asks worker 0 first: it plays `first`
+    worker = (worker + first) % workers
     lo, hi, _ = self._share(worker, workers)
     skip = taken[worker] * self.batch_size
     rng = np.random.default_rng((self.seed, self.epoch, rank, worker, 1))
@@ -295,9 +318,11 @@ def _events(self:KaggleStream):
         s, e = max(lo - pos, 0), min(hi - pos, n)
         pos += n
         if f not in files:
-            files = {f: BatchFile(self.files[f], None, self.detector, self.labels)}   # one file open at a time
+            # one file open at a time
+            files = {f: BatchFile(self.files[f], None, self.detector, self.labels)}
         out = files[f].read(c, a + s, a + e)
-        if self.shuffle:                       # a random share of buffer + chunk leaves; `buffer` events stay
+        # a random share of buffer + chunk leaves; `buffer` events stay
+        if self.shuffle:
             buf += out
             k = max(0, len(buf) - self.buffer)
             perm = rng.permutation(len(buf)).tolist()

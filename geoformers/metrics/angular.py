@@ -5,24 +5,24 @@
 # %% auto #0
 __all__ = ['angular_error', 'mean_angular_error', 'angular_stats', 'angular_metrics']
 
-# %% ../../nbs/51_metrics.angular.ipynb #319a13a2
+# %% ../../nbs/51_metrics.angular.ipynb #27847f07
 import numpy as np
 import torch
 from torch import Tensor
 
-# %% ../../nbs/51_metrics.angular.ipynb #fd90983c
+# %% ../../nbs/51_metrics.angular.ipynb #b191552a
 def angular_error(az_true, zen_true, az_pred, zen_pred): # [B] each (numpy or torch) -> [B] radians
-    "Per-event angle between true and predicted directions, as Kaggle's `angular_dist_score` computes it"
+    "Per-event angle between true and predicted directions, as Kaggle's `angular_dist_score` has it"
     lib = torch if isinstance(az_true, Tensor) else np
-    sp = (lib.sin(zen_true)*lib.sin(zen_pred)*(lib.cos(az_true)*lib.cos(az_pred) + lib.sin(az_true)*lib.sin(az_pred))
-          + lib.cos(zen_true)*lib.cos(zen_pred))
+    cos_az = lib.cos(az_true)*lib.cos(az_pred) + lib.sin(az_true)*lib.sin(az_pred)
+    sp = lib.sin(zen_true)*lib.sin(zen_pred)*cos_az + lib.cos(zen_true)*lib.cos(zen_pred)
     return lib.abs(lib.arccos(lib.clip(sp, -1, 1)))
 
 def mean_angular_error(az_true, zen_true, az_pred, zen_pred)->float:
     "The Kaggle competition metric (radians; 0 is perfect, pi/2 is random)"
     return float(angular_error(az_true, zen_true, az_pred, zen_pred).mean())
 
-# %% ../../nbs/51_metrics.angular.ipynb #e626fe73
+# %% ../../nbs/51_metrics.angular.ipynb #de2754a0
 def angular_stats(target:Tensor,     # [B, 2] true (azimuth, zenith)
                   az_pred:Tensor,    # [B]
                   zen_pred:Tensor,   # [B]
@@ -31,11 +31,15 @@ def angular_stats(target:Tensor,     # [B, 2] true (azimuth, zenith)
     "Sums for the mean angular error: `err_sum`, `n` (refuses non-finite labels, naming the events)"
     bad = ~torch.isfinite(target).all(-1)
     if bad.any():
-        names = [ids[i] for i in bad.nonzero().flatten().tolist()[:5]] if ids else bad.nonzero().flatten().tolist()
-        raise ValueError(f"{int(bad.sum())} events without finite labels in a scored batch ({names}): "
+        where = bad.nonzero().flatten().tolist()
+        names = [ids[i] for i in where[:5]] if ids else where
+        raise ValueError(f"{int(bad.sum())} events without finite labels in a scored batch "
+                         f"({names}): "
                          "score only labelled events")
-    err = angular_error(target[:, 0].double(), target[:, 1].double(), az_pred.double(), zen_pred.double())
-    return {f'{prefix}err_sum': err.sum(), f'{prefix}n': torch.tensor(float(len(err)), dtype=torch.float64)}
+    t = target.double()
+    err = angular_error(t[:, 0], t[:, 1], az_pred.double(), zen_pred.double())
+    n = torch.tensor(float(len(err)), dtype=torch.float64)
+    return {f'{prefix}err_sum': err.sum(), f'{prefix}n': n}
 
 def angular_metrics(stats:dict, prefix:str='')->dict:
     "`mean_angular_error` from summed `angular_stats`"

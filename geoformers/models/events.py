@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['EventAccumulator', 'EventTransformer', 'angular_loss', 'vmf_loss', 'IceCubeModel']
 
-# %% ../../nbs/28_models.events.ipynb #e06ee26a
+# %% ../../nbs/28_models.events.ipynb #a7373319
 import math
 
 import torch
@@ -14,16 +14,17 @@ from fastcore.basics import patch
 from torch import Tensor, nn
 
 from ..baselines.icecube import first_hit_linefit
-from ..core import MLP, Block, lengths_to_mask, rename_keys
+from ..core import MLP, Block, lengths_to_mask, rename_keys, rename_on_load
 from ..data.dom_packing import DOM_FEATURES
 from ..data.icecube import angles_to_vector
 from .t1 import DOMTransformer
 
-# %% ../../nbs/28_models.events.ipynb #d081c0bb
+# %% ../../nbs/28_models.events.ipynb #e599362a
 class EventAccumulator:
     "Collect module embeddings across T1 mini-batches; hand out only complete events"
     def __init__(self):
-        self.events = {}    # event_id -> dict(emb=[...], pos=[...], modules=[...], n, expected, target)
+        # event_id -> dict(emb=[...], pos=[...], modules=[...], n, expected, target)
+        self.events = {}
 
     def __len__(self):
         return len(self.events)
@@ -34,15 +35,16 @@ class EventAccumulator:
         return sum(c.numel()*c.element_size() for st in self.events.values()
                    for c in st['emb'] + st['pos'] + st['modules'])
 
-# %% ../../nbs/28_models.events.ipynb #f6c6ec57
+# %% ../../nbs/28_models.events.ipynb #2af19984
 @patch
 def add_batch(self:EventAccumulator,
               dom_embeddings:Tensor, # [k, D] embeddings of the modules `doms` of a collated batch
               metadata:dict,         # that batch's metadata (`collate_dom_packing`)
-              doms:Tensor=None):     # [k] their index in the batch's module list (default: all, in order)
+              doms:Tensor=None):     # [k] their index among the batch's modules (default: all)
     "Add module embeddings of one T1 mini-batch (events may be partial)"
     eidx_all = metadata['dom_to_event_idx'].to(dom_embeddings.device)
-    doms = torch.arange(len(eidx_all), device=eidx_all.device) if doms is None else doms.to(eidx_all.device)
+    dev = eidx_all.device
+    doms = torch.arange(len(eidx_all), device=dev) if doms is None else doms.to(dev)
     if len(doms) != len(dom_embeddings):
         raise ValueError(f"{len(dom_embeddings)} module embeddings for {len(doms)} modules")
     eidx = eidx_all[doms]
@@ -54,8 +56,9 @@ def add_batch(self:EventAccumulator,
     for j, eid in enumerate(metadata['event_ids'].tolist()):
         if counts[j] == 0:
             continue
-        st = self.events.setdefault(eid, dict(emb=[], pos=[], modules=[], n=0, target=metadata['targets'][j],
-                                              expected=int(metadata['event_n_doms'][j])))
+        new = dict(emb=[], pos=[], modules=[], n=0, target=metadata['targets'][j],
+                   expected=int(metadata['event_n_doms'][j]))
+        st = self.events.setdefault(eid, new)
         seen = torch.cat(st['modules'] + [mods[j]])
         u, c = seen.unique(return_counts=True)
         if (c > 1).any():
@@ -65,12 +68,14 @@ def add_batch(self:EventAccumulator,
         st['modules'].append(mods[j])
         st['n'] += counts[j]
         if st['n'] > st['expected']:
-            raise ValueError(f"event {eid}: {st['n']} modules received, only {st['expected']} expected")
+            raise ValueError(f"event {eid}: {st['n']} modules received, only {st['expected']} "
+                             "expected")
 
-# %% ../../nbs/28_models.events.ipynb #9b62819d
+# %% ../../nbs/28_models.events.ipynb #951d51b4
 @patch
-def get_complete_events(self:EventAccumulator, batch_size:int): # yields T2 batches of <= `batch_size` events
-    "Yield and forget complete events, as dicts of `dom_embeddings`, `dom_pos`, `dom_to_event_idx`, `event_ids`..."
+def get_complete_events(self:EventAccumulator,
+                        batch_size:int): # T2 batches of at most `batch_size` events
+    "Yield and forget complete events: `dom_embeddings`, `dom_pos`, `dom_to_event_idx`, ..."
     done = [e for e, st in self.events.items() if st['n'] == st['expected']]
     for i in range(0, len(done), batch_size):
         sts = [self.events.pop(e) for e in done[i:i+batch_size]]
@@ -78,7 +83,7 @@ def get_complete_events(self:EventAccumulator, batch_size:int): # yields T2 batc
         n = torch.tensor([st['n'] for st in sts], device=emb.device)
         yield dict(dom_embeddings=emb, dom_pos=torch.cat([c for st in sts for c in st['pos']]),
                    module_ids=torch.cat([c for st in sts for c in st['modules']]),
-                   dom_to_event_idx=torch.repeat_interleave(torch.arange(len(sts), device=emb.device), n),
+                   dom_to_event_idx=torch.arange(len(sts), device=emb.device).repeat_interleave(n),
                    batch_size=len(sts), event_ids=torch.tensor(done[i:i+batch_size]),
                    targets=torch.stack([st['target'] for st in sts]))
 
@@ -86,14 +91,15 @@ def get_complete_events(self:EventAccumulator, batch_size:int): # yields T2 batc
 def check_drained(self:EventAccumulator):
     "Raise if any event is still incomplete (e.g. at the end of an epoch)"
     if self.events:
-        left = ', '.join(f"{e} ({st['n']}/{st['expected']} modules)" for e, st in list(self.events.items())[:5])
+        first = list(self.events.items())[:5]
+        left = ', '.join(f"{e} ({st['n']}/{st['expected']} modules)" for e, st in first)
         raise ValueError(f"{len(self.events)} event(s) never completed: {left}")
 
-# %% ../../nbs/28_models.events.ipynb #6ee3dc24
+# %% ../../nbs/28_models.events.ipynb #2c3f9bb2
 class EventTransformer(nn.Module):
     "T2: module embeddings and positions of whole events -> direction vector `[B, 3]`"
     def __init__(self, dim:int=128, depth:int=4, heads:int=8, ff_mult:int=4,
-                 group_tokens:int=4096): # padded module slots per encoder call (events are grouped by size)
+                 group_tokens:int=4096): # padded module slots per call (events grouped by size)
         super().__init__()
         self.group_tokens = group_tokens
         self.geo = MLP(3, dim, dim)
@@ -103,11 +109,11 @@ class EventTransformer(nn.Module):
         self._register_load_state_dict_pre_hook(self._upgrade_state)
 
     def _upgrade_state(self, state, prefix, *args):
-        "Older checkpoints: drop the stored positions (batches carry `dom_pos`); encoder layers are blocks"
+        "Old checkpoints: drop stored positions (batches carry `dom_pos`); encoder layers -> blocks"
         state.pop(prefix + 'positions', None)
         rename_keys(state, prefix, {r'encoder\.layers\.': 'blocks.'})
 
-# %% ../../nbs/28_models.events.ipynb #7dee352d
+# %% ../../nbs/28_models.events.ipynb #bf9e46e3
 @patch
 def forward(self:EventTransformer,
             dom_embeddings:Tensor,   # [n, D] modules of the batch
@@ -123,13 +129,17 @@ def forward(self:EventTransformer,
         raise ValueError(f"events {(counts == 0).nonzero().flatten().tolist()} have no modules")
     x = dom_embeddings + self.geo(dom_pos.to(dom_embeddings.dtype))
     order = torch.argsort(dom_to_event_idx, stable=True)
-    pos = torch.arange(n, device=x.device) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(n, device=x.device) - starts.repeat_interleave(counts)
     rank = torch.empty_like(counts)
     by_size = torch.argsort(counts)
-    rank[by_size] = torch.arange(batch_size, device=x.device)               # events sorted by module count
-    flat = x.new_zeros(batch_size, int(counts.max()), D).index_put((rank[dom_to_event_idx[order]], pos), x[order])
+    # events sorted by module count
+    rank[by_size] = torch.arange(batch_size, device=x.device)
+    flat = x.new_zeros(batch_size, int(counts.max()), D)
+    flat = flat.index_put((rank[dom_to_event_idx[order]], pos), x[order])
     pooled, c, i = [], counts[by_size].tolist(), 0
-    while i < batch_size:                  # groups of similar size: pad to the group's longest, not the batch's
+    # groups of similar size: pad to the group's longest, not the batch's
+    while i < batch_size:
         j = i + 1
         while j < batch_size and (j + 1 - i) * c[j] <= self.group_tokens:
             j += 1
@@ -142,8 +152,8 @@ def forward(self:EventTransformer,
         i = j
     return self.head(self.norm(torch.cat(pooled)[rank]))
 
-# %% ../../nbs/28_models.events.ipynb #dbe28858
-def angular_loss(pred:Tensor, target:Tensor)->Tensor: # [B, 3] vector, [B, 2] (azimuth, zenith) -> scalar
+# %% ../../nbs/28_models.events.ipynb #c7bc6aad
+def angular_loss(pred:Tensor, target:Tensor)->Tensor: # [B, 3], [B, 2] (azimuth, zenith) -> scalar
     "Mean angle between `pred` and the target direction (gradient-safe near 0 and pi)"
     cos = (F.normalize(pred, dim=-1) * angles_to_vector(target[:, 0], target[:, 1])).sum(-1)
     return torch.arccos(cos.clamp(-1 + 1e-6, 1 - 1e-6)).mean()
@@ -155,12 +165,12 @@ def vmf_loss(pred:Tensor, target:Tensor)->Tensor: # [B, 3] vector (length = kapp
     log_norm = torch.log(-torch.expm1(-2*kappa)) + math.log(2*math.pi)
     return (kappa*(1 - cos) - torch.log(kappa) + log_norm).mean()
 
-# %% ../../nbs/28_models.events.ipynb #83899aa3
+# %% ../../nbs/28_models.events.ipynb #c4daa58c
 class IceCubeModel(nn.Module):
-    "T1 (pulses -> modules) + per-module summaries + LineFit prior + EventAccumulator + T2 (modules -> direction)"
+    "T1 (pulses -> modules), module summaries, LineFit prior, EventAccumulator, T2 (-> direction)"
     def __init__(self, t1:DOMTransformer, t2:EventTransformer,
-                 dom_features:bool=True,    # add an embedding of (position, `dom_features`) to each module
-                 linefit_prior:bool=True,   # feed the first-hit LineFit to T2 and predict a correction to it
+                 dom_features:bool=True,    # add an embedding of (position, `dom_features`)
+                 linefit_prior:bool=True,   # feed the first-hit LineFit to T2; predict a correction
                  t2_batch:int=64):          # complete events per T2 call
         super().__init__()
         self.t1 = t1
@@ -170,11 +180,9 @@ class IceCubeModel(nn.Module):
         self.features = MLP(3 + len(DOM_FEATURES), dim, 2*dim) if dom_features else None
         self.prior_proj = nn.Linear(3, dim) if linefit_prior else None
         self.prior_gain = nn.Parameter(torch.tensor(2.)) if linefit_prior else None
-        rename_keys_hook = lambda sd, prefix, *a: rename_keys(sd, prefix, {'seed_proj': 'prior_proj',
-                                                                           'seed_gain': 'prior_gain'})
-        self._register_load_state_dict_pre_hook(rename_keys_hook)
+        rename_on_load(self, {'seed_proj': 'prior_proj', 'seed_gain': 'prior_gain'})
 
-# %% ../../nbs/28_models.events.ipynb #21670af3
+# %% ../../nbs/28_models.events.ipynb #1a482a59
 @patch
 def forward(self:IceCubeModel, batch:dict)->tuple: # `collate_dom_packing` output
     "Direction vectors `[B, 3]`, targets `[B, 2]` and event ids `[B]`, in the batch's event order"
@@ -193,7 +201,8 @@ def forward(self:IceCubeModel, batch:dict)->tuple: # `collate_dom_packing` outpu
     for doms, emb in self.t1.iter_doms(batch):
         acc.add_batch(emb + (extra[doms] if torch.is_tensor(extra) else extra), md, doms)
         for o in acc.get_complete_events(self.t2_batch):
-            preds.append(self.t2(o['dom_embeddings'], o['dom_pos'], o['dom_to_event_idx'], o['batch_size']))
+            args = (o['dom_embeddings'], o['dom_pos'], o['dom_to_event_idx'], o['batch_size'])
+            preds.append(self.t2(*args))
             where += [slot[i] for i in o['event_ids'].tolist()]
     acc.check_drained()
     pred = torch.cat(preds)[torch.argsort(torch.tensor(where, device=e.device))]

@@ -6,7 +6,7 @@
 __all__ = ['BACKENDS', 'dense_dom_mask', 'flex_dom_mask', 'segments', 'bucket_plan', 'bucket_attend', 'flat_attend', 'row_attend',
            'DOMTransformer']
 
-# %% ../../nbs/27_models.t1.ipynb #cf1b492d
+# %% ../../nbs/27_models.t1.ipynb #f4d461df
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -16,15 +16,16 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from torch.utils.checkpoint import checkpoint
 
 from ..core import Block, rename_keys
+from ..data.dom_packing import PULSE_FEATURES
 
-# %% ../../nbs/27_models.t1.ipynb #baa7d34d
+# %% ../../nbs/27_models.t1.ipynb #068872e7
 BACKENDS = ('flex', 'dense', 'bucket', 'none')
 
-def dense_dom_mask(ids:Tensor)->Tensor: # [R, S] module ids (-1 pad) -> [R, 1, S, S] bool, True = attend
+def dense_dom_mask(ids:Tensor)->Tensor: # [R, S] module ids (-1 pad) -> [R, 1, S, S], True = attend
     "Block-diagonal 'same module' mask over packed rows"
     return rearrange(ids, 'r s -> r 1 s 1') == rearrange(ids, 'r s -> r 1 1 s')
 
-def _runs(ids:Tensor)->tuple: # [R, S] -> (run start [R, S], run end [R, S]) of the run holding each slot
+def _runs(ids:Tensor)->tuple: # [R, S] -> start, end [R, S] of the run holding each slot
     R, S = ids.shape
     pos = torch.arange(S, device=ids.device).expand(R, S)
     first = torch.ones_like(ids, dtype=torch.bool)
@@ -36,11 +37,11 @@ def _runs(ids:Tensor)->tuple: # [R, S] -> (run start [R, S], run end [R, S]) of 
     return start, end
 
 def flex_dom_mask(ids:Tensor, block:int=128)->BlockMask: # [R, S] -> BlockMask
-    "FlexAttention `BlockMask` for 'same module' over packed rows, built from the runs of module ids"
+    "FlexAttention `BlockMask` for 'same module' over packed rows, from the runs of module ids"
     R, S = ids.shape
     nb = -(-S // block)
     start, end = _runs(ids)
-    s0 = torch.arange(nb, device=ids.device) * block                # first and last slot of each query tile
+    s0 = torch.arange(nb, device=ids.device) * block               # first, last slot of each tile
     s1 = (s0 + block).clamp(max=S) - 1
     lo, hi = start[:, s0] // block, end[:, s1] // block               # [R, nb] key tiles reached
     whole = (end[:, s0] >= s1) & (s1 - s0 + 1 == block)                # query tile inside one run
@@ -50,12 +51,13 @@ def flex_dom_mask(ids:Tensor, block:int=128)->BlockMask: # [R, S] -> BlockMask
     reach = (kb >= lo[..., None]) & (kb <= hi[..., None])             # [R, nb, nb]
     full = whole[..., None] & (kb >= f_lo[..., None]) & (kb <= f_hi[..., None])
     part = reach & ~full
-    order = lambda m: torch.argsort((~m).to(torch.int8), dim=-1, stable=True).to(torch.int32)[:, None]
+    def order(m):
+        return torch.argsort((~m).to(torch.int8), dim=-1, stable=True).to(torch.int32)[:, None]
     count = lambda m: m.sum(-1, dtype=torch.int32)[:, None]
     def same_dom(b, h, q_idx, kv_idx):
         return ids[b, q_idx] == ids[b, kv_idx]
-    return BlockMask.from_kv_blocks(count(part), order(part), count(full), order(full), BLOCK_SIZE=block,
-                                    mask_mod=same_dom, seq_lengths=(S, S))
+    return BlockMask.from_kv_blocks(count(part), order(part), count(full), order(full),
+                                    BLOCK_SIZE=block, mask_mod=same_dom, seq_lengths=(S, S))
 
 _compiled_flex = None
 
@@ -67,8 +69,8 @@ def _flex(q, k, v, block_mask):
         _compiled_flex = torch.compile(flex_attention)
     return _compiled_flex(q, k, v, block_mask=block_mask)
 
-# %% ../../nbs/27_models.t1.ipynb #2a9357f2
-def segments(ids:Tensor)->tuple: # [R, S] -> (flat valid index [N], start [P], length [P], module id [P])
+# %% ../../nbs/27_models.t1.ipynb #ae7ee1d0
+def segments(ids:Tensor)->tuple: # [R, S] -> flat valid index [N]; start, length, module id [P]
     "Contiguous module runs of the packed rows, as runs in the flat list of valid pulses"
     R, S = ids.shape
     pos = (ids.reshape(-1) >= 0).nonzero().squeeze(1)
@@ -80,15 +82,16 @@ def segments(ids:Tensor)->tuple: # [R, S] -> (flat valid index [N], start [P], l
     length = torch.diff(start, append=torch.tensor([len(v_ids)], device=ids.device))
     return pos, start, length, v_ids[start]
 
-def bucket_plan(start:Tensor, length:Tensor, # [P] run starts and lengths (runs contiguous in the flat pulses)
-                exact:int=8)->list:           # lengths up to `exact` get their own bucket (no padding, no mask)
-    "Group runs of 2+ pulses into buckets: exact lengths up to `exact`, then powers of two; computed once"
+def bucket_plan(start:Tensor, length:Tensor, # [P] run starts and lengths in the flat pulses
+                exact:int=8)->list:           # lengths up to `exact` get buckets of their own
+    "Group runs of 2+ pulses into buckets: exact lengths up to `exact`, then powers of two"
     pow2 = 2**torch.ceil(torch.log2(length.float())).long()
     L_b = torch.where(length <= exact, length, pow2)
     plan = []
     for L in L_b.unique().tolist():
         if L == 1:
-            continue                                                       # softmax over one key: its value
+            # softmax over one key: its value
+            continue
         sel = L_b == L
         idx = start[sel, None] + torch.arange(L, device=start.device)      # [P_b, L]
         ok = torch.arange(L, device=start.device) < length[sel, None]
@@ -97,7 +100,8 @@ def bucket_plan(start:Tensor, length:Tensor, # [P] run starts and lengths (runs 
         else:
             gather = torch.where(ok, idx, start[sel, None])
             plan.append((gather, rearrange(ok, 'p l -> p 1 1 l'), idx[ok], ok.reshape(-1)))
-    return plan                                                            # [(gather [P_b, L], mask, scatter, kept)]
+    # [(gather [P_b, L], mask, scatter, kept)]
+    return plan
 
 def bucket_attend(q:Tensor, k:Tensor, v:Tensor, # [N, h, d] each
                   plan:list                     # `bucket_plan(start, length)`
@@ -111,9 +115,9 @@ def bucket_attend(q:Tensor, k:Tensor, v:Tensor, # [N, h, d] each
         out[dst] = o if kept is None else o[kept]
     return out
 
-# %% ../../nbs/27_models.t1.ipynb #f84b948e
+# %% ../../nbs/27_models.t1.ipynb #00651d2e
 def flat_attend(plan:list): # `bucket_plan(start, length)`, or None for no attention
-    "An `attend` for `Block` over the flat pulses `[1, h, N, d]`: per-run buckets, or the values alone"
+    "An `attend` for `Block` over flat pulses `[1, h, N, d]`: per-run buckets, or the values alone"
     def attend(q, k, v):
         if plan is None:
             return v
@@ -129,14 +133,14 @@ def row_attend(mask, backend:str): # BlockMask ('flex') or [R, 1, S, S] bool ('d
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return attend
 
-# %% ../../nbs/27_models.t1.ipynb #5c14ad63
+# %% ../../nbs/27_models.t1.ipynb #769b9eb9
 class DOMTransformer(nn.Module):
     "T1: packed pulses -> one embedding per module"
     def __init__(self, dim:int=128, depth:int=4, heads:int=8,
                  n_features:int=8,        # pulse features (`PULSE_FEATURES`)
                  max_batch_size:int=64,   # regular rows per mini-batch: bounds peak memory
                  backend:str='auto',      # one of `BACKENDS` or 'auto'
-                 checkpoint:bool=False):  # recompute mini-batches in backward (bounded training memory)
+                 checkpoint:bool=False):  # recompute mini-batches in backward (bounded memory)
         super().__init__()
         if backend not in BACKENDS + ('auto',):
             raise ValueError(f"backend={backend!r}; choose one of {BACKENDS} or 'auto'")
@@ -150,26 +154,27 @@ class DOMTransformer(nn.Module):
         self._register_load_state_dict_pre_hook(self._upgrade_state)
 
     def _upgrade_state(self, state, prefix, *args):
-        "Older checkpoints: `ff` was `mlp`; fewer pulse features (before PMT directions) get zero weights"
+        "Older checkpoints: `ff` is now `mlp`; with fewer pulse features, new ones get zero weights"
         rename_keys(state, prefix, {r'blocks\.(\d+)\.ff\.': r'blocks.\1.mlp.'})
         w = state.get(prefix + 'proj.weight')
         if w is not None and w.shape[1] < self.n_features:
-            state[prefix + 'proj.weight'] = torch.cat([w, w.new_zeros(w.shape[0], self.n_features - w.shape[1])], 1)
+            extra = w.new_zeros(w.shape[0], self.n_features - w.shape[1])
+            state[prefix + 'proj.weight'] = torch.cat([w, extra], 1)
 
-# %% ../../nbs/27_models.t1.ipynb #b1715216
+# %% ../../nbs/27_models.t1.ipynb #c424f573
 @patch
 def resolve_backend(self:DOMTransformer, device:torch.device)->str:
     "The backend to use on `device` ('auto': flex on CUDA, bucket on CPU)"
     b = self.backend if self.backend != 'auto' else ('flex' if device.type == 'cuda' else 'bucket')
     if b == 'flex' and device.type == 'cpu' and torch.is_grad_enabled() and self.training:
-        raise ValueError("FlexAttention has no backward on CPU (torch 2.13): use backend='bucket' or 'dense' to "
-                         "train, or run under torch.no_grad()/eval()")
+        raise ValueError("FlexAttention has no backward on CPU (torch 2.13): use backend='bucket' "
+                         "or 'dense' to train, or run under torch.no_grad()/eval()")
     return b
 
-# %% ../../nbs/27_models.t1.ipynb #fa3ab5d4
+# %% ../../nbs/27_models.t1.ipynb #f6e36922
 @patch
 def encode_rows(self:DOMTransformer, x:Tensor, ids:Tensor, backend:str)->tuple:
-    "Blocks on one mini-batch `[R, S, F]`, `[R, S]`; -> (valid pulse embeddings `[N, D]`, their module ids `[N]`)"
+    "Blocks on a mini-batch `[R, S, F]`, `[R, S]`: pulse embeddings `[N, D]`, module ids `[N]`"
     if backend in ('bucket', 'none'):
         pos, start, length, _ = segments(ids)
         h = self.proj(rearrange(x, 'r s f -> (r s) f')[pos])[None]                       # [1, N, D]
@@ -192,10 +197,10 @@ def _pool_rows(self:DOMTransformer, x:Tensor, ids:Tensor, backend:str)->tuple:
     doms, inv = torch.unique(dom, return_inverse=True)
     return h.new_zeros(len(doms), h.shape[1]).index_add(0, inv, h), doms
 
-# %% ../../nbs/27_models.t1.ipynb #c8c52f7c
+# %% ../../nbs/27_models.t1.ipynb #b3d16eab
 @patch
 def minibatches(self:DOMTransformer, batch:dict)->list: # -> [(x [r, S, F], ids [r, S])]
-    "Row mini-batches of a packed batch: `max_batch_size` regular rows, or long rows of the same attention cost"
+    "Row mini-batches: `max_batch_size` regular rows, or long rows of the same attention cost"
     x, ids = batch['packed_sequences'], batch['dom_boundaries']
     out = [(x[i:i + self.max_batch_size], ids[i:i + self.max_batch_size])
            for i in range(0, x.shape[0], self.max_batch_size)]
@@ -206,7 +211,7 @@ def minibatches(self:DOMTransformer, batch:dict)->list: # -> [(x [r, S, F], ids 
         out += [(lx[i:i + n], lids[i:i + n]) for i in range(0, lx.shape[0], n)]
     return out
 
-# %% ../../nbs/27_models.t1.ipynb #056de8f6
+# %% ../../nbs/27_models.t1.ipynb #e0b96a30
 @patch
 def _check(self:DOMTransformer, batch:dict)->None:
     x, ids = batch['packed_sequences'], batch['dom_boundaries']
@@ -215,13 +220,15 @@ def _check(self:DOMTransformer, batch:dict)->None:
             raise ValueError(f"T1 expects {k} as [rows, S, {self.n_features}] (features "
                              f"{', '.join(PULSE_FEATURES)}), got {list(v.shape)}")
     if ids.shape != x.shape[:2]:
-        raise ValueError(f"dom_boundaries {list(ids.shape)} must match packed_sequences {list(x.shape[:2])}")
+        raise ValueError(f"dom_boundaries {list(ids.shape)} must match packed_sequences "
+                         f"{list(x.shape[:2])}")
     if ids.is_floating_point():
-        raise ValueError(f"dom_boundaries must hold integer module ids (-1 = padding), got {ids.dtype}")
+        raise ValueError("dom_boundaries must hold integer module ids (-1 = padding), got "
+                         f"{ids.dtype}")
 
 @patch
 def iter_doms(self:DOMTransformer, batch:dict): # `collate_dom_packing` output
-    "Yield `(module index [k], embedding [k, D])` per mini-batch; every module is complete where it is yielded"
+    "Yield `(module index [k], embedding [k, D])` per mini-batch; modules are whole where yielded"
     self._check(batch)
     backend = self.resolve_backend(batch['packed_sequences'].device)
     n_pulses = batch['metadata']['dom_n_pulses']
@@ -235,7 +242,7 @@ def iter_doms(self:DOMTransformer, batch:dict): # `collate_dom_packing` output
         yield doms, sums / n_pulses[doms].to(sums)[:, None]
 
 @patch
-def forward(self:DOMTransformer, batch:dict)->Tensor: # `collate_dom_packing` output -> [total_doms, D]
+def forward(self:DOMTransformer, batch:dict)->Tensor: # `collate_dom_packing` output -> [n_dom, D]
     "One embedding per module of the batch"
     out = []
     for doms, emb in self.iter_doms(batch):

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['source_format', 'task_detector', 'read_events', 'IceCubeTask']
 
-# %% ../../nbs/43_tasks.icecube.ipynb #a64b4ff9
+# %% ../../nbs/43_tasks.icecube.ipynb #3552c92d
 import json
 from functools import partial
 from pathlib import Path
@@ -22,8 +22,9 @@ from ..baselines.icecube import first_hit_linefit_score, linefit_score
 from ..core import count_params, progress, to_device
 from ..data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from ..data.dom_packing import collate_dom_packing
-from ..data.icecube import (IceCubeEvents, IceCubeSynth, graphnet_pulse_geometry, prometheus_geometry,
-                                     read_graphnet, read_prometheus, vector_to_angles)
+from ..data.icecube import (IceCubeEvents, IceCubeSynth, graphnet_pulse_geometry,
+                                     prometheus_geometry, read_graphnet, read_prometheus,
+                                     vector_to_angles)
 from ..data.kaggle_stream import KaggleStream, batch_files, read_kaggle_batch
 from ..errors import ConfigError, DataError
 from ..metrics.angular import angular_error, angular_metrics, angular_stats
@@ -31,15 +32,15 @@ from ..models.events import EventTransformer, IceCubeModel, angular_loss, vmf_lo
 from ..models.t1 import DOMTransformer
 from ..train.tasks import Task, register_task
 
-# %% ../../nbs/43_tasks.icecube.ipynb #a54ef629
+# %% ../../nbs/43_tasks.icecube.ipynb #aa612a59
 def source_format(source)->str:
     "'synthetic', 'kaggle' (folder or batch file), 'graphnet' or 'prometheus'"
     if source == 'synthetic':
         return 'synthetic'
     p = Path(source)
     if not p.exists():
-        raise DataError(f"data.source {str(source)!r} does not exist: give 'synthetic', a Kaggle folder, "
-                        "a GraphNeT .db file or merged folder, or a Prometheus .db file")
+        raise DataError(f"data.source {str(source)!r} does not exist: give 'synthetic', a Kaggle "
+                        "folder, a GraphNeT .db file or merged folder, or a Prometheus .db file")
     if p.is_dir():
         if (p/'train').is_dir() or (p/'test').is_dir():
             return 'kaggle'
@@ -50,10 +51,12 @@ def source_format(source)->str:
     elif p.suffix == '.db':
         import sqlite3
         with sqlite3.connect(p) as con:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            tables = {r[0] for r in rows}
         return 'prometheus' if 'total' in tables else 'graphnet'
-    raise DataError(f"data.source {str(source)!r} is not a format the icecube task reads (a Kaggle folder with "
-                    "train/ or test/, a batch_*.parquet, a GraphNeT .db or merged folder, a Prometheus .db)")
+    raise DataError(f"data.source {str(source)!r} is not a format the icecube task reads (a Kaggle "
+                    "folder with train/ or test/, a batch_*.parquet, a GraphNeT .db or merged "
+                    "folder, a Prometheus .db)")
 
 def task_detector(cfg, source=None): # -> Detector
     "The detector of `source` (default `cfg.data.source`) under `cfg.data.geometry`"
@@ -65,17 +68,21 @@ def task_detector(cfg, source=None): # -> Detector
         elif fmt == 'prometheus':
             det = prometheus_geometry(source)
         else:
-            raise ConfigError(f"data.geometry='pulses' needs GraphNeT or Prometheus files, not {fmt} data")
+            raise ConfigError("data.geometry='pulses' needs GraphNeT or Prometheus files, not "
+                              f"{fmt} data")
     elif geo:
         if not Path(geo).exists():
-            raise ConfigError(f"data.geometry={geo!r} does not exist: give a Kaggle sensor_geometry.csv, a "
-                              "GraphNeT geometry table (.parquet), 'pulses', or '' for the source's own")
+            raise ConfigError(f"data.geometry={geo!r} does not exist: give a Kaggle "
+                              "sensor_geometry.csv, a GraphNeT geometry table (.parquet), "
+                              "'pulses', "
+                              "or '' for the source's own")
         det = kaggle_geometry(geo) if Path(geo).suffix == '.csv' else graphnet_geometry(geo)
     elif fmt == 'prometheus':
         det = prometheus_geometry(source)
     elif fmt == 'kaggle':
         root = Path(source) if Path(source).is_dir() else Path(source).parent.parent
-        det = kaggle_geometry(root/'sensor_geometry.csv') if (root/'sensor_geometry.csv').exists() else icecube86()
+        csv = root/'sensor_geometry.csv'
+        det = kaggle_geometry(csv) if csv.exists() else icecube86()
     else:
         det = icecube86()
     det.scale = float(cfg.data.position_scale)
@@ -87,7 +94,7 @@ def read_events(source, det, labels:bool=True)->list:
         return read_prometheus(source, det)
     return read_graphnet(source, det)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #7fd97f1f
+# %% ../../nbs/43_tasks.icecube.ipynb #d057f8a0
 def _kaggle_data(cfg, det)->dict:
     d = cfg.data
     files = batch_files(d.source, d.batches)
@@ -112,10 +119,10 @@ def _file_data(cfg, det)->dict:
                         f"data.val_fraction={cfg.data.val_fraction} and train")
     return dict(train=IceCubeEvents(ev[n_val:]), val=IceCubeEvents(ev[:n_val]))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #24c021ff
+# %% ../../nbs/43_tasks.icecube.ipynb #729ab5d4
 @register_task
 class IceCubeTask(Task):
-    "Neutrino direction from detector pulses (Kaggle 'IceCube - Neutrinos in Deep Ice' and other detectors)"
+    "Neutrino direction from detector pulses (Kaggle's IceCube competition, or any detector)"
     name = 'icecube'
     output_suffix = '.csv'
     renamed_keys = {'model.seed': 'model.linefit_prior', 'data.max_batches': 'data.batches'}
@@ -124,34 +131,39 @@ class IceCubeTask(Task):
         "Everything comes from the config (`geoformers/configs/icecube.yaml`)"
         super().__init__()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #d9146960
+# %% ../../nbs/43_tasks.icecube.ipynb #51e157bd
 @patch
 def data(self:IceCubeTask, cfg)->dict:
     "`dict(train, val, collate, detector)` for `cfg.data.source`"
     d = cfg.data
     if d.max_seq_len < 1 or d.n_val < 1 or d.position_scale <= 0 or not 0 < d.val_fraction < 1:
-        raise ConfigError(f"data.max_seq_len={d.max_seq_len} and data.n_val={d.n_val} must be >= 1, "
-                          f"data.position_scale={d.position_scale} > 0, data.val_fraction={d.val_fraction} "
+        raise ConfigError(f"data.max_seq_len={d.max_seq_len} and data.n_val={d.n_val} must be "
+                          ">= 1, "
+                          f"data.position_scale={d.position_scale} > 0, "
+                          f"data.val_fraction={d.val_fraction} "
                           "in (0, 1)")
     det = task_detector(cfg)
     fmt = source_format(d.source)
     if fmt == 'synthetic':
-        out = dict(train=IceCubeSynth(d.n_train, d.seed, det), val=IceCubeSynth(d.n_val, d.seed + 1, det))
+        out = dict(train=IceCubeSynth(d.n_train, d.seed, det),
+                   val=IceCubeSynth(d.n_val, d.seed + 1, det))
     elif fmt == 'kaggle':
         out = _kaggle_data(cfg, det)
     else:
         out = _file_data(cfg, det)
-    return dict(out, collate=partial(collate_dom_packing, detector=det, max_seq_len=d.max_seq_len), detector=det)
+    collate = partial(collate_dom_packing, detector=det, max_seq_len=d.max_seq_len)
+    return dict(out, collate=collate, detector=det)
 
 @patch
 def model(self:IceCubeTask, cfg)->IceCubeModel:
     "T1 and T2 of `cfg.model`'s sizes"
     m = cfg.model
-    t1 = DOMTransformer(m.dim, m.t1_depth, m.heads, max_batch_size=m.max_batch_size, backend=m.backend)
-    return IceCubeModel(t1, EventTransformer(m.dim, m.t2_depth, m.heads), dom_features=m.dom_features,
-                        linefit_prior=m.linefit_prior)
+    t1 = DOMTransformer(m.dim, m.t1_depth, m.heads, max_batch_size=m.max_batch_size,
+                        backend=m.backend)
+    t2 = EventTransformer(m.dim, m.t2_depth, m.heads)
+    return IceCubeModel(t1, t2, dom_features=m.dom_features, linefit_prior=m.linefit_prior)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #3518b286
+# %% ../../nbs/43_tasks.icecube.ipynb #aaa46ef5
 @patch
 def _forward(self:IceCubeTask, model, batch, cfg)->tuple:
     budget = cfg.model.checkpoint_pulses
@@ -165,7 +177,8 @@ def _forward(self:IceCubeTask, model, batch, cfg)->tuple:
 def loss(self:IceCubeTask, model, batch, cfg)->dict:
     "The angular (or vMF) loss of a batch of whole events, and its mean angular error"
     loss, az, zen, target = self._forward(model, batch, cfg)
-    return {'loss': loss, 'angular_error': angular_error(target[:, 0], target[:, 1], az, zen).mean()}
+    err = angular_error(target[:, 0], target[:, 1], az, zen)
+    return {'loss': loss, 'angular_error': err.mean()}
 
 @patch
 def eval_step(self:IceCubeTask, model, batch, cfg)->dict:
@@ -179,12 +192,13 @@ def compute_metrics(self:IceCubeTask, stats, cfg)->dict:
     "`loss` and `mean_angular_error` over the validation events"
     return {'loss': float(stats['loss_sum'] / stats['n']), **angular_metrics(stats)}
 
-# %% ../../nbs/43_tasks.icecube.ipynb #e9f82731
+# %% ../../nbs/43_tasks.icecube.ipynb #be2c3850
 @patch
 def baselines(self:IceCubeTask, data, cfg, run_dir)->dict:
     "LineFit and first-hit LineFit on the validation events"
     det = data['detector']
-    return {'linefit': linefit_score(data['val'], det), 'first_hit_linefit': first_hit_linefit_score(data['val'], det)}
+    return {'linefit': linefit_score(data['val'], det),
+            'first_hit_linefit': first_hit_linefit_score(data['val'], det)}
 
 @patch
 def preview(self:IceCubeTask, model, batch, cfg):
@@ -205,10 +219,11 @@ def describe(self:IceCubeTask, model, data, cfg)->dict:
         n.append(len(e['time']))
         if i == 199:
             break
-    return dict(params=count_params(model), detector=repr(data['detector']), val_pulses_per_event_median=float(
-                np.median(n)), val_pulses_per_event_max=int(np.max(n)))
+    return dict(params=count_params(model), detector=repr(data['detector']),
+                val_pulses_per_event_median=float(np.median(n)),
+                val_pulses_per_event_max=int(np.max(n)))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #9350ed8c
+# %% ../../nbs/43_tasks.icecube.ipynb #6e21d657
 def _predict_events(task, cfg, data, det):
     "An iterable of events to predict, and its name"
     if data is None:
@@ -216,11 +231,12 @@ def _predict_events(task, cfg, data, det):
     fmt = source_format(data)
     if fmt == 'kaggle':
         p = Path(data)
-        files = [p] if p.is_file() else batch_files(p, None, 'test' if (p/'test').is_dir() else 'train')
+        split = 'test' if (p/'test').is_dir() else 'train'
+        files = [p] if p.is_file() else batch_files(p, None, split)
         return KaggleStream(files, det, labels=False, shuffle=False)
     if fmt == 'synthetic':
-        raise DataError("predict needs files, not 'synthetic' (pass --data PATH, or nothing for the run's "
-                        "validation events)")
+        raise DataError("predict needs files, not 'synthetic' (pass --data PATH, or nothing for "
+                        "the run's validation events)")
     return IceCubeEvents(read_events(data, det))
 
 class _Writer:
@@ -228,7 +244,8 @@ class _Writer:
     def __init__(self, out:Path, attrs:dict=None):
         self.out, self.attrs, self.pw = out, attrs or {}, None
         if out.suffix not in ('.csv', '.parquet'):
-            raise DataError(f"{out}: the submission is written as .csv or .parquet, not {out.suffix or 'no suffix'}")
+            raise DataError(f"{out}: the submission is written as .csv or .parquet, not "
+                            f"{out.suffix or 'no suffix'}")
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix == '.csv':
             out.write_text('event_id,azimuth,zenith\n')
@@ -247,11 +264,11 @@ class _Writer:
         if self.pw is not None:
             self.pw.close()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #a1dbd26c
+# %% ../../nbs/43_tasks.icecube.ipynb #3a464c0c
 @patch
 def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=None, device='cpu',
             attrs:dict=None, **kw)->Path:
-    "Write the Kaggle submission table of `model` on `data` (a path, or None for the run's validation events)"
+    "Write the Kaggle submission of `model` on `data` (a path; None: the run's validation events)"
     out = Path(out or f'submission{self.output_suffix}')
     det = task_detector(cfg, data) if data is not None else task_detector(cfg)
     events = _predict_events(self, cfg, data, det)
@@ -264,8 +281,8 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
         with torch.no_grad():
             pred, _, ids = model(b)
         az, zen = vector_to_angles(pred.double().cpu())
-        writer.write(pd.DataFrame(dict(event_id=ids.cpu().numpy().astype(np.int64), azimuth=az.numpy(),
-                                       zenith=zen.numpy())))
+        ids = ids.cpu().numpy().astype(np.int64)
+        writer.write(pd.DataFrame(dict(event_id=ids, azimuth=az.numpy(), zenith=zen.numpy())))
     try:
         for e in progress(events, desc='icecube predict', unit='event'):
             chunk.append(e)
@@ -278,10 +295,10 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
         writer.close()
     return out
 
-# %% ../../nbs/43_tasks.icecube.ipynb #01943b58
+# %% ../../nbs/43_tasks.icecube.ipynb #6812e5f7
 @patch
 def eval_data(self:IceCubeTask, cfg, path)->dict:
-    "Labelled events at `path` (Kaggle folder or batch file, GraphNeT, Prometheus) as a validation set"
+    "Labelled events at `path` (Kaggle folder or batch file, GraphNeT, Prometheus) to validate on"
     det = task_detector(cfg, path)
     fmt = source_format(path)
     if fmt == 'kaggle':
@@ -291,10 +308,11 @@ def eval_data(self:IceCubeTask, cfg, path)->dict:
         raise DataError("eval needs files with labels, not 'synthetic'")
     else:
         val = IceCubeEvents(read_events(path, det))
-    note = (f"mean angular error (radians, Kaggle's metric) over every labelled event of {Path(path).name}, "
-            f"on detector {det.name}; events without labels are an error, never scored")
-    return dict(val=val, collate=partial(collate_dom_packing, detector=det, max_seq_len=cfg.data.max_seq_len),
-                name=Path(path).stem, note=note, detector=det)
+    note = (f"mean angular error (radians, Kaggle's metric) over every labelled event of "
+            f"{Path(path).name}, on detector {det.name}; events without labels are an error, "
+            "never scored")
+    collate = partial(collate_dom_packing, detector=det, max_seq_len=cfg.data.max_seq_len)
+    return dict(val=val, collate=collate, name=Path(path).stem, note=note, detector=det)
 
 @patch
 def eval_baselines(self:IceCubeTask, data:dict, cfg, run_dir)->dict:
