@@ -32,6 +32,15 @@ def folder(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    "A tiny trained run on synthetic events"
+    out = tmp_path_factory.mktemp('run')/'r'
+    r = train('data.n_train=16', 'data.n_val=8', out=out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
 def broken(src, dst, batch=1, pulses=None, meta=None):
     "Copy of `src` with `pulses(df)` applied to train/batch_<batch>.parquet and `meta(df)` to the meta file"
     shutil.copytree(src, dst)
@@ -74,9 +83,17 @@ def test_sensor_id_minus_one(folder, tmp_path):
     expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'sensor ids -1', 'batch_1.parquet')
 
 
-def test_sensor_id_7000(folder, tmp_path):
-    d = broken(folder, tmp_path/'k', batch=2, pulses=set_sensor(7000))
-    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'sensor ids 7000', 'batch_2.parquet')
+def test_sensor_id_7000_at_predict(tiny_run, tmp_path):
+    "A test file streamed by geoformers_predict: the bad sensor is named with its file"
+    d = tmp_path/'k'
+    write_kaggle(d, n_files=1, events_per_file=24, events_per_group=8, split='test', first_batch=661)
+    f = d/'test'/'batch_661.parquet'
+    df = pd.read_parquet(f)
+    df.loc[df.index[20], 'sensor_id'] = 7000
+    df.to_parquet(f)
+    r = subprocess.run([str(BIN/'geoformers_predict'), str(tiny_run), '--data', str(d), '--out',
+                        str(tmp_path/'sub.csv')], capture_output=True, text=True, timeout=300)
+    expect(r, 2, 'sensor ids 7000', 'batch_661.parquet')
 
 
 # 9. the same Kaggle batch file given twice: duplicate event ids, not "DOM arrived twice"
@@ -182,15 +199,18 @@ def test_batches_select_nothing(folder, tmp_path):
     expect(train(f'data.source={folder}', 'data.batches=7-9', out=tmp_path/'r'), 2, 'selects no batch file')
 
 
-def test_predict_refuses_unknown_suffix(tmp_path):
-    r = train('data.n_train=16', 'data.n_val=8', out=tmp_path/'r')
-    assert r.returncode == 0, r.stderr[-2000:]
-    exe = BIN/'geoformers_predict'
-    if not exe.exists():
-        pytest.skip("geoformers_predict is not installed")
-    r = subprocess.run([str(exe), str(tmp_path/'r'), '--out', str(tmp_path/'sub.txt')], capture_output=True,
-                       text=True, timeout=300)
+def test_predict_refuses_unknown_suffix(tiny_run, tmp_path):
+    r = subprocess.run([str(BIN/'geoformers_predict'), str(tiny_run), '--out', str(tmp_path/'sub.txt')],
+                       capture_output=True, text=True, timeout=300)
     expect(r, 2, '.csv or .parquet')
+
+
+def test_predict_refuses_existing_output(tiny_run, tmp_path):
+    (tmp_path/'sub.csv').write_text('mine')
+    r = subprocess.run([str(BIN/'geoformers_predict'), str(tiny_run), '--out', str(tmp_path/'sub.csv')],
+                       capture_output=True, text=True, timeout=300)
+    expect(r, 2, 'overwrite')
+    assert (tmp_path/'sub.csv').read_text() == 'mine'
 
 
 # models: dtypes and shapes

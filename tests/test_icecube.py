@@ -201,6 +201,15 @@ def _direct(run_dir, events, det):
     return ids.numpy(), az.numpy(), zen.numpy()
 
 
+def _loop_streams()->bool:
+    "Whether the training loop takes an IterableDataset (a change requested of the loop's owner)"
+    import inspect
+    from geoformers.train import loop
+    return 'IterableDataset' in inspect.getsource(loop)
+
+
+@pytest.mark.xfail(not _loop_streams(), strict=True,
+                   reason="the training loop does not yet take a streaming (IterableDataset) training split")
 def test_train_from_kaggle_folder_and_predict_submission(kaggle, tmp_path, det):
     "Train from streamed batch files, then predict the test split to a submission and check it"
     _train(tmp_path/'run', f'data.source={kaggle}', 'data.batches=1-2', 'data.n_val=8')

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['source_format', 'task_detector', 'read_events', 'IceCubeTask']
 
-# %% ../../nbs/43_tasks.icecube.ipynb #3552c92d
+# %% ../../nbs/43_tasks.icecube.ipynb #b33f746f
 import json
 from functools import partial
 from pathlib import Path
@@ -26,13 +26,13 @@ from ..data.icecube import (IceCubeEvents, IceCubeSynth, graphnet_pulse_geometry
                                      prometheus_geometry, read_graphnet, read_prometheus,
                                      vector_to_angles)
 from ..data.kaggle_stream import KaggleStream, batch_files, read_kaggle_batch
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, Range
 from ..metrics.angular import angular_error, angular_metrics, angular_stats
 from ..models.events import EventTransformer, IceCubeModel, angular_loss, vmf_loss
-from ..models.t1 import DOMTransformer
+from ..models.t1 import BACKENDS, DOMTransformer
 from ..train.tasks import Task, register_task
 
-# %% ../../nbs/43_tasks.icecube.ipynb #aa612a59
+# %% ../../nbs/43_tasks.icecube.ipynb #fe4311b9
 def source_format(source)->str:
     "'synthetic', 'kaggle' (folder or batch file), 'graphnet' or 'prometheus'"
     if source == 'synthetic':
@@ -94,7 +94,7 @@ def read_events(source, det, labels:bool=True)->list:
         return read_prometheus(source, det)
     return read_graphnet(source, det)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #d057f8a0
+# %% ../../nbs/43_tasks.icecube.ipynb #611fefbf
 def _kaggle_data(cfg, det)->dict:
     d = cfg.data
     files = batch_files(d.source, d.batches)
@@ -119,29 +119,31 @@ def _file_data(cfg, det)->dict:
                         f"data.val_fraction={cfg.data.val_fraction} and train")
     return dict(train=IceCubeEvents(ev[n_val:]), val=IceCubeEvents(ev[:n_val]))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #729ab5d4
+# %% ../../nbs/43_tasks.icecube.ipynb #838ccc7d
 @register_task
 class IceCubeTask(Task):
     "Neutrino direction from detector pulses (Kaggle's IceCube competition, or any detector)"
     name = 'icecube'
     output_suffix = '.csv'
     renamed_keys = {'model.seed': 'model.linefit_prior', 'data.max_batches': 'data.batches'}
+    config_ranges = {'data.n_train': Range(int, ge=1), 'data.n_val': Range(int, ge=1),
+                     'data.max_seq_len': Range(int, ge=1), 'data.position_scale': Range(float, gt=0),
+                     'data.val_fraction': Range(float, gt=0, lt=1), 'data.buffer': Range(int, ge=0),
+                     'model.dim': Range(int, ge=1), 'model.heads': Range(int, ge=1),
+                     'model.t1_depth': Range(int, ge=1), 'model.t2_depth': Range(int, ge=1),
+                     'model.max_batch_size': Range(int, ge=1), 'model.checkpoint_pulses': Range(int, ge=0),
+                     'model.backend': Range(choices=BACKENDS + ('auto',)),
+                     'model.loss': Range(choices=('angular', 'vmf'))}
 
     def __init__(self):
         "Everything comes from the config (`geoformers/configs/icecube.yaml`)"
         super().__init__()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #51e157bd
+# %% ../../nbs/43_tasks.icecube.ipynb #ab10260b
 @patch
 def data(self:IceCubeTask, cfg)->dict:
     "`dict(train, val, collate, detector)` for `cfg.data.source`"
     d = cfg.data
-    if d.max_seq_len < 1 or d.n_val < 1 or d.position_scale <= 0 or not 0 < d.val_fraction < 1:
-        raise ConfigError(f"data.max_seq_len={d.max_seq_len} and data.n_val={d.n_val} must be "
-                          ">= 1, "
-                          f"data.position_scale={d.position_scale} > 0, "
-                          f"data.val_fraction={d.val_fraction} "
-                          "in (0, 1)")
     det = task_detector(cfg)
     fmt = source_format(d.source)
     if fmt == 'synthetic':
@@ -158,12 +160,14 @@ def data(self:IceCubeTask, cfg)->dict:
 def model(self:IceCubeTask, cfg)->IceCubeModel:
     "T1 and T2 of `cfg.model`'s sizes"
     m = cfg.model
+    if m.dim % m.heads:
+        raise ConfigError(f"model.dim={m.dim} must be a multiple of model.heads={m.heads}")
     t1 = DOMTransformer(m.dim, m.t1_depth, m.heads, max_batch_size=m.max_batch_size,
                         backend=m.backend)
     t2 = EventTransformer(m.dim, m.t2_depth, m.heads)
     return IceCubeModel(t1, t2, dom_features=m.dom_features, linefit_prior=m.linefit_prior)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #aaa46ef5
+# %% ../../nbs/43_tasks.icecube.ipynb #ad7c5d78
 @patch
 def _forward(self:IceCubeTask, model, batch, cfg)->tuple:
     budget = cfg.model.checkpoint_pulses
@@ -192,7 +196,7 @@ def compute_metrics(self:IceCubeTask, stats, cfg)->dict:
     "`loss` and `mean_angular_error` over the validation events"
     return {'loss': float(stats['loss_sum'] / stats['n']), **angular_metrics(stats)}
 
-# %% ../../nbs/43_tasks.icecube.ipynb #be2c3850
+# %% ../../nbs/43_tasks.icecube.ipynb #57f1f10c
 @patch
 def baselines(self:IceCubeTask, data, cfg, run_dir)->dict:
     "LineFit and first-hit LineFit on the validation events"
@@ -223,7 +227,7 @@ def describe(self:IceCubeTask, model, data, cfg)->dict:
                 val_pulses_per_event_median=float(np.median(n)),
                 val_pulses_per_event_max=int(np.max(n)))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #6e21d657
+# %% ../../nbs/43_tasks.icecube.ipynb #4ff25c8d
 def _predict_events(task, cfg, data, det):
     "An iterable of events to predict, and its name"
     if data is None:
@@ -264,7 +268,7 @@ class _Writer:
         if self.pw is not None:
             self.pw.close()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #3a464c0c
+# %% ../../nbs/43_tasks.icecube.ipynb #a1a7fd02
 @patch
 def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=None, device='cpu',
             attrs:dict=None, **kw)->Path:
@@ -295,7 +299,7 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
         writer.close()
     return out
 
-# %% ../../nbs/43_tasks.icecube.ipynb #6812e5f7
+# %% ../../nbs/43_tasks.icecube.ipynb #97a654e5
 @patch
 def eval_data(self:IceCubeTask, cfg, path)->dict:
     "Labelled events at `path` (Kaggle folder or batch file, GraphNeT, Prometheus) to validate on"
