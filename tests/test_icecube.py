@@ -222,6 +222,18 @@ def test_train_from_kaggle_folder_and_predict_submission(kaggle, tmp_path, det):
     np.testing.assert_allclose(sub.zenith.values, zen, atol=1e-5)
 
 
+def test_predict_kaggle_test_files_with_the_command(kaggle, tmp_path, det):
+    "A tiny run predicts Kaggle test files (streamed) to Parquet; the table matches a direct model call"
+    _train(tmp_path/'run', 'data.n_train=16', 'data.n_val=8')
+    sub = _predict(tmp_path/'run', kaggle, tmp_path/'sub.parquet')
+    evs = read_kaggle_batch(kaggle/'test'/'batch_661.parquet')
+    ids, az, zen = _direct(tmp_path/'run', evs, det)
+    np.testing.assert_array_equal(sub.event_id.values, ids)
+    np.testing.assert_allclose(sub.azimuth.values, az, atol=1e-5)
+    np.testing.assert_allclose(sub.zenith.values, zen, atol=1e-5)
+    assert (tmp_path/'sub.parquet.provenance.json').exists()
+
+
 def test_prometheus_train_and_predict(tmp_path):
     p = shared_data('icecube', 'graphnet', 'prometheus', 'prometheus-events.db')
     if p is None:

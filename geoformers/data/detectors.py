@@ -6,17 +6,17 @@
 __all__ = ['SENSOR_COLUMNS', 'N_ICECUBE86', 'IN_ICE_TYPES', 'Detector', 'kaggle_sensor_id', 'kaggle_geometry', 'icecube86',
            'graphnet_geometry', 'pulse_geometry']
 
-# %% ../../nbs/13b_data.detectors.ipynb #9d18290b
+# %% ../../nbs/13b_data.detectors.ipynb #1eed2d06
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from fastcore.basics import patch
+from fastcore.basics import patch, store_attr
 
 from ..errors import DataError
 
-# %% ../../nbs/13b_data.detectors.ipynb #d4294014
+# %% ../../nbs/13b_data.detectors.ipynb #1c5b2498
 SENSOR_COLUMNS = ('string', 'module', 'pmt', 'x', 'y', 'z', 'dir_x', 'dir_y', 'dir_z', 'active')
 
 def _first(values, k:int=8)->str:
@@ -47,12 +47,11 @@ class Detector:
         order = np.lexsort((s.pmt.values, s.module.values, s.string.values))
         self.sensors = s.iloc[order].reset_index(drop=True)
         self.ids = ext[order]
-        self.name = name
+        store_attr('name,source')
         self.scale = float(scale)
-        self.source = source
         self._index()
 
-# %% ../../nbs/13b_data.detectors.ipynb #6cad64b9
+# %% ../../nbs/13b_data.detectors.ipynb #c62b9241
 @patch
 def _index(self:Detector):
     "Module table and lookup arrays from `self.sensors`"
@@ -75,7 +74,7 @@ def _index(self:Detector):
     self._id_order = np.argsort(self.ids, kind='stable')
     self._identity = bool((self.ids == np.arange(len(self.ids))).all())
 
-# %% ../../nbs/13b_data.detectors.ipynb #c8a468b1
+# %% ../../nbs/13b_data.detectors.ipynb #b4ae255d
 @patch(as_prop=True)
 def n_sensors(self:Detector)->int:
     "Number of sensors (PMTs)"
@@ -102,7 +101,7 @@ def normalised_positions(self:Detector)->np.ndarray: # [M, 3] float32
     "Module positions divided by `scale` (about [-1, 1] inside the detector)"
     return (self.module_pos / self.scale).astype(np.float32)
 
-# %% ../../nbs/13b_data.detectors.ipynb #46973ccb
+# %% ../../nbs/13b_data.detectors.ipynb #abdb41a5
 @patch
 def _unknown(self:Detector, what:str, bad:np.ndarray, source:str, event_ids)->DataError:
     "The error for values the detector does not have"
@@ -141,7 +140,7 @@ def index_of_ids(self:Detector,
                             np.asarray(event_ids)[bad])
     return self._id_order[j]
 
-# %% ../../nbs/13b_data.detectors.ipynb #5ded8f70
+# %% ../../nbs/13b_data.detectors.ipynb #e94c3157
 @patch
 def index_of_keys(self:Detector, string, module, # [n] each
                   pmt=None,                        # [n], default 0
@@ -160,7 +159,7 @@ def index_of_keys(self:Detector, string, module, # [n] each
                             None if event_ids is None else np.asarray(event_ids)[bad])
     return j
 
-# %% ../../nbs/13b_data.detectors.ipynb #ff2360c1
+# %% ../../nbs/13b_data.detectors.ipynb #258f409a
 N_ICECUBE86 = 5160
 
 def kaggle_sensor_id(string, dom_number):
@@ -215,7 +214,7 @@ def icecube86(path=None, # Kaggle `sensor_geometry.csv`; default: the shipped Gr
     return Detector(_kaggle_sensors(np.arange(N_ICECUBE86), xyz, active), 'icecube86', 500.,
                     source='geoformers/assets/icecube86.parquet')
 
-# %% ../../nbs/13b_data.detectors.ipynb #a6fa15de
+# %% ../../nbs/13b_data.detectors.ipynb #e7feb6c5
 IN_ICE_TYPES = (20, 110, 120, 130)
 
 def graphnet_geometry(path,                          # a GraphNeT geometry table (`.parquet`)
@@ -236,7 +235,7 @@ def graphnet_geometry(path,                          # a GraphNeT geometry table
                           z=t.dom_z.values, dir_x=d['x'], dir_y=d['y'], dir_z=d['z'], active=True))
     return Detector(s, name or Path(path).stem, scale, source=str(path))
 
-# %% ../../nbs/13b_data.detectors.ipynb #0c664821
+# %% ../../nbs/13b_data.detectors.ipynb #3997bdbd
 def pulse_geometry(pulses:pd.DataFrame,              # one row per pulse
                    id_col:str='sensor_id',           # the sensor id column
                    pos_cols=('sensor_pos_x', 'sensor_pos_y', 'sensor_pos_z'),

@@ -7,19 +7,20 @@ __all__ = ['C_VAC', 'N_ICE', 'TAN_C', 'event_cols', 'check_targets', 'check_uniq
            'angles_to_vector', 'vector_to_angles', 'synth_event', 'extreme_event', 'IceCubeSynth', 'IceCubeEvents',
            'graphnet_pulse_geometry', 'read_graphnet', 'prometheus_geometry', 'read_prometheus', 'write_graphnet']
 
-# %% ../../nbs/13_data.icecube.ipynb #c5f86af1
+# %% ../../nbs/13_data.icecube.ipynb #af451ea2
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from fastcore.basics import store_attr
 from torch.utils.data import Dataset
 
 from .detectors import Detector, _first, icecube86, pulse_geometry
 from ..errors import DataError
 
-# %% ../../nbs/13_data.icecube.ipynb #4a8c6913
+# %% ../../nbs/13_data.icecube.ipynb #d46adf42
 def event_cols(sensor_id, time, charge, auxiliary)->dict:
     "The pulse arrays of an event dict, in their dtypes"
     return dict(sensor_id=np.asarray(sensor_id, dtype=np.int64),
@@ -72,14 +73,14 @@ def split_events(ids, cols:dict, targets:dict, source:str='')->list:
         out.append(ev)
     return out
 
-# %% ../../nbs/13_data.icecube.ipynb #1a3159d2
+# %% ../../nbs/13_data.icecube.ipynb #88b5831f
 def normalize_pulses(time, charge, auxiliary)->np.ndarray: # [n] each -> [n, 3] float32
     "The field's pulse features: `(t-1e4)/3e4`, `log10(q)/3`, `aux-0.5`"
     t = (np.asarray(time, np.float32) - 1e4) / 3e4
     q = np.log10(np.maximum(charge, 1e-3)).astype(np.float32) / 3
     return np.stack([t, q, np.asarray(auxiliary, np.float32) - 0.5], -1).astype(np.float32)
 
-# %% ../../nbs/13_data.icecube.ipynb #640e753b
+# %% ../../nbs/13_data.icecube.ipynb #c0d0f5df
 def angles_to_vector(azimuth, zenith): # [...] each -> [..., 3] unit vectors (numpy or torch)
     "Unit vector of Kaggle angles"
     lib = torch if isinstance(azimuth, torch.Tensor) else np
@@ -92,7 +93,7 @@ def vector_to_angles(v): # [..., 3] any length -> ([...] azimuth in [0, 2pi), ze
     n = lib.sqrt((v**2).sum(-1)).clip(1e-12)
     return lib.arctan2(v[..., 1], v[..., 0]) % (2*np.pi), lib.arccos((v[..., 2]/n).clip(-1, 1))
 
-# %% ../../nbs/13_data.icecube.ipynb #7adcd9d4
+# %% ../../nbs/13_data.icecube.ipynb #e52afeca
 C_VAC, N_ICE = 0.2998, 1.32                     # m/ns, refractive index of ice
 TAN_C = float(np.sqrt(N_ICE**2 - 1))            # tan of the Cherenkov angle
 
@@ -172,14 +173,12 @@ def extreme_event(detector:Detector=None)->dict:
     return synth_event(np.random.default_rng(0), icecube86() if detector is None else detector,
                        brightness=1.6e5, kind='track', event_id=-1)
 
-# %% ../../nbs/13_data.icecube.ipynb #08928c35
+# %% ../../nbs/13_data.icecube.ipynb #6a88dd09
 class IceCubeSynth(Dataset):
     "`n` synthetic events on `detector`; event `i` is drawn from the random seed `(seed, i)`"
     def __init__(self, n:int, seed:int=0, detector:Detector=None,
                  **kw):                   # `synth_event` options
-        self.n = n
-        self.seed = seed
-        self.kw = kw
+        store_attr('n,seed,kw')
         self.detector = icecube86() if detector is None else detector
 
     def __len__(self):
@@ -205,7 +204,7 @@ class IceCubeEvents(Dataset):
     def __getitem__(self, i):
         return self.events[i]
 
-# %% ../../nbs/13_data.icecube.ipynb #b58dfa50
+# %% ../../nbs/13_data.icecube.ipynb #5067a108
 def _read_tables(path:Path, pulsemap:str, truth:str)->tuple:
     "Pulse and truth tables of a GraphNeT SQLite file or merged Parquet folder"
     if path.suffix == '.db':
@@ -279,7 +278,7 @@ def read_prometheus(path,                      # Prometheus SQLite file (tables 
     cols = event_cols(sid, h.t, np.ones(len(h)), np.zeros(len(h), bool))
     return split_events(h.event_no.values, cols, targets, path.name)
 
-# %% ../../nbs/13_data.icecube.ipynb #665d780a
+# %% ../../nbs/13_data.icecube.ipynb #51380cc0
 def write_graphnet(events:list, detector:Detector, folder, pulsemap:str='SRTInIcePulses',
                    truth:str='truth', n_files:int=1)->Path:
     "Write event dicts as GraphNeT merged Parquet (`pulsemap/` and `truth/`, one file per part)"

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['write_kaggle', 'batch_files', 'meta_path', 'BatchFile', 'read_kaggle_batch', 'KaggleStream']
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #1bc475dc
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #69dc8b2c
 import glob
 import os
 import re
@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fastcore.basics import patch
+from fastcore.basics import patch, store_attr
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .detectors import Detector, _first, icecube86
 from .icecube import check_targets, check_unique_events, event_cols, synth_event
 from ..errors import DataError
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #dfad2007
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #ad641b43
 def write_kaggle(folder,                    # the Kaggle-style folder to write into
                  n_files:int=2,             # batch files
                  events_per_file:int=1000,
@@ -64,7 +64,7 @@ def write_kaggle(folder,                    # the Kaggle-style folder to write i
                     w.write_table(t.slice(int(last[g] - n[g] + 1), rows))
     return folder
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #7aa62534
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #e8ef1c9c
 def batch_files(folder, batches=None, split:str='train')->list: # -> [Path]
     "Batch files of `folder/<split>/` selected by `batches` (None/'all', 'a-b', [ints], or a glob)"
     d = Path(folder)/split
@@ -98,7 +98,7 @@ def meta_path(batch_file)->Path:
     p = Path(batch_file)
     return p.parent.parent/f'{p.parent.name}_meta.parquet'
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #f7f2e45d
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #f85a1d87
 _PULSE_COLS = ['sensor_id', 'time', 'charge', 'auxiliary', 'event_id']
 
 class BatchFile:
@@ -147,7 +147,7 @@ class BatchFile:
         "Events per chunk"
         return np.diff(self.chunk_start)
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #fa1a1c85
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #393b12d3
 @patch
 def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     "Event dicts of events `a:b` of chunk `c`, checked"
@@ -203,7 +203,7 @@ def read_kaggle_batch(batch_path,           # a Kaggle `batch_*.parquet`
             return out[:first]
     return out
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #d7daf7e9
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #76f66221
 class KaggleStream(IterableDataset):
     "Events of Kaggle batch files by row groups: sharded by rank and worker, shuffled, resumable"
     def __init__(self, files:list,             # batch files (see `batch_files`)
@@ -216,12 +216,7 @@ class KaggleStream(IterableDataset):
                  skip_first:int=0):            # leave out the first events of the first file
         self.files = [Path(f) for f in files]
         self.detector = icecube86() if detector is None else detector
-        self.labels = labels
-        self.shuffle = shuffle
-        self.buffer = buffer
-        self.seed = seed
-        self.batch_size = batch_size
-        self.skip_first = skip_first
+        store_attr('labels,shuffle,buffer,seed,batch_size,skip_first')
         self.epoch = 0
         self.start = 0
         bfs = [BatchFile(f, None, self.detector, labels) for f in self.files]
@@ -256,7 +251,7 @@ def _check_disjoint(bfs:list):
 def _rank_world()->tuple:
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #235cc11f
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #116635f7
 @patch
 def _units(self:KaggleStream)->list: # [(file index, chunk, first event, last event)] in epoch order
     "The epoch's chunks in order, with the event range of each that is in play"
@@ -295,7 +290,7 @@ def _resume(self:KaggleStream, workers:int, nb:int)->tuple: # (taken per worker,
         w = (w + 1) % workers
     return taken, w
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #d1ab1a89
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #acaa99f1
 @patch
 def _events(self:KaggleStream):
     "Events of this rank and worker, in the epoch's order"

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['EventAccumulator', 'EventTransformer', 'angular_loss', 'vmf_loss', 'IceCubeModel']
 
-# %% ../../nbs/28_models.events.ipynb #a7373319
+# %% ../../nbs/28_models.events.ipynb #896a2f32
 import math
 
 import torch
 import torch.nn.functional as F
-from fastcore.basics import patch
+from fastcore.basics import patch, store_attr
 from torch import Tensor, nn
 
 from ..baselines.icecube import first_hit_linefit
@@ -19,7 +19,7 @@ from ..data.dom_packing import DOM_FEATURES
 from ..data.icecube import angles_to_vector
 from .t1 import DOMTransformer
 
-# %% ../../nbs/28_models.events.ipynb #e599362a
+# %% ../../nbs/28_models.events.ipynb #b1d97766
 class EventAccumulator:
     "Collect module embeddings across T1 mini-batches; hand out only complete events"
     def __init__(self):
@@ -35,7 +35,7 @@ class EventAccumulator:
         return sum(c.numel()*c.element_size() for st in self.events.values()
                    for c in st['emb'] + st['pos'] + st['modules'])
 
-# %% ../../nbs/28_models.events.ipynb #2af19984
+# %% ../../nbs/28_models.events.ipynb #66b25dd4
 @patch
 def add_batch(self:EventAccumulator,
               dom_embeddings:Tensor, # [k, D] embeddings of the modules `doms` of a collated batch
@@ -71,7 +71,7 @@ def add_batch(self:EventAccumulator,
             raise ValueError(f"event {eid}: {st['n']} modules received, only {st['expected']} "
                              "expected")
 
-# %% ../../nbs/28_models.events.ipynb #951d51b4
+# %% ../../nbs/28_models.events.ipynb #3e78e1c2
 @patch
 def get_complete_events(self:EventAccumulator,
                         batch_size:int): # T2 batches of at most `batch_size` events
@@ -95,7 +95,7 @@ def check_drained(self:EventAccumulator):
         left = ', '.join(f"{e} ({st['n']}/{st['expected']} modules)" for e, st in first)
         raise ValueError(f"{len(self.events)} event(s) never completed: {left}")
 
-# %% ../../nbs/28_models.events.ipynb #2c3f9bb2
+# %% ../../nbs/28_models.events.ipynb #c9308774
 class EventTransformer(nn.Module):
     "T2: module embeddings and positions of whole events -> direction vector `[B, 3]`"
     def __init__(self, dim:int=128, depth:int=4, heads:int=8, ff_mult:int=4,
@@ -113,7 +113,7 @@ class EventTransformer(nn.Module):
         state.pop(prefix + 'positions', None)
         rename_keys(state, prefix, {r'encoder\.layers\.': 'blocks.'})
 
-# %% ../../nbs/28_models.events.ipynb #bf9e46e3
+# %% ../../nbs/28_models.events.ipynb #de81ad58
 @patch
 def forward(self:EventTransformer,
             dom_embeddings:Tensor,   # [n, D] modules of the batch
@@ -152,7 +152,7 @@ def forward(self:EventTransformer,
         i = j
     return self.head(self.norm(torch.cat(pooled)[rank]))
 
-# %% ../../nbs/28_models.events.ipynb #c7bc6aad
+# %% ../../nbs/28_models.events.ipynb #77a50e4f
 def angular_loss(pred:Tensor, target:Tensor)->Tensor: # [B, 3], [B, 2] (azimuth, zenith) -> scalar
     "Mean angle between `pred` and the target direction (gradient-safe near 0 and pi)"
     cos = (F.normalize(pred, dim=-1) * angles_to_vector(target[:, 0], target[:, 1])).sum(-1)
@@ -165,7 +165,7 @@ def vmf_loss(pred:Tensor, target:Tensor)->Tensor: # [B, 3] vector (length = kapp
     log_norm = torch.log(-torch.expm1(-2*kappa)) + math.log(2*math.pi)
     return (kappa*(1 - cos) - torch.log(kappa) + log_norm).mean()
 
-# %% ../../nbs/28_models.events.ipynb #c4daa58c
+# %% ../../nbs/28_models.events.ipynb #87680b84
 class IceCubeModel(nn.Module):
     "T1 (pulses -> modules), module summaries, LineFit prior, EventAccumulator, T2 (-> direction)"
     def __init__(self, t1:DOMTransformer, t2:EventTransformer,
@@ -173,16 +173,14 @@ class IceCubeModel(nn.Module):
                  linefit_prior:bool=True,   # feed the first-hit LineFit to T2; predict a correction
                  t2_batch:int=64):          # complete events per T2 call
         super().__init__()
-        self.t1 = t1
-        self.t2 = t2
-        self.t2_batch = t2_batch
+        store_attr('t1,t2,t2_batch')
         dim = t2.norm.normalized_shape[0]
         self.features = MLP(3 + len(DOM_FEATURES), dim, 2*dim) if dom_features else None
         self.prior_proj = nn.Linear(3, dim) if linefit_prior else None
         self.prior_gain = nn.Parameter(torch.tensor(2.)) if linefit_prior else None
         rename_on_load(self, {'seed_proj': 'prior_proj', 'seed_gain': 'prior_gain'})
 
-# %% ../../nbs/28_models.events.ipynb #1a482a59
+# %% ../../nbs/28_models.events.ipynb #b70860fe
 @patch
 def forward(self:IceCubeModel, batch:dict)->tuple: # `collate_dom_packing` output
     "Direction vectors `[B, 3]`, targets `[B, 2]` and event ids `[B]`, in the batch's event order"

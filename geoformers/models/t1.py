@@ -6,11 +6,11 @@
 __all__ = ['BACKENDS', 'dense_dom_mask', 'flex_dom_mask', 'segments', 'bucket_plan', 'bucket_attend', 'flat_attend', 'row_attend',
            'DOMTransformer']
 
-# %% ../../nbs/27_models.t1.ipynb #91357466
+# %% ../../nbs/27_models.t1.ipynb #510ed939
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from fastcore.basics import patch
+from fastcore.basics import patch, store_attr
 from torch import Tensor, nn
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from torch.utils.checkpoint import checkpoint
@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from ..core import Block, rename_keys
 from ..data.dom_packing import PULSE_FEATURES
 
-# %% ../../nbs/27_models.t1.ipynb #f127867c
+# %% ../../nbs/27_models.t1.ipynb #e6b541ed
 BACKENDS = ('flex', 'dense', 'bucket', 'none')
 
 def dense_dom_mask(ids:Tensor)->Tensor: # [R, S] module ids (-1 pad) -> [R, 1, S, S], True = attend
@@ -69,7 +69,7 @@ def _flex(q, k, v, block_mask):
         _compiled_flex = torch.compile(flex_attention)
     return _compiled_flex(q, k, v, block_mask=block_mask)
 
-# %% ../../nbs/27_models.t1.ipynb #1c45f488
+# %% ../../nbs/27_models.t1.ipynb #5f659b51
 def segments(ids:Tensor)->tuple: # [R, S] -> flat valid index [N]; start, length, module id [P]
     "Contiguous module runs of the packed rows, as runs in the flat list of valid pulses"
     R, S = ids.shape
@@ -115,7 +115,7 @@ def bucket_attend(q:Tensor, k:Tensor, v:Tensor, # [N, h, d] each
         out[dst] = o if kept is None else o[kept]
     return out
 
-# %% ../../nbs/27_models.t1.ipynb #2b25fab3
+# %% ../../nbs/27_models.t1.ipynb #504330c5
 def flat_attend(plan:list): # `bucket_plan(start, length)`, or None for no attention
     "An `attend` for `Block` over flat pulses `[1, h, N, d]`: per-run buckets, or the values alone"
     def attend(q, k, v):
@@ -133,7 +133,7 @@ def row_attend(mask, backend:str): # BlockMask ('flex') or [R, 1, S, S] bool ('d
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return attend
 
-# %% ../../nbs/27_models.t1.ipynb #753d927b
+# %% ../../nbs/27_models.t1.ipynb #03bb21bf
 class DOMTransformer(nn.Module):
     "T1: packed pulses -> one embedding per module"
     def __init__(self, dim:int=128, depth:int=4, heads:int=8,
@@ -144,10 +144,7 @@ class DOMTransformer(nn.Module):
         super().__init__()
         if backend not in BACKENDS + ('auto',):
             raise ValueError(f"backend={backend!r}; choose one of {BACKENDS} or 'auto'")
-        self.backend = backend
-        self.max_batch_size = max_batch_size
-        self.checkpoint = checkpoint
-        self.n_features = n_features
+        store_attr('backend,max_batch_size,checkpoint,n_features')
         self.proj = nn.Linear(n_features, dim)
         self.blocks = nn.ModuleList([Block(dim, heads, qkv_bias=False) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
@@ -161,7 +158,7 @@ class DOMTransformer(nn.Module):
             extra = w.new_zeros(w.shape[0], self.n_features - w.shape[1])
             state[prefix + 'proj.weight'] = torch.cat([w, extra], 1)
 
-# %% ../../nbs/27_models.t1.ipynb #b4d1d700
+# %% ../../nbs/27_models.t1.ipynb #82fc686f
 @patch
 def resolve_backend(self:DOMTransformer, device:torch.device)->str:
     "The backend to use on `device` ('auto': flex on CUDA, bucket on CPU)"
@@ -171,7 +168,7 @@ def resolve_backend(self:DOMTransformer, device:torch.device)->str:
                          "or 'dense' to train, or run under torch.no_grad()/eval()")
     return b
 
-# %% ../../nbs/27_models.t1.ipynb #68874e12
+# %% ../../nbs/27_models.t1.ipynb #8e67c78c
 @patch
 def encode_rows(self:DOMTransformer, x:Tensor, ids:Tensor, backend:str)->tuple:
     "Blocks on a mini-batch `[R, S, F]`, `[R, S]`: pulse embeddings `[N, D]`, module ids `[N]`"
@@ -197,7 +194,7 @@ def _pool_rows(self:DOMTransformer, x:Tensor, ids:Tensor, backend:str)->tuple:
     doms, inv = torch.unique(dom, return_inverse=True)
     return h.new_zeros(len(doms), h.shape[1]).index_add(0, inv, h), doms
 
-# %% ../../nbs/27_models.t1.ipynb #f62dc255
+# %% ../../nbs/27_models.t1.ipynb #9e1d943a
 @patch
 def minibatches(self:DOMTransformer, batch:dict)->list: # -> [(x [r, S, F], ids [r, S])]
     "Row mini-batches: `max_batch_size` regular rows, or long rows of the same attention cost"
@@ -211,7 +208,7 @@ def minibatches(self:DOMTransformer, batch:dict)->list: # -> [(x [r, S, F], ids 
         out += [(lx[i:i + n], lids[i:i + n]) for i in range(0, lx.shape[0], n)]
     return out
 
-# %% ../../nbs/27_models.t1.ipynb #641cecb2
+# %% ../../nbs/27_models.t1.ipynb #54a9b804
 @patch
 def _check(self:DOMTransformer, batch:dict)->None:
     x, ids = batch['packed_sequences'], batch['dom_boundaries']
