@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['source_format', 'task_detector', 'read_events', 'IceCubeTask']
 
-# %% ../../nbs/43_tasks.icecube.ipynb #aebf0bc6
+# %% ../../nbs/43_tasks.icecube.ipynb #c3ca2d92
 import json
 import os
 from functools import partial
@@ -33,7 +33,7 @@ from ..models.events import EventTransformer, IceCubeModel, angular_loss, vmf_lo
 from ..models.t1 import BACKENDS, DOMTransformer
 from ..train.tasks import Task, register_task
 
-# %% ../../nbs/43_tasks.icecube.ipynb #8d41c26a
+# %% ../../nbs/43_tasks.icecube.ipynb #b11a1ee1
 def source_format(source)->str:
     "'synthetic', 'kaggle' (folder or batch file), 'graphnet' or 'prometheus'"
     if source == 'synthetic':
@@ -95,14 +95,15 @@ def read_events(source, det, labels:bool=True)->list:
         return read_prometheus(source, det)
     return read_graphnet(source, det)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #90a34108
+# %% ../../nbs/43_tasks.icecube.ipynb #eafc68c8
 def _kaggle_data(cfg, det)->dict:
     d = cfg.data
     files = batch_files(d.source, d.batches)
     if d.val_batches:
         if int(os.environ.get('WORLD_SIZE', 1)) > 1:
-            raise ConfigError("data.val_batches streams validation files in one process; under torchrun "
-                              "leave it null (n_val events of the first training file are held out)")
+            raise ConfigError("data.val_batches streams validation files in one process; under "
+                              "torchrun leave it null (n_val events of the first training file are "
+                              "held out)")
         val = KaggleStream(batch_files(d.source, d.val_batches), det, shuffle=False)
         skip = 0
         if set(files) & set(val.files):
@@ -123,7 +124,7 @@ def _file_data(cfg, det)->dict:
                         f"data.val_fraction={cfg.data.val_fraction} and train")
     return dict(train=IceCubeEvents(ev[n_val:]), val=IceCubeEvents(ev[:n_val]))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #9a4b1939
+# %% ../../nbs/43_tasks.icecube.ipynb #307a0c9d
 @register_task
 class IceCubeTask(Task):
     "Neutrino direction from detector pulses (Kaggle's IceCube competition, or any detector)"
@@ -131,11 +132,13 @@ class IceCubeTask(Task):
     output_suffix = '.csv'
     renamed_keys = {'model.seed': 'model.linefit_prior', 'data.max_batches': 'data.batches'}
     config_ranges = {'data.n_train': Range(int, ge=1), 'data.n_val': Range(int, ge=1),
-                     'data.max_seq_len': Range(int, ge=1), 'data.position_scale': Range(float, gt=0),
+                     'data.max_seq_len': Range(int, ge=1),
+                     'data.position_scale': Range(float, gt=0),
                      'data.val_fraction': Range(float, gt=0, lt=1), 'data.buffer': Range(int, ge=0),
                      'model.dim': Range(int, ge=1), 'model.heads': Range(int, ge=1),
                      'model.t1_depth': Range(int, ge=1), 'model.t2_depth': Range(int, ge=1),
-                     'model.max_batch_size': Range(int, ge=1), 'model.checkpoint_pulses': Range(int, ge=0),
+                     'model.max_batch_size': Range(int, ge=1),
+                     'model.checkpoint_pulses': Range(int, ge=0),
                      'model.backend': Range(choices=BACKENDS + ('auto',)),
                      'model.loss': Range(choices=('angular', 'vmf'))}
 
@@ -143,7 +146,7 @@ class IceCubeTask(Task):
         "Everything comes from the config (`geoformers/configs/icecube.yaml`)"
         super().__init__()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #94adff30
+# %% ../../nbs/43_tasks.icecube.ipynb #96dfbb1f
 @patch
 def data(self:IceCubeTask, cfg)->dict:
     "`dict(train, val, collate, detector)` for `cfg.data.source`"
@@ -171,7 +174,7 @@ def model(self:IceCubeTask, cfg)->IceCubeModel:
     t2 = EventTransformer(m.dim, m.t2_depth, m.heads)
     return IceCubeModel(t1, t2, dom_features=m.dom_features, linefit_prior=m.linefit_prior)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #b8f8130a
+# %% ../../nbs/43_tasks.icecube.ipynb #c7eab605
 @patch
 def _forward(self:IceCubeTask, model, batch, cfg)->tuple:
     budget = cfg.model.checkpoint_pulses
@@ -200,7 +203,7 @@ def compute_metrics(self:IceCubeTask, stats, cfg)->dict:
     "`loss` and `mean_angular_error` over the validation events"
     return {'loss': float(stats['loss_sum'] / stats['n']), **angular_metrics(stats)}
 
-# %% ../../nbs/43_tasks.icecube.ipynb #c7a0dc92
+# %% ../../nbs/43_tasks.icecube.ipynb #50ff102b
 @patch
 def baselines(self:IceCubeTask, data, cfg, run_dir)->dict:
     "LineFit and first-hit LineFit on the validation events"
@@ -231,7 +234,7 @@ def describe(self:IceCubeTask, model, data, cfg)->dict:
                 val_pulses_per_event_median=float(np.median(n)),
                 val_pulses_per_event_max=int(np.max(n)))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #a1ecc1b4
+# %% ../../nbs/43_tasks.icecube.ipynb #c3915223
 def _predict_events(task, cfg, data, det):
     "An iterable of events to predict, and its name"
     if data is None:
@@ -272,7 +275,7 @@ class _Writer:
         if self.pw is not None:
             self.pw.close()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #9eedc362
+# %% ../../nbs/43_tasks.icecube.ipynb #460e8e95
 @patch
 def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=None, device='cpu',
             attrs:dict=None, **kw)->Path:
@@ -303,7 +306,7 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
         writer.close()
     return out
 
-# %% ../../nbs/43_tasks.icecube.ipynb #34384d3f
+# %% ../../nbs/43_tasks.icecube.ipynb #d610dcab
 @patch
 def eval_data(self:IceCubeTask, cfg, path)->dict:
     "Labelled events at `path` (Kaggle folder or batch file, GraphNeT, Prometheus) to validate on"
