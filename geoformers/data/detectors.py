@@ -6,7 +6,9 @@
 __all__ = ['SENSOR_COLUMNS', 'N_ICECUBE86', 'IN_ICE_TYPES', 'Detector', 'kaggle_sensor_id', 'kaggle_geometry', 'icecube86',
            'graphnet_geometry', 'pulse_geometry']
 
-# %% ../../nbs/13b_data.detectors.ipynb #1eed2d06
+# %% ../../nbs/13b_data.detectors.ipynb #cc519c91
+import copy
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from fastcore.basics import patch, store_attr
 
 from ..errors import DataError
 
-# %% ../../nbs/13b_data.detectors.ipynb #1c5b2498
+# %% ../../nbs/13b_data.detectors.ipynb #b8d97551
 SENSOR_COLUMNS = ('string', 'module', 'pmt', 'x', 'y', 'z', 'dir_x', 'dir_y', 'dir_z', 'active')
 
 def _first(values, k:int=8)->str:
@@ -51,7 +53,7 @@ class Detector:
         self.scale = float(scale)
         self._index()
 
-# %% ../../nbs/13b_data.detectors.ipynb #c62b9241
+# %% ../../nbs/13b_data.detectors.ipynb #c5e9d952
 @patch
 def _index(self:Detector):
     "Module table and lookup arrays from `self.sensors`"
@@ -74,7 +76,7 @@ def _index(self:Detector):
     self._id_order = np.argsort(self.ids, kind='stable')
     self._identity = bool((self.ids == np.arange(len(self.ids))).all())
 
-# %% ../../nbs/13b_data.detectors.ipynb #b4ae255d
+# %% ../../nbs/13b_data.detectors.ipynb #01e3d937
 @patch(as_prop=True)
 def n_sensors(self:Detector)->int:
     "Number of sensors (PMTs)"
@@ -101,7 +103,7 @@ def normalised_positions(self:Detector)->np.ndarray: # [M, 3] float32
     "Module positions divided by `scale` (about [-1, 1] inside the detector)"
     return (self.module_pos / self.scale).astype(np.float32)
 
-# %% ../../nbs/13b_data.detectors.ipynb #abdb41a5
+# %% ../../nbs/13b_data.detectors.ipynb #8111c4ec
 @patch
 def _unknown(self:Detector, what:str, bad:np.ndarray, source:str, event_ids)->DataError:
     "The error for values the detector does not have"
@@ -140,7 +142,7 @@ def index_of_ids(self:Detector,
                             np.asarray(event_ids)[bad])
     return self._id_order[j]
 
-# %% ../../nbs/13b_data.detectors.ipynb #e94c3157
+# %% ../../nbs/13b_data.detectors.ipynb #ee4aac58
 @patch
 def index_of_keys(self:Detector, string, module, # [n] each
                   pmt=None,                        # [n], default 0
@@ -159,7 +161,7 @@ def index_of_keys(self:Detector, string, module, # [n] each
                             None if event_ids is None else np.asarray(event_ids)[bad])
     return j
 
-# %% ../../nbs/13b_data.detectors.ipynb #258f409a
+# %% ../../nbs/13b_data.detectors.ipynb #3c975a91
 N_ICECUBE86 = 5160
 
 def kaggle_sensor_id(string, dom_number):
@@ -197,6 +199,10 @@ def icecube86(path=None, # Kaggle `sensor_geometry.csv`; default: the shipped Gr
     "IceCube-86 (5,160 DOMs, Kaggle sensor ids)"
     if path is not None:
         return kaggle_geometry(path)
+    return copy.copy(_shipped_icecube86())         # built once; a copy, so that `scale` can be set
+
+@lru_cache(maxsize=1)
+def _shipped_icecube86()->Detector:
     t = pd.read_parquet(files('geoformers') / 'assets' / 'icecube86.parquet').reset_index(drop=True)
     t = t[t.dom_type == 20]
     sid = kaggle_sensor_id(t.string.values, t.dom_number.values)
@@ -214,7 +220,7 @@ def icecube86(path=None, # Kaggle `sensor_geometry.csv`; default: the shipped Gr
     return Detector(_kaggle_sensors(np.arange(N_ICECUBE86), xyz, active), 'icecube86', 500.,
                     source='geoformers/assets/icecube86.parquet')
 
-# %% ../../nbs/13b_data.detectors.ipynb #e7feb6c5
+# %% ../../nbs/13b_data.detectors.ipynb #cf2ec225
 IN_ICE_TYPES = (20, 110, 120, 130)
 
 def graphnet_geometry(path,                          # a GraphNeT geometry table (`.parquet`)
@@ -235,7 +241,7 @@ def graphnet_geometry(path,                          # a GraphNeT geometry table
                           z=t.dom_z.values, dir_x=d['x'], dir_y=d['y'], dir_z=d['z'], active=True))
     return Detector(s, name or Path(path).stem, scale, source=str(path))
 
-# %% ../../nbs/13b_data.detectors.ipynb #3997bdbd
+# %% ../../nbs/13b_data.detectors.ipynb #dfd9188d
 def pulse_geometry(pulses:pd.DataFrame,              # one row per pulse
                    id_col:str='sensor_id',           # the sensor id column
                    pos_cols=('sensor_pos_x', 'sensor_pos_y', 'sensor_pos_z'),

@@ -5,9 +5,8 @@
 # %% auto #0
 __all__ = ['DOM_FEATURES', 'PULSE_FEATURES', 'pack_next_fit', 'pack_best_fit', 'dom_summary', 'collate_dom_packing']
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #b492e122
+# %% ../../nbs/13a_data.dom_packing.ipynb #dbc83733
 from bisect import bisect_left, insort
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ from .detectors import Detector, _first, icecube86
 from .icecube import normalize_pulses
 from ..errors import DataError
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #9ce9a7f6
+# %% ../../nbs/13a_data.dom_packing.ipynb #4d30f620
 def pack_next_fit(lengths:np.ndarray, # [P] piece lengths, each `<= max_len`
                   max_len:int)->tuple:  # (row [P], offset [P], n_rows)
     "Next fit in order: a new row whenever the next piece does not fit"
@@ -94,7 +93,7 @@ def pack_best_fit(lengths:np.ndarray, # [P] piece lengths, each `<= max_len`
             return row, off, n, cap
         cap = min(max_len, cap + max(1, cap // 64))
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #8209d62b
+# %% ../../nbs/13a_data.dom_packing.ipynb #cce63ce0
 DOM_FEATURES = ('first_hit_us', 'log10_charge/3', 'log10_pulses/3', 'aux_fraction-0.5')
 
 def dom_summary(t:np.ndarray, q:np.ndarray, aux:np.ndarray, # [N] by (event, module, time)
@@ -112,13 +111,9 @@ def dom_summary(t:np.ndarray, q:np.ndarray, aux:np.ndarray, # [N] by (event, mod
     return np.stack([(first - t_ref[dom_event]) / 1e3, np.log10(np.maximum(charge, 1e-3)) / 3,
                      np.log10(n) / 3, aux_frac - 0.5], 1).astype(np.float32)
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #92f69b12
+# %% ../../nbs/13a_data.dom_packing.ipynb #e29660fd
 PULSE_FEATURES = ('t', 'log10_q', 'aux', 't_since_first_us', 't_from_mean_us',
                   'pmt_dir_x', 'pmt_dir_y', 'pmt_dir_z')
-
-@lru_cache(maxsize=1)
-def _default_detector()->Detector:
-    return icecube86()
 
 def _place(lengths:np.ndarray, max_len:int, groups:np.ndarray=None)->tuple:
     "Row and offset of each piece: best fit over all pieces, or (with `groups`) group after group"
@@ -169,14 +164,14 @@ def _check_events(events:list, detector:Detector):
                             f"is not a sensor of {detector}")
     return n
 
-# %% ../../nbs/13a_data.dom_packing.ipynb #4c7e19af
+# %% ../../nbs/13a_data.dom_packing.ipynb #a3ce61ce
 def collate_dom_packing(events:list,              # event dicts (`sensor_id, time, charge, ...`)
                         detector:Detector=None,   # default IceCube-86
                         max_seq_len:int=512,      # the longest regular row S
                         by_event:bool=False,      # each event in rows of its own, in order
                        )->dict:
     "Pack whole events into rows of modules; see the text above for the keys"
-    det = _default_detector() if detector is None else detector
+    det = icecube86() if detector is None else detector
     n = _check_events(events, det)
     ev = np.repeat(np.arange(len(events)), n)
     sensor, t, q, aux = (np.concatenate([e[k] for e in events]) for k in

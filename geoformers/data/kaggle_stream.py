@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['write_kaggle', 'batch_files', 'meta_path', 'BatchFile', 'read_kaggle_batch', 'KaggleStream']
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #69dc8b2c
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #b9e75ab4
 import glob
 import os
 import re
@@ -22,7 +22,7 @@ from .detectors import Detector, _first, icecube86
 from .icecube import check_targets, check_unique_events, event_cols, synth_event
 from ..errors import DataError
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #ad641b43
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #8616d011
 def write_kaggle(folder,                    # the Kaggle-style folder to write into
                  n_files:int=2,             # batch files
                  events_per_file:int=1000,
@@ -64,7 +64,7 @@ def write_kaggle(folder,                    # the Kaggle-style folder to write i
                     w.write_table(t.slice(int(last[g] - n[g] + 1), rows))
     return folder
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #e8ef1c9c
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #95dcc2d6
 def batch_files(folder, batches=None, split:str='train')->list: # -> [Path]
     "Batch files of `folder/<split>/` selected by `batches` (None/'all', 'a-b', [ints], or a glob)"
     d = Path(folder)/split
@@ -98,8 +98,21 @@ def meta_path(batch_file)->Path:
     p = Path(batch_file)
     return p.parent.parent/f'{p.parent.name}_meta.parquet'
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #f85a1d87
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #7c84da2b
 _PULSE_COLS = ['sensor_id', 'time', 'charge', 'auxiliary', 'event_id']
+
+def _meta_rows(meta:Path, b:int, cols:list)->dict:
+    "Numpy columns of the meta rows of batch `b`: only row groups whose batch_id range holds `b` are read"
+    pf = pq.ParquetFile(meta)
+    j = pf.schema_arrow.get_field_index('batch_id')
+    groups = []
+    for g in range(pf.num_row_groups):
+        st = pf.metadata.row_group(g).column(j).statistics
+        if st is None or not st.has_min_max or st.min <= b <= st.max:
+            groups.append(g)
+    t = pf.read_row_groups(groups, columns=['batch_id'] + cols)
+    keep = t.column('batch_id').to_numpy() == b
+    return {k: t.column(k).to_numpy()[keep] for k in cols}
 
 class BatchFile:
     "One Kaggle batch file and its meta rows, read in row-group chunks"
@@ -117,37 +130,38 @@ class BatchFile:
         if labels and not {'azimuth', 'zenith'} <= set(have):
             raise DataError(f"{meta.name} has no azimuth/zenith labels (columns {have}): training "
                             "and validation need labelled events (predict does not)")
-        m = pq.read_table(meta, columns=cols + (['azimuth', 'zenith'] if labels else []),
-                          filters=[('batch_id', '==', b)]).to_pandas()
-        if not len(m):
+        m = _meta_rows(meta, b, cols + (['azimuth', 'zenith'] if labels else []))
+        if not len(m['event_id']):
             raise DataError(f"{meta.name} has no events of batch {b} ({self.name})")
-        self.meta = m.sort_values('first_pulse_index').reset_index(drop=True)
+        o = np.argsort(m['first_pulse_index'], kind='stable')
+        self.meta = {k: v[o] for k, v in m.items()}                  # numpy columns, in pulse order
+        m = self.meta
         if labels:
-            m = self.meta
             where = f"{meta.name} (batch {b})"
-            check_targets(m.azimuth.values, m.zenith.values, m.event_id.values, where)
+            check_targets(m['azimuth'], m['zenith'], m['event_id'], where)
+            self.targets = np.stack([m['azimuth'], m['zenith']], 1).astype(np.float32)
         self.pf = pq.ParquetFile(self.path)
         md = self.pf.metadata
         rg = np.array([md.row_group(i).num_rows for i in range(md.num_row_groups)])
         self.rg_start = np.r_[0, np.cumsum(rg)]
-        first = self.meta.first_pulse_index.values
+        first = m['first_pulse_index']
         self.chunk_of = np.searchsorted(self.rg_start, first, side='right') - 1   # [events] chunk
         # [chunks + 1] event
         self.chunk_start = np.searchsorted(self.chunk_of, np.arange(len(rg) + 1))
-        if self.meta.last_pulse_index.values[-1] >= self.rg_start[-1]:
-            last = self.meta.last_pulse_index.values[-1]
+        if m['last_pulse_index'][-1] >= self.rg_start[-1]:
+            last = m['last_pulse_index'][-1]
             raise DataError(f"{self.name} has {self.rg_start[-1]} pulses, but {meta.name} indexes "
                             f"pulses up to {last}")
 
     def __len__(self):
-        return len(self.meta)
+        return len(self.meta['event_id'])
 
     @property
     def chunk_sizes(self)->np.ndarray:
         "Events per chunk"
         return np.diff(self.chunk_start)
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #393b12d3
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #d8d5b5d6
 @patch
 def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     "Event dicts of events `a:b` of chunk `c`, checked"
@@ -155,20 +169,23 @@ def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     e1 = self.chunk_start[c + 1] if b is None else self.chunk_start[c] + b
     if e1 <= e0:
         return []
-    m = self.meta.iloc[e0:e1]
-    p0, p1 = int(m.first_pulse_index.values[0]), int(m.last_pulse_index.values[-1]) + 1
+    first = self.meta['first_pulse_index'][e0:e1]
+    last = self.meta['last_pulse_index'][e0:e1]
+    p0, p1 = int(first[0]), int(last[-1]) + 1
     g0 = int(np.searchsorted(self.rg_start, p0, side='right') - 1)
     g1 = int(np.searchsorted(self.rg_start, p1 - 1, side='right') - 1)
     t = self.pf.read_row_groups(list(range(g0, g1 + 1)), columns=_PULSE_COLS)
     t = t.slice(p0 - int(self.rg_start[g0]), p1 - p0)
     col = {k: t.column(k).to_numpy() for k in _PULSE_COLS}
-    n = (m.last_pulse_index.values - m.first_pulse_index.values + 1).astype(np.int64)
-    eid = m.event_id.values
+    n = (last - first + 1).astype(np.int64)
+    eid = self.meta['event_id'][e0:e1]
     if (col['event_id'] != np.repeat(eid, n)).any():
         raise DataError(f"{self.name}: pulses do not belong to the events its meta file names "
                         f"(first mismatch near event {eid[0]}); is the meta file from another "
                         "folder?")
-    ok = np.isfinite(col['time'].astype(np.float64)) & np.isfinite(col['charge'])
+    ok = np.isfinite(col['charge'])
+    if col['time'].dtype.kind == 'f':
+        ok &= np.isfinite(col['time'])
     if not ok.all():
         bad = _first(np.unique(col['event_id'][~ok]))
         raise DataError(f"{self.name}: non-finite time or charge in events {bad}")
@@ -177,7 +194,7 @@ def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     sid, tm, q, aux = c['sensor_id'], c['time'], c['charge'], c['auxiliary']
     bounds = np.r_[0, np.cumsum(n)].tolist()
     if self.labels:
-        tg = list(m[['azimuth', 'zenith']].values.astype(np.float32))
+        tg = list(self.targets[e0:e1])
     else:
         tg = [np.full(2, np.nan, np.float32)] * len(eid)
     name = self.name
@@ -203,7 +220,7 @@ def read_kaggle_batch(batch_path,           # a Kaggle `batch_*.parquet`
             return out[:first]
     return out
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #76f66221
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #b76d0dc1
 class KaggleStream(IterableDataset):
     "Events of Kaggle batch files by row groups: sharded by rank and worker, shuffled, resumable"
     def __init__(self, files:list,             # batch files (see `batch_files`)
@@ -239,11 +256,11 @@ class KaggleStream(IterableDataset):
 
 def _check_disjoint(bfs:list):
     "Refuse files that share event ids (the same file twice, or copies), naming them"
-    span = sorted((int(b.meta.event_id.min()), int(b.meta.event_id.max()), i)
+    span = sorted((int(b.meta['event_id'].min()), int(b.meta['event_id'].max()), i)
                   for i, b in enumerate(bfs))
     for (a0, a1, i), (b0, b1, j) in zip(span[:-1], span[1:]):
         if b0 <= a1:
-            common = np.intersect1d(bfs[i].meta.event_id.values, bfs[j].meta.event_id.values)
+            common = np.intersect1d(bfs[i].meta['event_id'], bfs[j].meta['event_id'])
             if len(common):
                 raise DataError(f"duplicate event ids {_first(common, 3)} in {bfs[i].name} and "
                                 f"{bfs[j].name}: the same batch file given twice, or copies of one")
@@ -251,7 +268,7 @@ def _check_disjoint(bfs:list):
 def _rank_world()->tuple:
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #116635f7
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #4ed678c3
 @patch
 def _units(self:KaggleStream)->list: # [(file index, chunk, first event, last event)] in epoch order
     "The epoch's chunks in order, with the event range of each that is in play"
@@ -290,7 +307,7 @@ def _resume(self:KaggleStream, workers:int, nb:int)->tuple: # (taken per worker,
         w = (w + 1) % workers
     return taken, w
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #acaa99f1
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #140eb1fa
 @patch
 def _events(self:KaggleStream):
     "Events of this rank and worker, in the epoch's order"
