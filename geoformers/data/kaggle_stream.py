@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['write_kaggle', 'batch_files', 'meta_path', 'BatchFile', 'read_kaggle_batch', 'KaggleStream']
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #b9e75ab4
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #d169eae3
 import glob
 import os
 import re
@@ -22,7 +22,7 @@ from .detectors import Detector, _first, icecube86
 from .icecube import check_targets, check_unique_events, event_cols, synth_event
 from ..errors import DataError
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #8616d011
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #045720fd
 def write_kaggle(folder,                    # the Kaggle-style folder to write into
                  n_files:int=2,             # batch files
                  events_per_file:int=1000,
@@ -64,7 +64,7 @@ def write_kaggle(folder,                    # the Kaggle-style folder to write i
                     w.write_table(t.slice(int(last[g] - n[g] + 1), rows))
     return folder
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #95dcc2d6
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #967c4da2
 def batch_files(folder, batches=None, split:str='train')->list: # -> [Path]
     "Batch files of `folder/<split>/` selected by `batches` (None/'all', 'a-b', [ints], or a glob)"
     d = Path(folder)/split
@@ -98,7 +98,7 @@ def meta_path(batch_file)->Path:
     p = Path(batch_file)
     return p.parent.parent/f'{p.parent.name}_meta.parquet'
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #7c84da2b
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #c86c4402
 _PULSE_COLS = ['sensor_id', 'time', 'charge', 'auxiliary', 'event_id']
 
 def _meta_rows(meta:Path, b:int, cols:list)->dict:
@@ -161,7 +161,7 @@ class BatchFile:
         "Events per chunk"
         return np.diff(self.chunk_start)
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #d8d5b5d6
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #7cc04f58
 @patch
 def read(self:BatchFile, c:int, a:int=0, b:int=None)->list:
     "Event dicts of events `a:b` of chunk `c`, checked"
@@ -220,7 +220,7 @@ def read_kaggle_batch(batch_path,           # a Kaggle `batch_*.parquet`
             return out[:first]
     return out
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #b76d0dc1
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #30cfb282
 class KaggleStream(IterableDataset):
     "Events of Kaggle batch files by row groups: sharded by rank and worker, shuffled, resumable"
     def __init__(self, files:list,             # batch files (see `batch_files`)
@@ -268,7 +268,7 @@ def _check_disjoint(bfs:list):
 def _rank_world()->tuple:
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #4ed678c3
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #174204ab
 @patch
 def _units(self:KaggleStream)->list: # [(file index, chunk, first event, last event)] in epoch order
     "The epoch's chunks in order, with the event range of each that is in play"
@@ -307,7 +307,25 @@ def _resume(self:KaggleStream, workers:int, nb:int)->tuple: # (taken per worker,
         w = (w + 1) % workers
     return taken, w
 
-# %% ../../nbs/13c_data.kaggle_stream.ipynb #140eb1fa
+# %% ../../nbs/13c_data.kaggle_stream.ipynb #367eac69
+def _through_buffer(buf:list, new:list, size:int, rng)->list:
+    "Put `new` events into the shuffle buffer `buf` (in place); return the events that leave it"
+    take = min(max(0, size - len(buf)), len(new))
+    buf += new[:take]
+    new = new[take:]
+    if not new:
+        return []
+    if len(new) <= len(buf):                   # each new event takes the place of a random one
+        slots = rng.choice(len(buf), len(new), replace=False).tolist()
+        out = [buf[j] for j in slots]
+        for j, ev in zip(slots, new):
+            buf[j] = ev
+        return out
+    pool = buf + new
+    perm = rng.permutation(len(pool)).tolist()
+    buf[:] = [pool[j] for j in perm[:size]]
+    return [pool[j] for j in perm[size:]]
+
 @patch
 def _events(self:KaggleStream):
     "Events of this rank and worker, in the epoch's order"
@@ -333,13 +351,8 @@ def _events(self:KaggleStream):
             # one file open at a time
             files = {f: BatchFile(self.files[f], None, self.detector, self.labels)}
         out = files[f].read(c, a + s, a + e)
-        # a random share of buffer + chunk leaves; `buffer` events stay
         if self.shuffle:
-            buf += out
-            k = max(0, len(buf) - self.buffer)
-            perm = rng.permutation(len(buf)).tolist()
-            out = [buf[i] for i in perm[:k]]
-            buf = [buf[i] for i in perm[k:]] if k else buf
+            out = _through_buffer(buf, out, self.buffer, rng)
         first = max(0, skip - emitted)
         emitted += len(out)
         yield from out[first:]
