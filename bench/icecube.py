@@ -11,8 +11,9 @@ DataLoader workers, and the share of a step spent waiting for loading + collatio
 BlockMask build time vs the flex forward, typical and extreme batches; the naive `create_block_mask` for
 reference), `backends` (T1 training throughput: bucket vs the dense block mask and the attention-free bound, on
 typical batches and on batches with long modules), `memory` (peak training memory of one T1+T2 step on the
-24.8K-pulse and the 113K-pulse event, with and without T1's checkpointing, each in a fresh process, and the
-step-time cost of checkpointing). `--default_run` adds the default run's metric, wall time and peak memory and
+24.8K-pulse and the 113K-pulse event with the default config, whose T1 works in mini-batches of at most 20,000
+pulse slots recomputed in backward, and with `model.checkpoint_pulses=0` (64-row mini-batches, activations
+kept), each in a fresh process, and the step-time cost of checkpointing). `--default_run` adds the default run's metric, wall time and peak memory and
 `geoformers_predict` on its validation events and on a streamed Kaggle test folder (wall time, peak memory).
 
 Timings on shared CPUs are noisy: throughputs are medians over interleaved repeats, reported as ratios to a
@@ -206,7 +207,7 @@ def _memory_child(brightness, ck):
     from geoformers.train.tasks import get_task, resolve_config
     torch.set_num_threads(1)
     task = get_task('icecube')
-    cfg = resolve_config(task, overrides=[f'model.checkpoint_pulses={1 if ck else 0}'])
+    cfg = resolve_config(task, overrides=[] if ck else ['model.checkpoint_pulses=0'])   # default: 20000
     det = icecube86()
     e = synth_event(np.random.default_rng(0), det, brightness=brightness, kind='track')
     b = collate_dom_packing([e], det)
@@ -221,19 +222,22 @@ def _memory_child(brightness, ck):
 
 
 def memory():
+    """Peak step memory per case, with glibc's default allocator settings and with MALLOC_TRIM_THRESHOLD_=0
+    (freed heap memory goes back to the system at once, so the peak is the memory actually in use)"""
     out = {}
-    for br, name in ((1e4, 'event_24.8K'), (1.6e5, 'event_113K')):
-        for ck in (False, True):
-            r = subprocess.run([sys.executable, __file__, '--memory_child', f'{br},{int(ck)}'], capture_output=True,
-                               text=True, timeout=900)
-            if r.returncode:
-                raise RuntimeError(r.stderr[-2000:])
-            out[f"{name}_{'checkpoint' if ck else 'plain'}"] = json.loads(r.stdout.strip().splitlines()[-1])
-    g = lambda k: out[k]['peak_mb']
-    out['ratio_113K_vs_24.8K_checkpoint'] = g('event_113K_checkpoint') / g('event_24.8K_checkpoint')
-    out['ratio_113K_vs_24.8K_plain'] = g('event_113K_plain') / g('event_24.8K_plain')
+    for alloc, env in (('', {}), ('_trim0', {'MALLOC_TRIM_THRESHOLD_': '0'})):
+        for br, name in ((1e4, 'event_24.8K'), (1.6e5, 'event_113K')):
+            for ck in (False, True):
+                r = subprocess.run([sys.executable, __file__, '--memory_child', f'{br},{int(ck)}'],
+                                   capture_output=True, text=True, timeout=900, env={**os.environ, **env})
+                if r.returncode:
+                    raise RuntimeError(r.stderr[-2000:])
+                out[f"{name}_{'checkpoint' if ck else 'plain'}{alloc}"] = json.loads(r.stdout.strip().splitlines()[-1])
+        g = lambda k: out[k + alloc]['peak_mb']
+        out[f'ratio_113K_vs_24.8K_checkpoint{alloc}'] = g('event_113K_checkpoint') / g('event_24.8K_checkpoint')
+        out[f'ratio_113K_vs_24.8K_plain{alloc}'] = g('event_113K_plain') / g('event_24.8K_plain')
+        out[f'checkpoint_memory_saving_113K{alloc}'] = g('event_113K_plain') / g('event_113K_checkpoint')
     out['checkpoint_step_time_cost_113K'] = out['event_113K_checkpoint']['step_s'] / out['event_113K_plain']['step_s']
-    out['checkpoint_memory_saving_113K'] = g('event_113K_plain') / g('event_113K_checkpoint')
     return out
 
 
@@ -327,7 +331,9 @@ def table(r):
     if 'memory' in r:
         m = r['memory']
         t['peak step memory 113K / 24.8K pulses, checkpoint on / off'] = (
-            f"{m['ratio_113K_vs_24.8K_checkpoint']:.2f} / {m['ratio_113K_vs_24.8K_plain']:.2f}")
+            f"{m['ratio_113K_vs_24.8K_checkpoint']:.2f} / {m['ratio_113K_vs_24.8K_plain']:.2f} "
+            f"(memory in use: {m['ratio_113K_vs_24.8K_checkpoint_trim0']:.2f} / "
+            f"{m['ratio_113K_vs_24.8K_plain_trim0']:.2f})")
         t['checkpoint step time cost (113K)'] = f"{m['checkpoint_step_time_cost_113K']:.2f}×"
     if 'packing' in r:
         p = r['packing']

@@ -6,7 +6,7 @@
 __all__ = ['BACKENDS', 'dense_dom_mask', 'flex_dom_mask', 'segments', 'bucket_plan', 'bucket_attend', 'flat_attend', 'row_attend',
            'DOMTransformer']
 
-# %% ../../nbs/27_models.t1.ipynb #510ed939
+# %% ../../nbs/27_models.t1.ipynb #c8e7393d
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -18,7 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from ..core import Block, rename_keys
 from ..data.dom_packing import PULSE_FEATURES
 
-# %% ../../nbs/27_models.t1.ipynb #e6b541ed
+# %% ../../nbs/27_models.t1.ipynb #15300ee9
 BACKENDS = ('flex', 'dense', 'bucket', 'none')
 
 def dense_dom_mask(ids:Tensor)->Tensor: # [R, S] module ids (-1 pad) -> [R, 1, S, S], True = attend
@@ -69,7 +69,7 @@ def _flex(q, k, v, block_mask):
         _compiled_flex = torch.compile(flex_attention)
     return _compiled_flex(q, k, v, block_mask=block_mask)
 
-# %% ../../nbs/27_models.t1.ipynb #5f659b51
+# %% ../../nbs/27_models.t1.ipynb #816f9ebe
 def segments(ids:Tensor)->tuple: # [R, S] -> flat valid index [N]; start, length, module id [P]
     "Contiguous module runs of the packed rows, as runs in the flat list of valid pulses"
     R, S = ids.shape
@@ -115,7 +115,7 @@ def bucket_attend(q:Tensor, k:Tensor, v:Tensor, # [N, h, d] each
         out[dst] = o if kept is None else o[kept]
     return out
 
-# %% ../../nbs/27_models.t1.ipynb #504330c5
+# %% ../../nbs/27_models.t1.ipynb #82fb6d34
 def flat_attend(plan:list): # `bucket_plan(start, length)`, or None for no attention
     "An `attend` for `Block` over flat pulses `[1, h, N, d]`: per-run buckets, or the values alone"
     def attend(q, k, v):
@@ -133,18 +133,19 @@ def row_attend(mask, backend:str): # BlockMask ('flex') or [R, 1, S, S] bool ('d
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     return attend
 
-# %% ../../nbs/27_models.t1.ipynb #03bb21bf
+# %% ../../nbs/27_models.t1.ipynb #1066cb33
 class DOMTransformer(nn.Module):
     "T1: packed pulses -> one embedding per module"
     def __init__(self, dim:int=128, depth:int=4, heads:int=8,
                  n_features:int=8,        # pulse features (`PULSE_FEATURES`)
                  max_batch_size:int=64,   # regular rows per mini-batch: bounds peak memory
                  backend:str='auto',      # one of `BACKENDS` or 'auto'
-                 checkpoint:bool=False):  # recompute mini-batches in backward (bounded memory)
+                 checkpoint:bool=False,   # recompute mini-batches in backward (bounded memory)
+                 max_pulses:int=None):    # also at most this many pulse slots per mini-batch
         super().__init__()
         if backend not in BACKENDS + ('auto',):
             raise ValueError(f"backend={backend!r}; choose one of {BACKENDS} or 'auto'")
-        store_attr('backend,max_batch_size,checkpoint,n_features')
+        store_attr('backend,max_batch_size,checkpoint,n_features,max_pulses')
         self.proj = nn.Linear(n_features, dim)
         self.blocks = nn.ModuleList([Block(dim, heads, qkv_bias=False) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
@@ -158,7 +159,7 @@ class DOMTransformer(nn.Module):
             extra = w.new_zeros(w.shape[0], self.n_features - w.shape[1])
             state[prefix + 'proj.weight'] = torch.cat([w, extra], 1)
 
-# %% ../../nbs/27_models.t1.ipynb #82fc686f
+# %% ../../nbs/27_models.t1.ipynb #3a79e798
 @patch
 def resolve_backend(self:DOMTransformer, device:torch.device)->str:
     "The backend to use on `device` ('auto': flex on CUDA, bucket on CPU)"
@@ -168,7 +169,7 @@ def resolve_backend(self:DOMTransformer, device:torch.device)->str:
                          "or 'dense' to train, or run under torch.no_grad()/eval()")
     return b
 
-# %% ../../nbs/27_models.t1.ipynb #8e67c78c
+# %% ../../nbs/27_models.t1.ipynb #9b9deca4
 @patch
 def encode_rows(self:DOMTransformer, x:Tensor, ids:Tensor, backend:str)->tuple:
     "Blocks on a mini-batch `[R, S, F]`, `[R, S]`: pulse embeddings `[N, D]`, module ids `[N]`"
@@ -194,21 +195,23 @@ def _pool_rows(self:DOMTransformer, x:Tensor, ids:Tensor, backend:str)->tuple:
     doms, inv = torch.unique(dom, return_inverse=True)
     return h.new_zeros(len(doms), h.shape[1]).index_add(0, inv, h), doms
 
-# %% ../../nbs/27_models.t1.ipynb #9e1d943a
+# %% ../../nbs/27_models.t1.ipynb #cedd6bf5
 @patch
 def minibatches(self:DOMTransformer, batch:dict)->list: # -> [(x [r, S, F], ids [r, S])]
     "Row mini-batches: `max_batch_size` regular rows, or long rows of the same attention cost"
     x, ids = batch['packed_sequences'], batch['dom_boundaries']
-    out = [(x[i:i + self.max_batch_size], ids[i:i + self.max_batch_size])
-           for i in range(0, x.shape[0], self.max_batch_size)]
+    S = x.shape[1] if x.shape[0] else 512
+    rows = self.max_batch_size
+    if self.max_pulses:
+        rows = max(1, min(rows, self.max_pulses // S))
+    out = [(x[i:i + rows], ids[i:i + rows]) for i in range(0, x.shape[0], rows)]
     lx, lids = batch.get('long_sequences'), batch.get('long_boundaries')
     if lx is not None and lx.shape[0]:
-        S = x.shape[1] if x.shape[0] else 512
-        n = max(1, self.max_batch_size * S * S // lx.shape[1]**2)
+        n = max(1, rows * S * S // lx.shape[1]**2)
         out += [(lx[i:i + n], lids[i:i + n]) for i in range(0, lx.shape[0], n)]
     return out
 
-# %% ../../nbs/27_models.t1.ipynb #54a9b804
+# %% ../../nbs/27_models.t1.ipynb #1cb9ab24
 @patch
 def _check(self:DOMTransformer, batch:dict)->None:
     x, ids = batch['packed_sequences'], batch['dom_boundaries']

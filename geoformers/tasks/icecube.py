@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['source_format', 'task_detector', 'read_events', 'IceCubeTask']
 
-# %% ../../nbs/43_tasks.icecube.ipynb #c3ca2d92
+# %% ../../nbs/43_tasks.icecube.ipynb #e2aa9257
 import json
 import os
 from functools import partial
@@ -33,7 +33,7 @@ from ..models.events import EventTransformer, IceCubeModel, angular_loss, vmf_lo
 from ..models.t1 import BACKENDS, DOMTransformer
 from ..train.tasks import Task, register_task
 
-# %% ../../nbs/43_tasks.icecube.ipynb #b11a1ee1
+# %% ../../nbs/43_tasks.icecube.ipynb #a4a5dcf9
 def source_format(source)->str:
     "'synthetic', 'kaggle' (folder or batch file), 'graphnet' or 'prometheus'"
     if source == 'synthetic':
@@ -95,7 +95,7 @@ def read_events(source, det, labels:bool=True)->list:
         return read_prometheus(source, det)
     return read_graphnet(source, det)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #eafc68c8
+# %% ../../nbs/43_tasks.icecube.ipynb #2a8adb9f
 def _kaggle_data(cfg, det)->dict:
     d = cfg.data
     files = batch_files(d.source, d.batches)
@@ -124,7 +124,7 @@ def _file_data(cfg, det)->dict:
                         f"data.val_fraction={cfg.data.val_fraction} and train")
     return dict(train=IceCubeEvents(ev[n_val:]), val=IceCubeEvents(ev[:n_val]))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #307a0c9d
+# %% ../../nbs/43_tasks.icecube.ipynb #3fd45361
 @register_task
 class IceCubeTask(Task):
     "Neutrino direction from detector pulses (Kaggle's IceCube competition, or any detector)"
@@ -146,7 +146,7 @@ class IceCubeTask(Task):
         "Everything comes from the config (`geoformers/configs/icecube.yaml`)"
         super().__init__()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #96dfbb1f
+# %% ../../nbs/43_tasks.icecube.ipynb #59753275
 @patch
 def data(self:IceCubeTask, cfg)->dict:
     "`dict(train, val, collate, detector)` for `cfg.data.source`"
@@ -170,11 +170,11 @@ def model(self:IceCubeTask, cfg)->IceCubeModel:
     if m.dim % m.heads:
         raise ConfigError(f"model.dim={m.dim} must be a multiple of model.heads={m.heads}")
     t1 = DOMTransformer(m.dim, m.t1_depth, m.heads, max_batch_size=m.max_batch_size,
-                        backend=m.backend)
+                        backend=m.backend, max_pulses=m.checkpoint_pulses or None)
     t2 = EventTransformer(m.dim, m.t2_depth, m.heads)
     return IceCubeModel(t1, t2, dom_features=m.dom_features, linefit_prior=m.linefit_prior)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #c7eab605
+# %% ../../nbs/43_tasks.icecube.ipynb #fb868bf9
 @patch
 def _forward(self:IceCubeTask, model, batch, cfg)->tuple:
     budget = cfg.model.checkpoint_pulses
@@ -203,7 +203,7 @@ def compute_metrics(self:IceCubeTask, stats, cfg)->dict:
     "`loss` and `mean_angular_error` over the validation events"
     return {'loss': float(stats['loss_sum'] / stats['n']), **angular_metrics(stats)}
 
-# %% ../../nbs/43_tasks.icecube.ipynb #50ff102b
+# %% ../../nbs/43_tasks.icecube.ipynb #1c6c5c88
 @patch
 def baselines(self:IceCubeTask, data, cfg, run_dir)->dict:
     "LineFit and first-hit LineFit on the validation events"
@@ -234,7 +234,7 @@ def describe(self:IceCubeTask, model, data, cfg)->dict:
                 val_pulses_per_event_median=float(np.median(n)),
                 val_pulses_per_event_max=int(np.max(n)))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #c3915223
+# %% ../../nbs/43_tasks.icecube.ipynb #282d73d7
 def _predict_events(task, cfg, data, det):
     "An iterable of events to predict, and its name"
     if data is None:
@@ -275,7 +275,7 @@ class _Writer:
         if self.pw is not None:
             self.pw.close()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #460e8e95
+# %% ../../nbs/43_tasks.icecube.ipynb #053f7b78
 @patch
 def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=None, device='cpu',
             attrs:dict=None, **kw)->Path:
@@ -306,7 +306,7 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
         writer.close()
     return out
 
-# %% ../../nbs/43_tasks.icecube.ipynb #d610dcab
+# %% ../../nbs/43_tasks.icecube.ipynb #bde4bd0a
 @patch
 def eval_data(self:IceCubeTask, cfg, path)->dict:
     "Labelled events at `path` (Kaggle folder or batch file, GraphNeT, Prometheus) to validate on"
