@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['source_format', 'task_detector', 'read_events', 'IceCubeTask']
 
-# %% ../../nbs/43_tasks.icecube.ipynb #e2aa9257
+# %% ../../nbs/43_tasks.icecube.ipynb #9e426bed
 import json
 import os
 from functools import partial
@@ -13,9 +13,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from fastcore.basics import patch
 
@@ -26,14 +23,15 @@ from ..data.dom_packing import collate_dom_packing
 from ..data.icecube import (IceCubeEvents, IceCubeSynth, graphnet_pulse_geometry,
                                      prometheus_geometry, read_graphnet, read_prometheus,
                                      vector_to_angles)
-from ..data.kaggle_stream import KaggleStream, batch_files, read_kaggle_batch
+from ..data.kaggle import SubmissionWriter, batch_files, read_kaggle_batch
+from ..data.kaggle_stream import KaggleStream
 from ..errors import ConfigError, DataError, Range
 from ..metrics.angular import angular_error, angular_metrics, angular_stats
 from ..models.events import EventTransformer, IceCubeModel, angular_loss, vmf_loss
 from ..models.t1 import BACKENDS, DOMTransformer
 from ..train.tasks import Task, register_task
 
-# %% ../../nbs/43_tasks.icecube.ipynb #a4a5dcf9
+# %% ../../nbs/43_tasks.icecube.ipynb #7c458062
 def source_format(source)->str:
     "'synthetic', 'kaggle' (folder or batch file), 'graphnet' or 'prometheus'"
     if source == 'synthetic':
@@ -95,7 +93,7 @@ def read_events(source, det, labels:bool=True)->list:
         return read_prometheus(source, det)
     return read_graphnet(source, det)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #2a8adb9f
+# %% ../../nbs/43_tasks.icecube.ipynb #89850f4f
 def _kaggle_data(cfg, det)->dict:
     d = cfg.data
     files = batch_files(d.source, d.batches)
@@ -124,7 +122,7 @@ def _file_data(cfg, det)->dict:
                         f"data.val_fraction={cfg.data.val_fraction} and train")
     return dict(train=IceCubeEvents(ev[n_val:]), val=IceCubeEvents(ev[:n_val]))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #3fd45361
+# %% ../../nbs/43_tasks.icecube.ipynb #732ea9ec
 @register_task
 class IceCubeTask(Task):
     "Neutrino direction from detector pulses (Kaggle's IceCube competition, or any detector)"
@@ -146,7 +144,7 @@ class IceCubeTask(Task):
         "Everything comes from the config (`geoformers/configs/icecube.yaml`)"
         super().__init__()
 
-# %% ../../nbs/43_tasks.icecube.ipynb #59753275
+# %% ../../nbs/43_tasks.icecube.ipynb #67961af8
 @patch
 def data(self:IceCubeTask, cfg)->dict:
     "`dict(train, val, collate, detector)` for `cfg.data.source`"
@@ -174,7 +172,7 @@ def model(self:IceCubeTask, cfg)->IceCubeModel:
     t2 = EventTransformer(m.dim, m.t2_depth, m.heads)
     return IceCubeModel(t1, t2, dom_features=m.dom_features, linefit_prior=m.linefit_prior)
 
-# %% ../../nbs/43_tasks.icecube.ipynb #fb868bf9
+# %% ../../nbs/43_tasks.icecube.ipynb #61fcfc91
 @patch
 def _forward(self:IceCubeTask, model, batch, cfg)->tuple:
     budget = cfg.model.checkpoint_pulses
@@ -203,7 +201,7 @@ def compute_metrics(self:IceCubeTask, stats, cfg)->dict:
     "`loss` and `mean_angular_error` over the validation events"
     return {'loss': float(stats['loss_sum'] / stats['n']), **angular_metrics(stats)}
 
-# %% ../../nbs/43_tasks.icecube.ipynb #1c6c5c88
+# %% ../../nbs/43_tasks.icecube.ipynb #faa45b16
 @patch
 def baselines(self:IceCubeTask, data, cfg, run_dir)->dict:
     "LineFit and first-hit LineFit on the validation events"
@@ -234,7 +232,7 @@ def describe(self:IceCubeTask, model, data, cfg)->dict:
                 val_pulses_per_event_median=float(np.median(n)),
                 val_pulses_per_event_max=int(np.max(n)))
 
-# %% ../../nbs/43_tasks.icecube.ipynb #282d73d7
+# %% ../../nbs/43_tasks.icecube.ipynb #c9f13581
 def _predict_events(task, cfg, data, det):
     "An iterable of events to predict, and its name"
     if data is None:
@@ -250,32 +248,7 @@ def _predict_events(task, cfg, data, det):
                         "the run's validation events)")
     return IceCubeEvents(read_events(data, det))
 
-class _Writer:
-    "Append submission rows to a CSV or Parquet file"
-    def __init__(self, out:Path, attrs:dict=None):
-        self.out, self.attrs, self.pw = out, attrs or {}, None
-        if out.suffix not in ('.csv', '.parquet'):
-            raise DataError(f"{out}: the submission is written as .csv or .parquet, not "
-                            f"{out.suffix or 'no suffix'}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == '.csv':
-            out.write_text('event_id,azimuth,zenith\n')
-
-    def write(self, df:pd.DataFrame):
-        if self.out.suffix == '.csv':
-            df.to_csv(self.out, mode='a', header=False, index=False)
-            return
-        t = pa.Table.from_pandas(df, preserve_index=False)
-        if self.pw is None:
-            meta = {b'geoformers': json.dumps(self.attrs, default=str).encode()}
-            self.pw = pq.ParquetWriter(self.out, t.schema.with_metadata(meta))
-        self.pw.write_table(t)
-
-    def close(self):
-        if self.pw is not None:
-            self.pw.close()
-
-# %% ../../nbs/43_tasks.icecube.ipynb #053f7b78
+# %% ../../nbs/43_tasks.icecube.ipynb #c213cb43
 @patch
 def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=None, device='cpu',
             attrs:dict=None, **kw)->Path:
@@ -284,7 +257,7 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
     det = task_detector(cfg, data) if data is not None else task_detector(cfg)
     events = _predict_events(self, cfg, data, det)
     bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
-    writer = _Writer(out, attrs)
+    writer = SubmissionWriter(out, attrs)
     model.eval()
     chunk = []
     def flush():
@@ -292,8 +265,7 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
         with torch.no_grad():
             pred, _, ids = model(b)
         az, zen = vector_to_angles(pred.double().cpu())
-        ids = ids.cpu().numpy().astype(np.int64)
-        writer.write(pd.DataFrame(dict(event_id=ids, azimuth=az.numpy(), zenith=zen.numpy())))
+        writer.write(ids.cpu().numpy(), az.numpy(), zen.numpy())
     try:
         for e in progress(events, desc='icecube predict', unit='event'):
             chunk.append(e)
@@ -306,7 +278,7 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
         writer.close()
     return out
 
-# %% ../../nbs/43_tasks.icecube.ipynb #bde4bd0a
+# %% ../../nbs/43_tasks.icecube.ipynb #9f20af06
 @patch
 def eval_data(self:IceCubeTask, cfg, path)->dict:
     "Labelled events at `path` (Kaggle folder or batch file, GraphNeT, Prometheus) to validate on"
