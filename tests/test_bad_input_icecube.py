@@ -14,7 +14,7 @@ import torch
 from geoformers.data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from geoformers.data.dom_packing import collate_dom_packing
 from geoformers.data.icecube import IceCubeSynth, write_graphnet
-from geoformers.data.kaggle_stream import write_kaggle
+from geoformers.data.kaggle import write_kaggle
 from geoformers.models.events import EventTransformer
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data

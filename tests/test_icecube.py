@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 from geoformers.data.detectors import graphnet_geometry, icecube86
 from geoformers.data.dom_packing import collate_dom_packing
 from geoformers.data.icecube import IceCubeSynth, event_cols, extreme_event, read_graphnet, write_graphnet
-from geoformers.data.kaggle_stream import KaggleStream, batch_files, read_kaggle_batch, write_kaggle
+from geoformers.data.kaggle import batch_files, read_kaggle_batch, write_kaggle
+from geoformers.data.kaggle_stream import KaggleStream
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data
 
@@ -130,7 +131,8 @@ def _peak_child(folder, n):
     "Peak memory (tracemalloc + the arrow pool) of streaming the first n files, in a fresh process"
     code = f"""
 import tracemalloc, json, pyarrow as pa
-from geoformers.data.kaggle_stream import KaggleStream, batch_files
+from geoformers.data.kaggle import batch_files
+from geoformers.data.kaggle_stream import KaggleStream
 tracemalloc.start()
 ks = KaggleStream(batch_files({str(folder)!r})[:{n}], buffer=32, batch_size=8)
 n = sum(1 for _ in ks)
