@@ -1,0 +1,239 @@
+"""Bad input for the icecube task: each case asserts the exit code (2 = a user error) and the key words of the
+message, or, for data, that nothing silently changes."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from geoformers.data.detectors import graphnet_geometry, icecube86, kaggle_geometry
+from geoformers.data.dom_packing import collate_dom_packing
+from geoformers.data.icecube import IceCubeSynth, write_graphnet
+from geoformers.data.kaggle import write_kaggle
+from geoformers.models.events import EventTransformer
+from geoformers.models.t1 import DOMTransformer
+from geoformers.testing import shared_data
+
+BIN = Path(sys.executable).parent
+TINY = ['model.dim=16', 'model.heads=2', 'model.t1_depth=1', 'model.t2_depth=1', 'train.batch_size=8',
+        'train.progress=false']
+
+
+@pytest.fixture(scope='module')
+def folder(tmp_path_factory):
+    "A good synthetic Kaggle folder; each case copies and breaks it"
+    d = tmp_path_factory.mktemp('good')
+    write_kaggle(d, n_files=2, events_per_file=24, events_per_group=8)
+    return d
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    "A tiny trained run on synthetic events"
+    out = tmp_path_factory.mktemp('run')/'r'
+    r = train('data.n_train=16', 'data.n_val=8', out=out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def broken(src, dst, batch=1, pulses=None, meta=None):
+    "Copy of `src` with `pulses(df)` applied to train/batch_<batch>.parquet and `meta(df)` to the meta file"
+    shutil.copytree(src, dst)
+    if pulses is not None:
+        f = dst/'train'/f'batch_{batch}.parquet'
+        pulses(df := pd.read_parquet(f))
+        df.to_parquet(f)
+    if meta is not None:
+        f = dst/'train_meta.parquet'
+        m = meta(pd.read_parquet(f))
+        m.to_parquet(f, index=False)
+    return dst
+
+
+def train(*sets, out=None, steps=1):
+    cmd = [str(BIN/'geoformers_train'), 'icecube', '--max_steps', str(steps), '--set', *TINY, *map(str, sets)]
+    if out is not None:
+        cmd += ['--out', str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def expect(r, code, *words):
+    msg = r.stderr + r.stdout
+    assert r.returncode == code, f"exit {r.returncode}, expected {code}:\n{msg[-3000:]}"
+    for w in words:
+        assert w in msg, f"{w!r} not in:\n{msg[-3000:]}"
+    if code == 2:
+        assert 'Traceback' not in msg, msg[-3000:]
+
+
+def set_sensor(value):
+    def f(df):
+        df.loc[df.index[5], 'sensor_id'] = value
+    return f
+
+
+# 3. values outside their code book: sensor ids
+def test_sensor_id_minus_one(folder, tmp_path):
+    d = broken(folder, tmp_path/'k', pulses=set_sensor(-1))
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'sensor ids -1', 'batch_1.parquet')
+
+
+def test_sensor_id_7000_at_predict(tiny_run, tmp_path):
+    "A test file streamed by geoformers_predict: the bad sensor is named with its file"
+    d = tmp_path/'k'
+    write_kaggle(d, n_files=1, events_per_file=24, events_per_group=8, split='test', first_batch=661)
+    f = d/'test'/'batch_661.parquet'
+    df = pd.read_parquet(f)
+    df.loc[df.index[20], 'sensor_id'] = 7000
+    df.to_parquet(f)
+    r = subprocess.run([str(BIN/'geoformers_predict'), str(tiny_run), '--data', str(d), '--out',
+                        str(tmp_path/'sub.csv')], capture_output=True, text=True, timeout=300)
+    expect(r, 2, 'sensor ids 7000', 'batch_661.parquet')
+
+
+# 9. the same Kaggle batch file given twice: duplicate event ids, not "DOM arrived twice"
+def test_same_batch_file_twice(folder, tmp_path):
+    expect(train(f'data.source={folder}', 'data.batches=[1, 1]', out=tmp_path/'r'), 2, 'same files twice',
+           'batch_1.parquet')
+
+
+def test_copied_batch_file_duplicate_event_ids(folder, tmp_path):
+    d = Path(shutil.copytree(folder, tmp_path/'k'))
+    shutil.copy(d/'train'/'batch_1.parquet', d/'train'/'batch_2.parquet')
+    m = pd.read_parquet(d/'train_meta.parquet')
+    one = m[m.batch_id == 1]
+    pd.concat([one, one.assign(batch_id=2)]).to_parquet(d/'train_meta.parquet', index=False)
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'duplicate event ids',
+           'batch_1.parquet', 'batch_2.parquet')
+
+
+def test_meta_from_another_folder(folder, tmp_path):
+    d = broken(folder, tmp_path/'k', meta=lambda m: m.assign(event_id=m.event_id + 7))
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'do not belong to the events')
+
+
+# 3. validation events without labels must not give NaN metrics
+def test_meta_without_labels(folder, tmp_path):
+    d = broken(folder, tmp_path/'k', meta=lambda m: m.drop(columns=['azimuth', 'zenith']))
+    expect(train(f'data.source={d}', out=tmp_path/'r'), 2, 'no azimuth/zenith labels', 'train_meta.parquet')
+    assert not (tmp_path/'r'/'best.pt').exists()
+
+
+def test_nan_labels_named(folder, tmp_path):
+    def nan(m):
+        m.loc[2, 'zenith'] = np.nan
+        return m
+    d = broken(folder, tmp_path/'k', meta=nan)
+    expect(train(f'data.source={d}', out=tmp_path/'r'), 2, 'no finite azimuth/zenith', '1000002')
+
+
+def test_labels_out_of_range(folder, tmp_path):
+    def deg(m):
+        m['zenith'] = m.zenith * 180 / np.pi            # degrees instead of radians
+        return m
+    d = broken(folder, tmp_path/'k', meta=deg)
+    expect(train(f'data.source={d}', out=tmp_path/'r'), 2, 'out of range', 'radians')
+
+
+def test_nonfinite_time(folder, tmp_path):
+    def inf(df):
+        df['charge'] = df.charge.astype(float)
+        df.loc[df.index[3], 'charge'] = np.inf
+    d = broken(folder, tmp_path/'k', pulses=inf)
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'non-finite', 'batch_1.parquet')
+
+
+# geometry: indexed by row order, duplicated modules, unknown modules
+def test_geometry_without_ids(tmp_path):
+    g = tmp_path/'sensor_geometry.csv'
+    pd.DataFrame(icecube86().module_pos, columns=list('xyz')).to_csv(g, index=False)
+    expect(train(f'data.geometry={g}', 'data.n_train=16', 'data.n_val=8', out=tmp_path/'r'), 2,
+           'no sensor_id column', 'never matched by their order')
+
+
+def test_geometry_duplicated_sensor(tmp_path):
+    g = tmp_path/'sensor_geometry.csv'
+    df = pd.DataFrame(icecube86().module_pos, columns=list('xyz')).assign(sensor_id=np.arange(5160))
+    pd.concat([df, df.iloc[[17]]]).to_csv(g, index=False)
+    expect(train(f'data.geometry={g}', 'data.n_train=16', 'data.n_val=8', out=tmp_path/'r'), 2,
+           'listed twice', '17')
+
+
+def test_shuffled_geometry_changes_nothing(tmp_path):
+    p = shared_data('icecube', 'kaggle', 'sensor_geometry.csv')
+    if p is None:
+        pytest.skip("the shared Kaggle geometry is absent")
+    pd.read_csv(p).sample(frac=1, random_state=3).to_csv(tmp_path/'g.csv', index=False)
+    np.testing.assert_array_equal(kaggle_geometry(tmp_path/'g.csv').module_pos, kaggle_geometry(p).module_pos)
+
+
+def test_unknown_module_on_upgrade(tmp_path):
+    g = shared_data('icecube', 'graphnet', 'geometry_tables', 'icecube_upgrade.parquet')
+    if g is None:
+        pytest.skip("the shared Upgrade geometry table is absent")
+    up = graphnet_geometry(g)
+    write_graphnet([IceCubeSynth(4, seed=2, detector=up)[i] for i in range(4)], up, tmp_path/'u')
+    f = next((tmp_path/'u'/'SRTInIcePulses').glob('*.parquet'))
+    df = pd.read_parquet(f)
+    df.loc[df.index[0], 'string'] = 99
+    df.to_parquet(f)
+    expect(train(f'data.source={tmp_path/"u"}', f'data.geometry={g}', 'data.val_fraction=0.5',
+                 out=tmp_path/'r'), 2, '(99,', 'are not sensors of')
+
+
+# 9. unclear errors: configs and paths
+def test_renamed_key_model_seed(tmp_path):
+    expect(train('model.seed=true', out=tmp_path/'r'), 2, "model.linefit_prior")
+
+
+def test_source_missing(tmp_path):
+    expect(train(f'data.source={tmp_path/"nowhere"}', out=tmp_path/'r'), 2, 'does not exist')
+
+
+def test_batches_select_nothing(folder, tmp_path):
+    expect(train(f'data.source={folder}', 'data.batches=7-9', out=tmp_path/'r'), 2, 'selects no batch file')
+
+
+def test_predict_refuses_unknown_suffix(tiny_run, tmp_path):
+    r = subprocess.run([str(BIN/'geoformers_predict'), str(tiny_run), '--out', str(tmp_path/'sub.txt')],
+                       capture_output=True, text=True, timeout=300)
+    expect(r, 2, '.csv or .parquet')
+
+
+def test_predict_refuses_existing_output(tiny_run, tmp_path):
+    (tmp_path/'sub.csv').write_text('mine')
+    r = subprocess.run([str(BIN/'geoformers_predict'), str(tiny_run), '--out', str(tmp_path/'sub.csv')],
+                       capture_output=True, text=True, timeout=300)
+    expect(r, 2, 'overwrite')
+    assert (tmp_path/'sub.csv').read_text() == 'mine'
+
+
+# models: dtypes and shapes
+def test_t1_accepts_float64_and_names_the_layout():
+    det = icecube86()
+    b = collate_dom_packing([IceCubeSynth(3, seed=0, detector=det)[i] for i in range(3)], det)
+    t1 = DOMTransformer(16, 1, 2).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(t1({**b, 'packed_sequences': b['packed_sequences'].double()}), t1(b))
+    with pytest.raises(ValueError, match=r'\[rows, S, 8\]'):
+        t1({**b, 'packed_sequences': b['packed_sequences'][..., :5]})
+    with pytest.raises(ValueError, match='integer module ids'):
+        t1({**b, 'dom_boundaries': b['dom_boundaries'].float()})
+
+
+def test_t2_names_the_position_layout():
+    t2 = EventTransformer(16, 1, 2)
+    with pytest.raises(ValueError, match=r'dom_pos must be \[n, 3\]'):
+        t2(torch.randn(5, 16), torch.randn(5, 2), torch.zeros(5, dtype=torch.long), 1)
+
+
+def test_collate_names_duplicate_events():
+    det = icecube86()
+    ev = IceCubeSynth(2, seed=0, detector=det)[0]
+    with pytest.raises(ValueError, match='duplicate event ids'):
+        collate_dom_packing([ev, dict(ev)], det)
