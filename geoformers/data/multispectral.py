@@ -7,7 +7,7 @@ __all__ = ['Band', 'BANDS', 'BANDSETS', 'CLASSES', 'RESOLUTION_CLASSES', 'RESOLU
            'bandset_indices', 'signatures', 'synth_scene', 'class_groups', 'class_names', 'one_thread',
            'SyntheticScenes', 'collate_scenes', 'band_stats', 'check_band_order', 'read_s2_geotiff', 'scene_to_tensor']
 
-# %% ../../nbs/12_data.multispectral.ipynb #4300e115
+# %% ../../nbs/12_data.multispectral.ipynb #23587b68
 import contextlib
 import functools
 import math
@@ -25,7 +25,7 @@ from .layouts import LAYOUTS, layout_regions, smooth_fields
 from .normalise import channel_stats
 from ..errors import ConfigError, DataError
 
-# %% ../../nbs/12_data.multispectral.ipynb #2f488260
+# %% ../../nbs/12_data.multispectral.ipynb #c0dc75cc
 Band = namedtuple('Band', 'name res wavelength')
 
 BANDS = {
@@ -77,7 +77,7 @@ def bandset_indices(modality:str, bandsets:str|list='default')->list:
     if bad: raise ConfigError(_known(f'{modality} band', bad[0], names))
     return [[names.index(b) for b in bs] for bs in bandsets]
 
-# %% ../../nbs/12_data.multispectral.ipynb #3afa3b34
+# %% ../../nbs/12_data.multispectral.ipynb #23625b03
 CLASSES = ['vegetation', 'water', 'bare_soil', 'urban', 'snow']
 _ANCHORS = [443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190]
 _REFL = np.array([
@@ -102,7 +102,7 @@ def signatures(modality:str, month:int=7)->np.ndarray: # [len(CLASSES), C] refle
     "Class spectra sampled at the modality's band centres; vegetation vigour follows `month` (1-12)"
     return _signatures(modality, int(month)).copy()
 
-# %% ../../nbs/12_data.multispectral.ipynb #569347e7
+# %% ../../nbs/12_data.multispectral.ipynb #29469f1b
 _FILL = [0, 2, 3, 1]                                  # vegetation, bare soil, urban, water (rows of CLASSES)
 _FILL_W = torch.tensor([1.0, 0.8, 0.6, 0.4])          # their prior weights in 'layout' scenes
 
@@ -113,7 +113,7 @@ def _native(x:torch.Tensor, res:int, grid:int)->torch.Tensor: # [T, C, H, W] -> 
     if n == H: return x
     return F.interpolate(F.adaptive_avg_pool2d(x, n), size=(H, H), mode='bilinear', align_corners=False)
 
-# %% ../../nbs/12_data.multispectral.ipynb #9307bbc1
+# %% ../../nbs/12_data.multispectral.ipynb #2761e2a7
 RESOLUTION_CLASSES = ['rows_ew', 'rows_ns', 'checker', 'mixed', 'plain', 'red_edge', 'swir', 'vapour']
 RESOLUTION_GROUPS = {'10 m structure': ['rows_ew', 'rows_ns', 'checker', 'mixed'], 'reference': ['plain'],
                      '20 m spectrum': ['red_edge', 'swir'], '60 m spectrum': ['vapour']}
@@ -141,7 +141,7 @@ def _alteration(modality:str, label:int)->torch.Tensor: # [C] factor per band
     lo, hi, f = _ALTER.get(RESOLUTION_CLASSES[label], (0, 0, 1.))
     return torch.tensor([f if lo <= b.wavelength <= hi else 1. for b in BANDS[modality]])
 
-# %% ../../nbs/12_data.multispectral.ipynb #a72fdaef
+# %% ../../nbs/12_data.multispectral.ipynb #653e5e63
 def _draw_label(g, n:int, label:int=None)->int:
     "Draw a label of `n` classes; a given `label` replaces it (the random stream stays the same)"
     drawn = int(torch.randint(n, (1,), generator=g))
@@ -175,7 +175,7 @@ def _render(sig:torch.Tensor, mix:torch.Tensor, coarse:torch.Tensor, fine_band:t
     if coarse is mix: return x
     return torch.where(fine_band[:, None, None], x, torch.einsum('kc,khw->chw', sig, coarse))
 
-# %% ../../nbs/12_data.multispectral.ipynb #8eab33aa
+# %% ../../nbs/12_data.multispectral.ipynb #ad988172
 def synth_scene(seed:int, modalities=('s2', 'landsat'), size:int=32, times:int=2, month_step:int=2,
                 cloud_prob:float=0.2, missing_prob:float=0.1,
                 labels:str='cover',        # 'cover' (CLASSES), 'layout' (LAYOUTS), 'resolution' (RESOLUTION_CLASSES)
@@ -219,7 +219,7 @@ def synth_scene(seed:int, modalities=('s2', 'landsat'), size:int=32, times:int=2
         out[m], out[f'{m}_valid'] = x.float(), valid
     return out
 
-# %% ../../nbs/12_data.multispectral.ipynb #a296f486
+# %% ../../nbs/12_data.multispectral.ipynb #9e308c4f
 def class_groups(labels:str)->dict: # {group: [class index, ...]}
     "Classes of a scene family by group: `RESOLUTION_GROUPS` for `'resolution'`, one group per class otherwise"
     if labels == 'resolution':
@@ -234,7 +234,7 @@ def class_names(labels:str)->list: # class names of a scene family, by label
     if names is None: raise ConfigError(f"labels must be 'cover', 'layout' or 'resolution', got {labels!r}")
     return list(names)
 
-# %% ../../nbs/12_data.multispectral.ipynb #7144d093
+# %% ../../nbs/12_data.multispectral.ipynb #2696b74d
 @contextlib.contextmanager
 def one_thread():
     "Run the block on one intra-op thread (tiny ops are faster without a thread pool), then restore the setting"
@@ -260,7 +260,7 @@ def collate_scenes(items:list)->dict:
     out['ids'] = ids
     return out
 
-# %% ../../nbs/12_data.multispectral.ipynb #a7080aa2
+# %% ../../nbs/12_data.multispectral.ipynb #55bc7d38
 def band_stats(scenes:list)->dict: # {modality: ChannelStats of its bands}
     "Per-band mean and std of every modality over the valid pixels of `scenes` (items of `SyntheticScenes`)"
     if not scenes: raise ValueError("band_stats needs at least one scene")
@@ -272,7 +272,7 @@ def band_stats(scenes:list)->dict: # {modality: ChannelStats of its bands}
         out[m] = channel_stats(list(x.numpy()), band_names(m))             # sums in float64
     return out
 
-# %% ../../nbs/12_data.multispectral.ipynb #9ef160f9
+# %% ../../nbs/12_data.multispectral.ipynb #65882703
 S2_L1C_ORDER = ['B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08', 'B8A', 'B09', 'B10', 'B11', 'B12']
 
 def check_band_order(band_order:list, modality:str='s2', extra=('B10',))->list:
