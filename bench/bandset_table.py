@@ -153,7 +153,8 @@ def summarise(runs:list)->dict:
         out[row] = row_out
     refs = {}
     for name in ('mean_spectrum', 'supervised'):
-        rs = sorted((r for r in runs if name in r['baselines']), key=lambda r: r['seed'])
+        by_seed = {r['seed']: r for r in runs if name in r['baselines']}   # the same scenes for every row
+        rs = [by_seed[s] for s in sorted(by_seed)]
         if not rs: continue
         refs[name] = {}
         for k in keys:
@@ -172,6 +173,7 @@ def main():
     ap.add_argument('--jobs', type=int, default=2, help='quality runs at a time')
     ap.add_argument('--rows', nargs='*', default=list(ROWS), help='table rows to (re)run')
     ap.add_argument('--quick', action='store_true', help='tiny data and 4 steps, one seed: checks the bench')
+    ap.add_argument('--summarise', action='store_true', help='only recompute the table from the stored runs')
     ap.add_argument('--out', default=None, help=f'JSON to merge the results into (default {OUT})')
     ap.add_argument('--one', help=argparse.SUPPRESS)
     ap.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
@@ -183,6 +185,7 @@ def main():
     out = Path(a.out or (OUT.with_name('bandset_table_quick.json') if a.quick else OUT))
     res = json.loads(out.read_text()) if out.exists() else {}
     t0 = time.time()
+    if a.summarise: res.update(table=summarise(res['runs']))
     if a.quality:
         runs = [r for r in res.get('runs', []) if r['row'] not in a.rows] + quality(a.jobs, a.quick, a.rows)
         res.update(runs=runs, table=summarise(runs), quality_wall_s=round(time.time() - t0),

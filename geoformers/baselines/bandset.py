@@ -5,7 +5,9 @@
 # %% auto #0
 __all__ = ['mean_spectra', 'train_supervised']
 
-# %% ../../nbs/62_baselines.bandset.ipynb #0a0f0d54
+# %% ../../nbs/62_baselines.bandset.ipynb #6ddfeedb
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,8 +16,8 @@ from torch.utils.data import DataLoader
 from ..data.multispectral import collate_scenes
 from ..core import progress
 
-# %% ../../nbs/62_baselines.bandset.ipynb #34725157
-def mean_spectra(scenes)->tuple: # -> ([n, C] mean reflectance per band of every modality, [n] labels)
+# %% ../../nbs/62_baselines.bandset.ipynb #e0d7958e
+def mean_spectra(scenes)->tuple: # -> ([n, C] mean reflectance per band, [n] labels)
     "The no-encoder baseline: every scene's mean spectrum over its valid pixels and dates"
     feats, labels = [], []
     for s in scenes:
@@ -25,26 +27,28 @@ def mean_spectra(scenes)->tuple: # -> ([n, C] mean reflectance per band of every
         labels.append(int(s['label']))
     return torch.stack(feats), torch.tensor(labels)
 
-# %% ../../nbs/62_baselines.bandset.ipynb #8cc0d1ac
+# %% ../../nbs/62_baselines.bandset.ipynb #9fd4910d
 def train_supervised(encoder:nn.Module,       # a `BandsetEncoder` (trained in place)
                      scenes,                  # labelled scenes (a list or Dataset of scene dicts)
                      n_classes:int,
                      steps:int=128, lr:float=1e-3, batch_size:int=32, weight_decay:float=0.01,
-                     seed:int=0, progress_bar:bool=False,
+                     seed:int=0, progress_bar:bool=None,   # None: on a terminal only
                     )->nn.Module:             # the encoder, trained
-    "The ceiling: train `encoder` and a linear head on its pooled embedding with cross-entropy on the labels"
+    "The ceiling: train `encoder` and a linear head on its pooled embedding with cross-entropy"
     torch.manual_seed(seed)
     head = nn.Linear(encoder.dim, n_classes)
     params = [p for p in [*encoder.parameters(), *head.parameters()] if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + torch.cos(torch.tensor(s / steps * 3.14159))))
+    cosine = lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
     g = torch.Generator().manual_seed(seed)
     encoder.train()
     step = 0
-    bar = progress(total=steps, desc='supervised baseline', disable=not progress_bar)
+    bar = progress(total=steps, desc='supervised baseline', show=progress_bar)
     while step < steps:
-        for b in DataLoader(scenes, batch_size=batch_size, shuffle=True, drop_last=True, generator=g,
-                            collate_fn=collate_scenes):
+        loader = DataLoader(scenes, batch_size=batch_size, shuffle=True, drop_last=True,
+                            generator=g, collate_fn=collate_scenes)
+        for b in loader:
             loss = F.cross_entropy(head(encoder(b)['pooled']), b['label'])
             opt.zero_grad()
             loss.backward()

@@ -5,17 +5,17 @@
 # %% auto #0
 __all__ = ['LAYOUTS', 'smooth_fields', 'layout_regions']
 
-# %% ../../nbs/12a_data.layouts.ipynb #f2b9fdab
+# %% ../../nbs/12a_data.layouts.ipynb #281b2503
 import math
 
 import torch
 import torch.nn.functional as F
 
-# %% ../../nbs/12a_data.layouts.ipynb #a7aefdaa
+# %% ../../nbs/12a_data.layouts.ipynb #90448bf9
 LAYOUTS = ['fields', 'blobs', 'channels', 'grid', 'speckle']   # scene classes of labels='layout'
 
 def smooth_fields(g:torch.Generator, n:int, size:int, low:int=4)->torch.Tensor: # [n, size, size]
-    "`n` smooth random fields on a `size` x `size` grid: bicubic upsampling of `low` x `low` Gaussian noise"
+    "`n` smooth random fields on a `size` x `size` grid: bicubic upsampling of low-res noise"
     noise = torch.randn(n, 1, low, low, generator=g)
     return F.interpolate(noise, size=(size, size), mode='bicubic', align_corners=False)[:, 0]
 
@@ -28,7 +28,7 @@ def _cuts(g, size, lo, hi): # increasing cut positions with spacing in [lo, hi]
         out.append(p)
     return torch.tensor(out)
 
-# %% ../../nbs/12a_data.layouts.ipynb #d0a79272
+# %% ../../nbs/12a_data.layouts.ipynb #ff00bfa4
 def _fields(g, yy, xx, size):
     "Rows of field parcels, each row cut on its own"
     rows = torch.bucketize(yy[:, 0], _cuts(g, size, 5, 12))
@@ -45,24 +45,27 @@ def _channels(g, yy, xx, size):
         v = (yy - size / 2) * c - (xx - size / 2) * s
         amp, per, ph = _u(g, 2, 6), _u(g, 12, 24), _u(g, 0, 6.28)
         off, w = _u(g, -.25, .25) * size, _u(g, 1, 2)
-        out = torch.where((v - off - amp * torch.sin(2 * math.pi * u / per + ph)).abs() < w, 10 + k, out)
+        dist = v - off - amp * torch.sin(2 * math.pi * u / per + ph)
+        out = torch.where(dist.abs() < w, 10 + k, out)
     return out
 
 def _grid(g, yy, xx, size):
     "Blocks between streets (or hedges, canals)"
-    sp, w = int(torch.randint(6, 10, (1,), generator=g)), int(torch.randint(1, 3, (1,), generator=g))
+    sp = int(torch.randint(6, 10, (1,), generator=g))
+    w = int(torch.randint(1, 3, (1,), generator=g))
     oy, ox = (int(i) for i in torch.randint(0, sp, (2,), generator=g))
     street = ((yy + oy) % sp < w) | ((xx + ox) % sp < w)
     return torch.where(street, 1000, ((yy + oy) // sp) * 16 + (xx + ox) // sp)
 
 def layout_regions(kind:str, g:torch.Generator, size:int)->torch.Tensor: # [H, W] region ids
-    "Regions of one layout: field parcels, natural blobs, meandering channels, a street grid, or a fine speckle"
+    "Regions of one layout: field parcels, natural blobs, meanders, a street grid or a fine speckle"
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing='ij')
     if kind == 'fields': return _fields(g, yy, xx, size)
     if kind == 'blobs': return smooth_fields(g, 6, size, low=4).argmax(0)
     if kind == 'channels': return _channels(g, yy, xx, size)
     if kind == 'grid': return _grid(g, yy, xx, size)
-    if kind == 'speckle':                          # 2-3 px cells: orchards, savanna, heterogeneous cover
+    # 2-3 px cells: orchards, savanna, heterogeneous cover
+    if kind == 'speckle':
         c = int(torch.randint(2, 4, (1,), generator=g))
         return (yy // c) * 64 + xx // c
     raise ValueError(f"unknown layout {kind!r}; choose one of {LAYOUTS}")

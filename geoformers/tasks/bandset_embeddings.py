@@ -6,7 +6,7 @@
 __all__ = ['embed_scenes', 'scene_labels', 'acquisition_month', 'geotiff_scene', 'patch_embeddings', 'embed_geotiff',
            'write_embeddings_parquet', 'geotiffs']
 
-# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #bb989c1d
+# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #4615df4e
 import json
 import math
 import re
@@ -23,7 +23,7 @@ from ..data.multispectral import collate_scenes, read_s2_geotiff, scene_to_tenso
 from ..errors import ConfigError, DataError
 from ..models.bandset import MaskValue
 
-# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #20757153
+# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #5281a057
 @torch.no_grad()
 def embed_scenes(encoder:nn.Module,     # a `BandsetEncoder`
                  scenes,                # scene dicts (a list or a Dataset)
@@ -42,10 +42,12 @@ def scene_labels(scenes)->Tensor: # [n] integer labels
     "The labels of `scenes`"
     return torch.tensor([int(s['label']) for s in scenes])
 
-# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #2d4f6b5b
+# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #9401310c
+_DATE = r'(?<!\d)(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?:T\d{6})?'   # YYYYMMDD[Thhmmss]
+
 def acquisition_month(path)->int:
     "The month of an S2 file from its name (`...YYYYMMDDThhmmss...`) or its TIFF DateTime tag"
-    m = re.search(r'(?<!\d)(19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?:T\d{6})?', Path(path).name)
+    m = re.search(_DATE, Path(path).name)
     if m: return int(m.group(2))
     import tifffile
     with tifffile.TiffFile(path) as t:
@@ -55,20 +57,22 @@ def acquisition_month(path)->int:
                     "(…YYYYMMDDThhmmss…) or set its TIFF DateTime tag")
 
 def geotiff_scene(path, size:int=None)->tuple: # -> (scene dict, GeoInfo)
-    "A one-date scene dict (`s2`, `s2_valid`, `months`, `id`) from an S2 GeoTIFF, and its georeferencing"
+    "A one-date scene (`s2`, `s2_valid`, `months`, `id`) from an S2 GeoTIFF, and its georeferencing"
     da = read_s2_geotiff(path)
     x, valid = scene_to_tensor(da)
     if size is not None:
         H, W = x.shape[-2:]
-        if H < size or W < size: raise DataError(f"{path} is {H}x{W} pixels, smaller than the scenes ({size})")
+        if H < size or W < size:
+            raise DataError(f"{path} is {H}x{W} pixels, smaller than the scenes ({size})")
         y0, x0 = (H - size) // 2, (W - size) // 2
         x, valid = x[..., y0:y0 + size, x0:x0 + size], valid[..., y0:y0 + size, x0:x0 + size]
-    scene = dict(s2=x, s2_valid=valid, months=torch.tensor([acquisition_month(path)]), id=Path(path).name)
+    month = torch.tensor([acquisition_month(path)])
+    scene = dict(s2=x, s2_valid=valid, months=month, id=Path(path).name)
     return scene, da.attrs['geo']
 
-# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #3a5997dd
+# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #886127cd
 @torch.no_grad()
-def patch_embeddings(encoder:nn.Module, batch:dict)->Tensor: # [B, D, h, w], NaN where a patch has no data
+def patch_embeddings(encoder:nn.Module, batch:dict)->Tensor: # [B, D, h, w], NaN where no data
     "Per-patch embeddings: each patch's output tokens averaged over bandsets, modalities and dates"
     out = encoder(batch)
     num, den = 0., 0.
@@ -80,11 +84,15 @@ def patch_embeddings(encoder:nn.Module, batch:dict)->Tensor: # [B, D, h, w], NaN
     return rearrange(torch.where(den > 0, emb, torch.nan), 'b h w d -> b d h w')
 
 @torch.no_grad()
-def embed_geotiff(encoder:nn.Module, path, tile:int=32, batch_size:int=16)->tuple: # -> ([D, h, w], GeoInfo)
-    "Per-patch embeddings of a whole S2 GeoTIFF, tile by tile (tiles of `tile` pixels, padded as invalid)"
+def embed_geotiff(encoder:nn.Module,   # a `BandsetEncoder` of the `s2` modality alone
+                  path,                 # an S2 GeoTIFF
+                  tile:int=32,          # tile size in pixels (the training scenes' size)
+                  batch_size:int=16,
+                 )->tuple:              # -> ([D, h, w] embeddings, GeoInfo of the patch grid)
+    "Per-patch embeddings of a whole S2 GeoTIFF, tile by tile, padded with invalid pixels"
     if list(encoder.bandsets) != ['s2']:
-        raise DataError(f"this model reads the modalities {list(encoder.bandsets)}; a Sentinel-2 GeoTIFF "
-                        "gives only 's2': use a run trained with data.modalities=[s2]")
+        raise DataError(f"this model reads the modalities {list(encoder.bandsets)}; a Sentinel-2 "
+                        "GeoTIFF gives only 's2': use a run trained with data.modalities=[s2]")
     P = encoder.patch_size
     if tile % P: raise ConfigError(f"the tile size {tile} must be a multiple of the patch size {P}")
     scene, geo = geotiff_scene(path)
@@ -107,16 +115,17 @@ def embed_geotiff(encoder:nn.Module, path, tile:int=32, batch_size:int=16)->tupl
     emb = rearrange(torch.cat(embs), '(ny nx) d h w -> d (ny h) (nx w)', ny=ny, nx=nx)
     return emb[:, :math.ceil(H / P), :math.ceil(W / P)], geo.scaled(P)
 
-# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #e6171edc
+# %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #23953ff6
 def write_embeddings_parquet(path, ids:list, emb:Tensor, labels:list=None, attrs:dict=None)->Path:
-    "A Parquet table `id, [label,] embedding` (one row per scene) with `attrs` as JSON in its metadata"
+    "A Parquet table `id, [label,] embedding` (a row per scene) with `attrs` as JSON metadata"
     import pyarrow as pa
     import pyarrow.parquet as pq
     cols = {'id': pa.array([str(i) for i in ids], pa.string())}
     if labels is not None: cols['label'] = pa.array([int(v) for v in labels], pa.int64())
     flat = pa.array(emb.float().numpy().reshape(-1), pa.float32())
     cols['embedding'] = pa.FixedSizeListArray.from_arrays(flat, emb.shape[1])
-    table = pa.table(cols).replace_schema_metadata({'geoformers': json.dumps(attrs or {}, default=str)})
+    meta = {'geoformers': json.dumps(attrs or {}, default=str)}
+    table = pa.table(cols).replace_schema_metadata(meta)
     pq.write_table(table, path)
     return Path(path)
 
@@ -125,3 +134,5 @@ def geotiffs(path:Path)->list: # sorted GeoTIFF files
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in ('.tif', '.tiff'))
     if not files: raise DataError(f"{path} holds no .tif or .tiff files")
     return files
+
+
