@@ -25,7 +25,8 @@ requirements = ['packaging'] + shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
-extras = {'dev': dev_requirements, 'grib': ['cfgrib', 'eccodes']}
+extras = {'dev': dev_requirements, 'grib': ['cfgrib', 'eccodes'],
+          'cloud': shlex.split(cfg.get('cloud_requirements') or '')}   # fsspec protocols for Zarr URLs
 project_urls = {}
 if cfg.get('doc_host'): project_urls['Documentation'] = cfg['doc_host'] + cfg.get('doc_baseurl', '')
 

@@ -1,6 +1,6 @@
 """Where a `weather-text` run's held-out caption loss goes, by kind of token, with the prefix and without it.
 
-Loads a finished run folder (`geoformers.tasks.weather.load_text_run`), scores every validation caption with the
+Loads a finished run folder (`geoformers.train.predict.load_run`), scores every validation caption with the
 run's model (prefix) and with the frozen text LM alone (`no_prefix`, the baseline of `summary.json`), and sums the
 negative log-likelihood per caption over four kinds of token: the pressure number (digits), the compass words
 (where the low is, where it moves, where the wind comes from, where it rains), the first word (it also picks the
@@ -14,7 +14,7 @@ import re
 import torch
 import torch.nn.functional as F
 
-from geoformers.tasks.weather import load_text_run
+from geoformers.train.predict import load_run
 from geoformers.train.loop import make_loader
 
 COMPASS = re.compile(r'^(north|south|east|west|centre)(erly)?$|^(north|south)-?(east|west)(erly)?$|^(east|west)erly$|^-$')
@@ -28,22 +28,23 @@ def kind(tok:str, position:int)->str:
 
 @torch.no_grad()
 def token_nll(model, batch, prefix:bool)->torch.Tensor: # -> [B, L-1] NLL of every next token (0 where padded)
-    out = model(batch['x'], batch['ids'], batch['mask'], prefix=prefix)
-    nll = F.cross_entropy(out.logits[:, :-1].transpose(1, 2).float(), batch['ids'][:, 1:], reduction='none')
+    out = model(batch['x'], batch['tokens'], batch['mask'], prefix=prefix)
+    nll = F.cross_entropy(out.logits[:, :-1].transpose(1, 2).float(), batch['tokens'][:, 1:], reduction='none')
     return nll * batch['mask'][:, 1:]
 
 def main(run:str):
     torch.set_num_threads(1)
-    task, cfg, model, data = load_text_run(run)
+    task, cfg, model = load_run(run)
+    data = task.data(cfg)
     frozen = task.model(cfg).eval()                    # the text LM as pretrained: what `no_prefix` scores
     sums = {k: {'prefix': 0., 'no_prefix': 0.} for k in KINDS}
     captions = tokens = 0
     for b in make_loader(data['val'], cfg, data['collate']):
         with_p, without = token_nll(model, b, True), token_nll(frozen, b, False)
-        for i in range(len(b['ids'])):
+        for i in range(len(b['tokens'])):
             n = int(b['mask'][i, 1:].sum())
             for j in range(n):
-                t = task.tok.decode([int(b['ids'][i, j + 1])])
+                t = task.tok.decode([int(b['tokens'][i, j + 1])])
                 k = kind(t, j) if j < n - 1 else 'other'      # the last label is EOS
                 sums[k]['prefix'] += float(with_p[i, j]); sums[k]['no_prefix'] += float(without[i, j])
             captions += 1; tokens += n

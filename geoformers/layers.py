@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from fastcore.basics import patch, store_attr
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 
 # %% ../nbs/00a_layers.ipynb #fa9308d7
 _acts = {'gelu': nn.GELU, 'silu': nn.SiLU, 'relu': nn.ReLU, 'tanh': nn.Tanh}
@@ -90,6 +91,20 @@ def upgrade_attention_keys(sd:dict,        # a state dict, changed in place
 
 def _attention_pre_hook(sd, prefix, *args): upgrade_attention_keys(sd, prefix)
 
+def _qkv_linears(dim:int, dim_context:int, inner:int, bias:bool)->tuple:
+    "`to_q` and `to_kv`; for self-attention drawn as one fused `Linear(dim, 3*inner)` would be"
+    if dim_context != dim:
+        return nn.Linear(dim, inner, bias=bias), nn.Linear(dim_context, 2 * inner, bias=bias)
+    fused = nn.Linear(dim, 3 * inner, bias=bias)   # the same random draws as a fused `to_qkv`
+    to_q, to_kv = (skip_init(nn.Linear, dim, n, bias=bias) for n in (inner, 2 * inner))
+    with torch.no_grad():
+        to_q.weight.copy_(fused.weight[:inner])
+        to_kv.weight.copy_(fused.weight[inner:])
+        if bias:
+            to_q.bias.copy_(fused.bias[:inner])
+            to_kv.bias.copy_(fused.bias[inner:])
+    return to_q, to_kv
+
 # %% ../nbs/00a_layers.ipynb #13a21ce1
 class Attention(nn.Module):
     "Multi-head scaled dot-product attention of `x` over itself or over a `context`"
@@ -108,8 +123,7 @@ class Attention(nn.Module):
         dim_head = dim_head or dim // heads
         dim_context = dim_context or dim
         store_attr('dim,heads,dim_head,dropout,dim_context,rotary,rope_theta')
-        self.to_q = nn.Linear(dim, heads * dim_head, bias=qkv_bias)
-        self.to_kv = nn.Linear(dim_context, 2 * heads * dim_head, bias=qkv_bias)
+        self.to_q, self.to_kv = _qkv_linears(dim, dim_context, heads * dim_head, qkv_bias)
         self.to_out = nn.Linear(heads * dim_head, dim, bias=out_bias)
         self._register_load_state_dict_pre_hook(_attention_pre_hook)  # older layouts keep loading
 

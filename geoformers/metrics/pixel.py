@@ -11,35 +11,39 @@ from torch import Tensor
 
 # %% ../../nbs/50_metrics.pixel.ipynb #530522aa
 def pixel_stats(prob:Tensor,          # [...] predicted probabilities
-                target:Tensor,        # [...] 1 = positive, 0 = negative (other values are ignored via `valid`)
+                target:Tensor,        # [...] 1 = positive, 0 = negative (others are left out)
                 valid:Tensor=None,    # [...] bool, pixels that count (default: `target >= 0`)
-                threshold:float=0.5,
+                threshold:float=0.5,  # probability from which a pixel is predicted positive
                 bins:int=200,         # histogram bins of the scores, for average precision
-                prefix:str='')->dict: # prepended to every key, to keep several pixel subsets apart
-    "Summable statistics: `tp, fp, fn, tn` at `threshold` and score histograms `hist_pos`, `hist_neg` `[bins]`"
-    if prob.shape != target.shape: raise ValueError(f"prob {tuple(prob.shape)} and target {tuple(target.shape)} must match")
+                prefix:str='')->dict: # prepended to every key, to keep pixel subsets apart
+    "Summable statistics: `tp, fp, fn, tn` at `threshold`, score histograms `hist_pos`, `hist_neg`"
+    if prob.shape != target.shape:
+        raise ValueError(f"prob {tuple(prob.shape)} and target {tuple(target.shape)} must match")
     valid = (target >= 0) if valid is None else valid.bool() & (target >= 0)
     p, y = prob.detach().float()[valid], target[valid] == 1
     hat = p >= threshold
     idx = (p.clamp(0, 1) * bins).long().clamp(max=bins - 1)
-    h = lambda m: torch.bincount(idx[m], minlength=bins).double()
-    c = lambda m: m.sum().double()
-    return {f'{prefix}tp': c(hat & y), f'{prefix}fp': c(hat & ~y), f'{prefix}fn': c(~hat & y), f'{prefix}tn': c(~hat & ~y),
-            f'{prefix}hist_pos': h(y), f'{prefix}hist_neg': h(~y)}
+    def hist(m): return torch.bincount(idx[m], minlength=bins).double()
+    def count(m): return m.sum().double()
+    stats = dict(tp=count(hat & y), fp=count(hat & ~y), fn=count(~hat & y), tn=count(~hat & ~y),
+                 hist_pos=hist(y), hist_neg=hist(~y))
+    return {f'{prefix}{k}': v for k, v in stats.items()}
 
 def average_precision(hist_pos:Tensor, hist_neg:Tensor)->float: # [bins] each
     "Average precision (area under the precision-recall step curve) from binned scores"
-    tp = hist_pos.flip(0).cumsum(0); fp = hist_neg.flip(0).cumsum(0)   # thresholds from high to low
+    tp = hist_pos.flip(0).cumsum(0)                 # thresholds from high to low
+    fp = hist_neg.flip(0).cumsum(0)
     npos = float(hist_pos.sum())
-    if npos == 0: return float('nan')
+    if npos == 0:
+        return float('nan')
     prec = tp / (tp + fp).clamp(min=1)
     return float((prec * hist_pos.flip(0)).sum() / npos)
 
 def pixel_metrics(stats:dict, prefix:str='')->dict:
-    "`accuracy, precision, recall, f1, iou, ap` (names prefixed) from statistics summed with `pixel_stats`"
+    "`accuracy, precision, recall, f1, iou, ap` (prefixed) from sums of `pixel_stats`"
     tp, fp, fn, tn = (float(stats[f'{prefix}{k}']) for k in ('tp', 'fp', 'fn', 'tn'))
-    div = lambda a, b: a / b if b > 0 else 0.
-    m = dict(accuracy=div(tp + tn, tp + fp + fn + tn), precision=div(tp, tp + fp), recall=div(tp, tp + fn),
-             f1=div(2*tp, 2*tp + fp + fn), iou=div(tp, tp + fp + fn),
+    def div(a, b): return a / b if b > 0 else 0.
+    m = dict(accuracy=div(tp + tn, tp + fp + fn + tn), precision=div(tp, tp + fp),
+             recall=div(tp, tp + fn), f1=div(2*tp, 2*tp + fp + fn), iou=div(tp, tp + fp + fn),
              ap=average_precision(stats[f'{prefix}hist_pos'], stats[f'{prefix}hist_neg']))
     return {f'{prefix}{k}': v for k, v in m.items()}

@@ -6,40 +6,52 @@
 __all__ = ['E', 'T_ONLY', 'DEC', 'MISS', 'MASKINGS', 'random_with_decode', 'modality_cross_random', 'patch_discrimination',
            'info_nce', 'LatentMIM']
 
-# %% ../../nbs/26a_models.latentmim.ipynb #eb64e231
+# %% ../../nbs/26a_models.latentmim.ipynb #be96d481
 import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from einops import einsum
+from fastcore.basics import patch, store_attr
 from torch import Tensor, nn
 
 from .bandset import BandsetEncoder, BandsetPredictor, MaskValue, collapse, pack
 
-# %% ../../nbs/26a_models.latentmim.ipynb #834f2cbc
-E, T_ONLY, DEC, MISS = (MaskValue.ONLINE_ENCODER.value, MaskValue.TARGET_ENCODER_ONLY.value, MaskValue.DECODER.value, MaskValue.MISSING.value)
+# %% ../../nbs/26a_models.latentmim.ipynb #a15f0373
+E = MaskValue.ONLINE_ENCODER.value
+T_ONLY = MaskValue.TARGET_ENCODER_ONLY.value
+DEC = MaskValue.DECODER.value
+MISS = MaskValue.MISSING.value
 
-def _units(masks:dict, skip=())->list: return [(m, s) for m, mk in masks.items() if m not in skip for s in range(mk.shape[-1])]
+def _units(masks:dict, skip=())->list:
+    "The (modality, bandset) pairs of `masks`, without the modalities in `skip`"
+    return [(m, s) for m, mk in masks.items() if m not in skip for s in range(mk.shape[-1])]
 
 def _refill(out:dict, base:dict, encode_ratio:float)->dict:
     "Token-level random roles for the samples that have no encoder or no decoder token"
     flat = torch.cat([o.flatten(1) for o in out.values()], 1)
     bad = ~((flat == E).any(1) & (flat == DEC).any(1))
-    if not bad.any(): return out
+    if not bad.any():
+        return out
     res = {}
     for m, o in out.items():
         r = torch.where(torch.rand(o.shape, device=o.device) < encode_ratio, E, DEC)
         res[m] = torch.where(bad.view(-1, *[1] * (o.dim() - 1)) & (base[m] != MISS), r, o)
     return res
 
-def random_with_decode(base:dict, encode_ratio:float=0.5, decode_only=())->dict:
-    "Whole units are encode-only or decode-only, shuffled per sample; `decode_only` modalities always decode"
+def random_with_decode(base:dict,                # {m: [B, h, w, T, n]} from `base_masks`
+                       encode_ratio:float=0.5,   # share of units that encode
+                       decode_only=(),           # modalities that always decode
+                      )->dict:                   # roles like `base`
+    "Whole units encode or decode, shuffled per sample; `decode_only` modalities always decode"
     units = _units(base, decode_only)
-    if not units: raise ValueError(f"every modality is decode-only ({list(decode_only)}); at least one must be encoded")
+    if not units:
+        raise ValueError(f"every modality is decode-only ({list(decode_only)}); "
+                         "at least one must be encoded")
     B, n = next(iter(base.values())).shape[0], len(units)
     n_enc = min(max(math.ceil(n * encode_ratio), 1), n if decode_only or n == 1 else n - 1)
-    rank = torch.rand(B, n).argsort(1).argsort(1)                      # [B, n] random rank of every unit
+    rank = torch.rand(B, n).argsort(1).argsort(1)              # [B, n] random rank of every unit
     out = {m: torch.full_like(mk, DEC) for m, mk in base.items()}
     for j, (m, s) in enumerate(units):
         role = torch.where(rank[:, j] < n_enc, E, DEC).to(out[m].device)
@@ -47,17 +59,22 @@ def random_with_decode(base:dict, encode_ratio:float=0.5, decode_only=())->dict:
     out = {m: torch.where(base[m] == MISS, MISS, o) for m, o in out.items()}
     return _refill(out, base, encode_ratio)
 
-def modality_cross_random(base:dict, encode_ratio:float=0.5, decode_ratio:float=0.5)->dict:
-    "Random token roles, restricted to a random encode set (>= 2 units) and a random decode set per sample"
+def modality_cross_random(base:dict,               # {m: [B, h, w, T, n]} from `base_masks`
+                          encode_ratio:float=0.5,  # share of tokens drawn to encode
+                          decode_ratio:float=0.5,  # share of tokens drawn to decode
+                         )->dict:                  # roles like `base`
+    "Random token roles within a random encode set (>= 2 units) and a random decode set per sample"
     units = _units(base)
     B, n = next(iter(base.values())).shape[0], len(units)
-    k_enc = torch.randint(min(2, n), n + 1, (B, 1)); k_dec = torch.randint(1, n + 1, (B, 1))
+    k_enc = torch.randint(min(2, n), n + 1, (B, 1))
+    k_dec = torch.randint(1, n + 1, (B, 1))
     in_enc = torch.rand(B, n).argsort(1).argsort(1) < k_enc          # [B, n]
     in_dec = torch.rand(B, n).argsort(1).argsort(1) < k_dec
     out = {}
     for m, mk in base.items():
         r = torch.rand(mk.shape, device=mk.device)
-        out[m] = torch.where(r < encode_ratio, E, torch.where(r < encode_ratio + decode_ratio, DEC, T_ONLY))
+        rest = torch.where(r < encode_ratio + decode_ratio, DEC, T_ONLY)
+        out[m] = torch.where(r < encode_ratio, E, rest)
     for j, (m, s) in enumerate(units):
         view = (-1,) + (1,) * (out[m].dim() - 2)
         o = out[m][..., s]
@@ -68,12 +85,13 @@ def modality_cross_random(base:dict, encode_ratio:float=0.5, decode_ratio:float=
 
 MASKINGS = dict(random_with_decode=random_with_decode, modality_cross_random=modality_cross_random)
 
-# %% ../../nbs/26a_models.latentmim.ipynb #d5140545
+# %% ../../nbs/26a_models.latentmim.ipynb #7e407b2a
 def patch_discrimination(pred:Tensor,      # [B, N, D] predictions
                          target:Tensor,    # [B, N, D] targets
                          valid:Tensor,     # [B, N] bool, the tokens to score (DECODER)
-                         tau:float=0.1, masked_negatives:bool=True,
-                         center:bool=True, # subtract each sample's mean (over valid tokens) before normalising
+                         tau:float=0.1,    # temperature
+                         masked_negatives:bool=True, # near-copies of the target are no negatives
+                         center:bool=True, # subtract each sample's mean over valid tokens first
                         )->Tensor:
     "Mean over valid tokens of the per-sample patch-discrimination loss (× 2τ)"
     p, idx, pad = pack(pred.float(), valid)                                            # [B, S, D]
@@ -86,64 +104,96 @@ def patch_discrimination(pred:Tensor,      # [B, N, D] predictions
     S = p.shape[1]
     eye = torch.eye(S, dtype=torch.bool, device=p.device)[None]
     ok = ~pad[:, None, :]
-    if masked_negatives: ok = ok & ~(einsum(t, t, 'b i d, b j d -> b i j') > 0.999)
+    if masked_negatives:
+        ok = ok & ~(einsum(t, t, 'b i d, b j d -> b i j') > 0.999)
     scores = (einsum(p, t, 'b i d, b j d -> b i j') / tau).masked_fill(~(ok | eye), -1e4)
-    ce = F.cross_entropy(scores.flatten(0, 1), torch.arange(S, device=p.device).repeat(p.shape[0]), reduction='none')
+    labels = torch.arange(S, device=p.device).repeat(p.shape[0])
+    ce = F.cross_entropy(scores.flatten(0, 1), labels, reduction='none')
     keep = (~pad).flatten().float()
     return (ce * keep).sum() / keep.sum().clamp(min=1) * 2 * tau
 
-def info_nce(z1:Tensor, z2:Tensor, tau:float=0.1)->Tensor: # [B, D] pooled embeddings of two views
+def info_nce(z1:Tensor, z2:Tensor, # [B, D] pooled embeddings of two views
+             tau:float=0.1)->Tensor:
     "Symmetric InfoNCE: each view must find its partner among the batch"
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
     logits = z1 @ z2.T / tau
     y = torch.arange(len(z1), device=z1.device)
     return (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y)) / 2
 
-# %% ../../nbs/26a_models.latentmim.ipynb #cea0b13d
+# %% ../../nbs/26a_models.latentmim.ipynb #b9ff9938
 class LatentMIM(nn.Module):
-    "Latent masked image modelling over multi-bandset tokens: `forward(batch)` -> `{'loss', 'patch_disc', 'infonce'}`"
+    "Latent masked image modelling over multi-bandset tokens: `forward(batch)` -> loss terms"
     def __init__(self, encoder:BandsetEncoder, predictor:BandsetPredictor,
-                 target:str='ema', ema_momentum:float=0.996,
-                 masking:str='modality_cross_random', encode_ratio:float=0.5, decode_ratio:float=0.5, decode_only=(),
-                 tau:float=0.1, masked_negatives:bool=True, contrastive_weight:float=0.1, center_targets:bool=True):
+                 target:str='ema',                  # 'ema' or 'frozen' target encoder
+                 ema_momentum:float=0.996,
+                 masking:str='modality_cross_random',   # a key of `MASKINGS`
+                 encode_ratio:float=0.5, decode_ratio:float=0.5,
+                 decode_only=(),                    # modalities that always decode
+                 tau:float=0.1,                     # temperature of both losses
+                 masked_negatives:bool=True,        # see `patch_discrimination`
+                 contrastive_weight:float=0.1,      # weight of InfoNCE (0: one view, no InfoNCE)
+                 center_targets:bool=True):         # see `patch_discrimination`
         super().__init__()
-        if target not in ('ema', 'frozen'): raise ValueError(f"target must be 'ema' or 'frozen', got {target!r}")
-        if masking not in MASKINGS: raise ValueError(f"masking must be one of {sorted(MASKINGS)}, got {masking!r}")
+        if target not in ('ema', 'frozen'):
+            raise ValueError(f"target must be 'ema' or 'frozen', got {target!r}")
+        if masking not in MASKINGS:
+            raise ValueError(f"masking must be one of {sorted(MASKINGS)}, got {masking!r}")
         unknown = set(decode_only) - set(encoder.bandsets)
-        if unknown: raise ValueError(f"decode_only names modalities the encoder does not have: {sorted(unknown)}")
-        self.encoder, self.predictor = encoder, predictor
+        if unknown:
+            raise ValueError(f"decode_only names modalities the encoder does not have: "
+                             f"{sorted(unknown)}")
+        store_attr('encoder,predictor,target,ema_momentum,masking,encode_ratio,decode_ratio,tau,'
+                   'masked_negatives,contrastive_weight,center_targets')
+        self.decode_only = tuple(decode_only)
         self.target_encoder = copy.deepcopy(encoder)
-        self.target_encoder.merge_enabled, self.target_encoder.band_dropout = False, 0.
+        self.target_encoder.merge_enabled = False
+        self.target_encoder.band_dropout = 0.
         self.target_encoder.requires_grad_(False)
-        self.target, self.ema_momentum, self.masking = target, ema_momentum, masking
-        self.encode_ratio, self.decode_ratio, self.decode_only = encode_ratio, decode_ratio, tuple(decode_only)
-        self.tau, self.masked_negatives, self.contrastive_weight = tau, masked_negatives, contrastive_weight
-        self.center_targets = center_targets
 
-    @torch.no_grad()
-    def update_target(self):
-        "One EMA step of the target encoder towards the online encoder (no-op when frozen)"
-        if self.target != 'ema': return
-        for po, pt in zip(self.encoder.parameters(), self.target_encoder.parameters()): pt.lerp_(po, 1 - self.ema_momentum)
+# %% ../../nbs/26a_models.latentmim.ipynb #179910a9
+@patch
+@torch.no_grad()
+def update_target(self:LatentMIM):
+    "One EMA step of the target encoder towards the online encoder (no-op when frozen)"
+    if self.target != 'ema':
+        return
+    for po, pt in zip(self.encoder.parameters(), self.target_encoder.parameters()):
+        pt.lerp_(po, 1 - self.ema_momentum)
 
-    def make_masks(self, batch:dict)->dict:
-        base = self.encoder.base_masks(batch)
-        if self.masking == 'random_with_decode': return random_with_decode(base, self.encode_ratio, self.decode_only)
-        return modality_cross_random(base, self.encode_ratio, self.decode_ratio)
+# %% ../../nbs/26a_models.latentmim.ipynb #2eca7f09
+@patch
+def make_masks(self:LatentMIM, batch:dict)->dict:
+    "Roles of every token of `batch` under the configured masking strategy"
+    base = self.encoder.base_masks(batch)
+    if self.masking == 'random_with_decode':
+        return random_with_decode(base, self.encode_ratio, self.decode_only)
+    return modality_cross_random(base, self.encode_ratio, self.decode_ratio)
 
-    def embed(self, batch:dict)->Tensor: return self.encoder(batch)['pooled'] # [B, D], every token visible
+@patch
+def embed(self:LatentMIM, batch:dict)->Tensor: # [B, D]
+    "Pooled embedding with every token visible (for probes)"
+    return self.encoder(batch)['pooled']
 
-    def forward(self, batch:dict)->dict:
-        with torch.no_grad(): target = self.target_encoder(batch)['tokens']
-        disc, pooled = [], []
-        for _ in range(2 if self.contrastive_weight else 1):                   # two masked views
-            masks = self.make_masks(batch)
-            enc = self.encoder(batch, masks)
-            pred = self.predictor(enc, batch['months'])
-            p, flat, _ = collapse(pred, enc['orig_masks'])
-            disc.append(patch_discrimination(p, collapse(target, enc['orig_masks'])[0], flat == DEC, self.tau, self.masked_negatives, self.center_targets))
-            pooled.append(enc['pooled'])
-        out = dict(patch_disc=sum(disc) / len(disc))
-        out['infonce'] = info_nce(*pooled, tau=self.tau) if len(pooled) == 2 else out['patch_disc'].new_zeros(())
-        out['loss'] = out['patch_disc'] + self.contrastive_weight * out['infonce']
-        return out
+# %% ../../nbs/26a_models.latentmim.ipynb #6cf4b131
+@patch
+def forward(self:LatentMIM, batch:dict)->dict: # loss, patch_disc, infonce (scalars)
+    "Loss terms of one batch: patch discrimination on masked views, InfoNCE between two views"
+    with torch.no_grad():
+        target = self.target_encoder(batch)['tokens']
+    disc, pooled = [], []
+    for _ in range(2 if self.contrastive_weight else 1):                   # two masked views
+        masks = self.make_masks(batch)
+        enc = self.encoder(batch, masks)
+        pred = self.predictor(enc, batch['months'])
+        p, flat, _ = collapse(pred, enc['orig_masks'])
+        t = collapse(target, enc['orig_masks'])[0]
+        disc.append(patch_discrimination(p, t, flat == DEC, self.tau, self.masked_negatives,
+                                         self.center_targets))
+        pooled.append(enc['pooled'])
+    out = dict(patch_disc=sum(disc) / len(disc))
+    if len(pooled) == 2:
+        out['infonce'] = info_nce(*pooled, tau=self.tau)
+    else:
+        out['infonce'] = out['patch_disc'].new_zeros(())
+    out['loss'] = out['patch_disc'] + self.contrastive_weight * out['infonce']
+    return out

@@ -5,169 +5,236 @@
 # %% auto #0
 __all__ = ['TokenPool', 'Prefixer', 'load_causal_lm', 'last_lm_block', 'add_lora', 'VisionTextModel']
 
-# %% ../../nbs/24_models.prefixer.ipynb #d812f0a5
+# %% ../../nbs/24_models.prefixer.ipynb #742fc4e8
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from fastcore.basics import AttrDict
+from fastcore.basics import AttrDict, patch, store_attr
 from torch import Tensor, nn
 
-from ..core import MLP
+from ..core import hf_progress
+from ..layers import MLP, Attention
 
-# %% ../../nbs/24_models.prefixer.ipynb #07dcb47f
+# %% ../../nbs/24_models.prefixer.ipynb #4cb03a30
 class TokenPool(nn.Module):
-    "Reduce `[B, N, D]` visual tokens to `[B, M, D]` by block mean, learned-query attention or strided selection"
+    "Reduce `[B, N, D]` visual tokens to `[B, M, D]`: block mean, learned queries or a stride"
     def __init__(self, num_tokens:int,          # M
                  dim:int=None,                  # D, needed for `attn`
                  mode:str='mean',               # 'mean', 'attn' or 'stride'
-                 pool_grid:tuple=None,          # (Mt, Mh, Mw) for `mean` over the token grid; product must be M (ignored by other modes)
-                 heads:int=4):
+                 pool_grid:tuple=None,          # (Mt, Mh, Mw), product M, for `mean` over the grid
+                 heads:int=4):                  # attention heads for `attn`
         super().__init__()
-        if mode not in ('mean', 'attn', 'stride'): raise ValueError(f"pool mode must be 'mean', 'attn' or 'stride', got {mode!r}")
-        if mode != 'mean': pool_grid = None
+        if mode not in ('mean', 'attn', 'stride'):
+            raise ValueError(f"pool mode must be 'mean', 'attn' or 'stride', got {mode!r}")
+        if mode != 'mean':
+            pool_grid = None                    # only `mean` uses the grid
         if pool_grid is not None and math.prod(pool_grid) != num_tokens:
-            raise ValueError(f"pool_grid {tuple(pool_grid)} gives {math.prod(pool_grid)} tokens, not num_tokens={num_tokens}")
-        self.num_tokens, self.mode, self.pool_grid = num_tokens, mode, pool_grid and tuple(pool_grid)
+            raise ValueError(f"pool_grid {tuple(pool_grid)} gives {math.prod(pool_grid)} tokens, "
+                             f"not num_tokens={num_tokens}")
+        store_attr('num_tokens,mode')
+        self.pool_grid = pool_grid and tuple(pool_grid)
         if mode == 'attn':
-            if dim is None: raise ValueError("attention pooling needs `dim`")
+            if dim is None:
+                raise ValueError("attention pooling needs `dim`")
             self.queries = nn.Parameter(torch.randn(num_tokens, dim) * 0.02)
-            self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+            self.attn = Attention(dim, heads)
             self.norm = nn.LayerNorm(dim)
 
-    def forward(self, z:Tensor,           # [B, N, D]
-                grid:tuple=None,          # (T', H', W') with N = T'*H'*W', for `mean` with `pool_grid`
-               )->Tensor:                 # [B, M, D]
-        B, N, D = z.shape
-        M = self.num_tokens
-        if self.mode == 'attn':
-            out, _ = self.attn(self.queries.expand(B, M, D).to(z), self.norm(z), self.norm(z), need_weights=False)
-            return out
-        if N < M: raise ValueError(f"cannot pool {N} visual tokens to num_tokens={M}; lower the prompt length M")
-        if self.mode == 'stride': return z[:, torch.linspace(0, N - 1, M, device=z.device).round().long()]
-        if self.pool_grid is not None:
-            if grid is None or math.prod(grid) != N: raise ValueError(f"mean pooling over a grid needs grid=(T', H', W') with product N={N}, got {grid}")
-            g = rearrange(z, 'b (t h w) d -> b d t h w', t=grid[0], h=grid[1])
-            return rearrange(F.adaptive_avg_pool3d(g, self.pool_grid), 'b d t h w -> b (t h w) d')
-        return rearrange(F.adaptive_avg_pool1d(rearrange(z, 'b n d -> b d n'), M), 'b d m -> b m d')
+# %% ../../nbs/24_models.prefixer.ipynb #b2a103c4
+@patch
+def forward(self:TokenPool, z:Tensor,   # [B, N, D]
+            grid:tuple=None,            # (T', H', W'), product N, for `mean` with `pool_grid`
+           )->Tensor:                   # [B, M, D]
+    "Pool the visual tokens of every sample to `M`"
+    B, N, D = z.shape
+    M = self.num_tokens
+    if self.mode == 'attn':
+        return self.attn(self.queries.expand(B, M, D).to(z), context=self.norm(z))
+    if N < M:
+        raise ValueError(f"cannot pool {N} visual tokens to num_tokens={M}; "
+                         "lower the prompt length M")
+    if self.mode == 'stride':
+        return z[:, torch.linspace(0, N - 1, M, device=z.device).round().long()]
+    if self.pool_grid is not None:
+        if grid is None or math.prod(grid) != N:
+            raise ValueError(f"mean pooling over a grid needs grid=(T', H', W') with product "
+                             f"N={N}, got {grid}")
+        g = rearrange(z, 'b (t h w) d -> b d t h w', t=grid[0], h=grid[1])
+        return rearrange(F.adaptive_avg_pool3d(g, self.pool_grid), 'b d t h w -> b (t h w) d')
+    return rearrange(F.adaptive_avg_pool1d(rearrange(z, 'b n d -> b d n'), M), 'b d m -> b m d')
 
-# %% ../../nbs/24_models.prefixer.ipynb #ee84e87d
+# %% ../../nbs/24_models.prefixer.ipynb #f054ab18
 class Prefixer(nn.Module):
     "MLP adapter from vision width to LM width: `[B, M, Dv] -> [B, M, dH]`"
-    def __init__(self, dim_in:int, dim_out:int, depth:int=2, act:str='silu', dim_hidden:int=None,
+    def __init__(self, dim_in:int, dim_out:int,
+                 depth:int=2,                     # 1 to 4 linear layers
+                 act:str='silu',                  # activation name
+                 dim_hidden:int=None,             # default `dim_out`
                  residual:bool=False,             # add a (linear) skip path
-                 layerscale:float=None):          # init value of a per-channel scale on the MLP branch
+                 layerscale:float=None):          # init of a per-channel scale on the MLP branch
         super().__init__()
-        if not 1 <= depth <= 4: raise ValueError(f"the prefixer MLP has 1 to 4 layers, got depth={depth}")
+        if not 1 <= depth <= 4:
+            raise ValueError(f"the prefixer MLP has 1 to 4 layers, got depth={depth}")
         self.mlp = MLP(dim_in, dim_out, dim_hidden or dim_out, depth=depth, act=act)
-        self.skip = (nn.Identity() if dim_in == dim_out else nn.Linear(dim_in, dim_out, bias=False)) if residual else None
-        self.gamma = nn.Parameter(torch.full((dim_out,), float(layerscale))) if layerscale is not None else None
+        self.skip = None
+        if residual and dim_in == dim_out:
+            self.skip = nn.Identity()
+        elif residual:
+            self.skip = nn.Linear(dim_in, dim_out, bias=False)
+        self.gamma = None
+        if layerscale is not None:
+            self.gamma = nn.Parameter(torch.full((dim_out,), float(layerscale)))
 
     def forward(self, z:Tensor)->Tensor: # [B, M, Dv] -> [B, M, dH]
         y = self.mlp(z)
-        if self.gamma is not None: y = y * self.gamma
+        if self.gamma is not None:
+            y = y * self.gamma
         return y if self.skip is None else self.skip(z) + y
 
-# %% ../../nbs/24_models.prefixer.ipynb #503635fa
-def load_causal_lm(name_or_path:str, **kwargs)->nn.Module:
-    "A Hugging Face causal LM by hub name or local folder (e.g. `TinyLlama/TinyLlama_v1.1`)"
-    from transformers import AutoModelForCausalLM
-    return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+# %% ../../nbs/24_models.prefixer.ipynb #f8d1e9d3
+def load_causal_lm(name_or_path:str, # hub name or local folder, e.g. `TinyLlama/TinyLlama_v1.1`
+                   **kwargs,         # passed to `AutoModelForCausalLM.from_pretrained`
+                  )->nn.Module:
+    "A Hugging Face causal LM by hub name or local folder"
+    with hf_progress():
+        from transformers import AutoModelForCausalLM
+        return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
 
 def last_lm_block(lm:nn.Module)->nn.Module:
-    "The last transformer block of `lm` (HRM's `last_block()`, or `model.layers[-1]` of HF decoders)"
+    "The last transformer block of `lm`: HRM's `last_block()`, or `model.layers[-1]` of HF decoders"
     base = lm.get_base_model() if hasattr(lm, 'get_base_model') else lm
-    if hasattr(base, 'last_block'): return base.last_block()
+    if hasattr(base, 'last_block'):
+        return base.last_block()
     layers = getattr(getattr(base, 'model', None), 'layers', None)
-    if layers is None: raise ValueError(f"cannot find the last block of {type(base).__name__}; unfreeze it by hand")
+    if layers is None:
+        raise ValueError(f"cannot find the last block of {type(base).__name__}; "
+                         "unfreeze it by hand")
     return layers[-1]
 
 def add_lora(lm:nn.Module, r:int=8, alpha:int=16, dropout:float=0.,
              target_modules:list=('q_proj', 'v_proj'))->nn.Module:
     "Wrap `lm` with `peft` LoRA adapters on `target_modules` (only they train)"
     from peft import LoraConfig, get_peft_model
-    return get_peft_model(lm, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules)))
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                     target_modules=list(target_modules))
+    with warnings.catch_warnings():     # peft calls a deprecated transformers property
+        warnings.filterwarnings('ignore', message='.*is_gradient_checkpointing',
+                                category=FutureWarning)
+        return get_peft_model(lm, cfg)
 
+# %% ../../nbs/24_models.prefixer.ipynb #b78baf76
 class VisionTextModel(nn.Module):
     "Frozen vision encoder + pooling + prefixer + causal LM fed `[P | E_y]` through `inputs_embeds`"
-    def __init__(self, encoder:nn.Module,     # has `encode_tokens(x) -> [B, N, Dv]` (and optionally `grid(x)`)
-                 lm:nn.Module,                # causal LM with `get_input_embeddings()` and `inputs_embeds`
-                 pool:TokenPool, prefixer:Prefixer,
-                 freeze_encoder:bool=True, freeze_lm:bool=True,
-                 unfreeze_last_block:bool=False):
+    def __init__(self, encoder:nn.Module,     # `encode_tokens(x) -> [B, N, Dv]`, maybe `grid(x)`
+                 lm:nn.Module,                # causal LM: `get_input_embeddings()`, `inputs_embeds`
+                 pool:TokenPool,
+                 prefixer:Prefixer,
+                 freeze_encoder:bool=True,    # no gradient into the vision encoder
+                 freeze_lm:bool=True,         # only LoRA weights (if any) of the LM train
+                 unfreeze_last_block:bool=False):  # the LM's last block trains too
         super().__init__()
-        self.encoder, self.lm, self.pool, self.prefixer = encoder, lm, pool, prefixer
-        self.freeze_encoder = freeze_encoder
-        if freeze_encoder: encoder.requires_grad_(False)
+        store_attr('encoder,lm,pool,prefixer,freeze_encoder')
+        if freeze_encoder:
+            encoder.requires_grad_(False)
         if freeze_lm:
-            for n, p in lm.named_parameters(): p.requires_grad_('lora_' in n)
-        if unfreeze_last_block: last_lm_block(lm).requires_grad_(True)
-        self.frozen = [m for m, f in ((encoder, freeze_encoder), (lm, freeze_lm and not unfreeze_last_block)) if f]
+            for n, p in lm.named_parameters():
+                p.requires_grad_('lora_' in n)
+        if unfreeze_last_block:
+            last_lm_block(lm).requires_grad_(True)
+        frozen = ((encoder, freeze_encoder), (lm, freeze_lm and not unfreeze_last_block))
+        self.frozen = [m for m, f in frozen if f]
         self.max_len = getattr(getattr(lm, 'config', None), 'max_position_embeddings', None)
         self.train()
 
-    def train(self, mode:bool=True):
-        "Frozen modules stay in eval mode (no dropout; HRM halts adaptively)"
-        super().train(mode)
-        for m in getattr(self, 'frozen', []): m.eval()
-        return self
+# %% ../../nbs/24_models.prefixer.ipynb #f0d838ac
+@patch
+def train(self:VisionTextModel, mode:bool=True):
+    "Frozen modules stay in eval mode (no dropout; HRM halts adaptively)"
+    super(VisionTextModel, self).train(mode)
+    for m in getattr(self, 'frozen', []):
+        m.eval()
+    return self
 
-    def prompts(self, x:Tensor)->Tensor: # [B, C, T, H, W] -> [B, M, dH]
-        "Soft prompts for a batch of cubes"
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
-            z = self.encoder.encode_tokens(x)
-        grid = self.encoder.grid(x) if hasattr(self.encoder, 'grid') else None
-        return self.prefixer(self.pool(z, grid))
+# %% ../../nbs/24_models.prefixer.ipynb #e75cb5d8
+@patch
+def prompts(self:VisionTextModel, x:Tensor)->Tensor: # [B, C, T, H, W] -> [B, M, dH]
+    "Soft prompts for a batch of cubes"
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+        z = self.encoder.encode_tokens(x)
+    grid = self.encoder.grid(x) if hasattr(self.encoder, 'grid') else None
+    return self.prefixer(self.pool(z, grid))
 
-    def forward(self, x:Tensor=None,           # [B, C, T, H, W]; None (or prefix=False) for text only
-                input_ids:Tensor=None,         # [B, L] captions as [BOS, y..., EOS, PAD...]
-                attention_mask:Tensor=None,    # [B, L] 1 = real token
-                prefix:bool=True,
-               )->AttrDict:                    # loss (mean CE), nll (summed), ntok, logits [B, L, V], prompts
-        B, L = input_ids.shape
-        if attention_mask is None: attention_mask = torch.ones_like(input_ids)
-        emb = self.lm.get_input_embeddings()(input_ids)
-        P = self.prompts(x).to(emb.dtype) if prefix and x is not None else emb[:, :0]
-        M = P.shape[1]
-        if self.max_len is not None and M + L > self.max_len:
-            raise ValueError(f"M + L = {M} prompt + {L} caption tokens exceeds the LM's seq_len {self.max_len}: "
-                             "lower the prompt length M or the caption max_len")
-        mask = torch.cat([attention_mask.new_ones(B, M), attention_mask], 1)
-        logits = self.lm(inputs_embeds=torch.cat([P, emb], 1), attention_mask=mask).logits[:, M:]
-        labels = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
-        nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction='sum')
-        ntok = (labels != -100).sum()
-        return AttrDict(loss=nll / ntok.clamp(min=1), nll=nll, ntok=ntok, logits=logits, prompts=P)
+# %% ../../nbs/24_models.prefixer.ipynb #36f7b7d3
+@patch
+def forward(self:VisionTextModel, x:Tensor=None,  # [B, C, T, H, W]; None for text only
+            input_ids:Tensor=None,                # [B, L] captions as [BOS, y..., EOS, PAD...]
+            attention_mask:Tensor=None,           # [B, L] 1 = real token
+            prefix:bool=True,                     # feed the soft prompts (False: text only)
+           )->AttrDict:                           # loss, nll, ntok, logits [B, L, V], prompts
+    "Caption loss of `input_ids` given the cubes `x` (or given nothing, without prefix)"
+    B, L = input_ids.shape
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    emb = self.lm.get_input_embeddings()(input_ids)
+    P = self.prompts(x).to(emb.dtype) if prefix and x is not None else emb[:, :0]
+    M = P.shape[1]
+    if self.max_len is not None and M + L > self.max_len:
+        raise ValueError(f"M + L = {M} prompt + {L} caption tokens exceeds the LM's seq_len "
+                         f"{self.max_len}: lower the prompt length M or the caption max_len")
+    mask = torch.cat([attention_mask.new_ones(B, M), attention_mask], 1)
+    logits = self.lm(inputs_embeds=torch.cat([P, emb], 1), attention_mask=mask).logits[:, M:]
+    labels = input_ids[:, 1:].masked_fill(attention_mask[:, 1:] == 0, -100)
+    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                          reduction='sum')
+    ntok = (labels != -100).sum()
+    return AttrDict(loss=nll / ntok.clamp(min=1), nll=nll, ntok=ntok, logits=logits, prompts=P)
 
-    @torch.no_grad()
-    def generate(self, x:Tensor=None,             # [B, C, T, H, W], or None for the text-only LM
-                 bos_token_id:int=1, eos_token_id:int=2, batch_size:int=None, # B when x is None
-                 max_new_tokens:int=64, temperature:float=0.7, top_p:float=0.9,
-                 seed:int=None)->list:            # B lists of token ids (without BOS / EOS)
-        "Sample captions: temperature 0 is greedy; `top_p` keeps the smallest set of tokens with that probability"
-        was = self.training; self.eval()
-        P = self.prompts(x) if x is not None else None
-        B = P.shape[0] if P is not None else batch_size
-        dev = next(self.prefixer.parameters()).device
-        g = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
-        ids = torch.full((B, 1), bos_token_id, dtype=torch.long, device=dev)
-        done = torch.zeros(B, dtype=torch.bool, device=dev)
-        M = 0 if P is None else P.shape[1]
-        for _ in range(max_new_tokens):
-            if self.max_len is not None and M + ids.shape[1] >= self.max_len: break
-            emb = self.lm.get_input_embeddings()(ids)
-            inp = emb if P is None else torch.cat([P.to(emb.dtype), emb], 1)
-            logits = self.lm(inputs_embeds=inp, attention_mask=torch.ones(inp.shape[:2], dtype=torch.long, device=dev)).logits[:, -1].float()
-            if temperature <= 0: nxt = logits.argmax(-1)
-            else:
-                probs = (logits / temperature).softmax(-1)
-                sp, si = probs.sort(-1, descending=True)
-                sp[(sp.cumsum(-1) - sp) > top_p] = 0
-                nxt = si.gather(-1, torch.multinomial(sp / sp.sum(-1, keepdim=True), 1, generator=g)).squeeze(-1)
-            nxt = nxt.masked_fill(done, eos_token_id)
-            ids = torch.cat([ids, nxt[:, None]], 1)
-            done = done | (nxt == eos_token_id)
-            if done.all(): break
-        self.train(was)
-        return [[t for t in row[1:].tolist()][:(row[1:].tolist() + [eos_token_id]).index(eos_token_id)] for row in ids]
+# %% ../../nbs/24_models.prefixer.ipynb #d013d744
+def _sample(logits:Tensor,           # [B, V] next-token logits
+            temperature:float, top_p:float, generator=None,
+           )->Tensor:                # [B] token ids
+    "Greedy at temperature 0, else nucleus sampling among the top tokens of probability `top_p`"
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = (logits / temperature).softmax(-1)
+    sp, si = probs.sort(-1, descending=True)
+    sp[(sp.cumsum(-1) - sp) > top_p] = 0
+    pick = torch.multinomial(sp / sp.sum(-1, keepdim=True), 1, generator=generator)
+    return si.gather(-1, pick).squeeze(-1)
+
+@patch
+@torch.no_grad()
+def generate(self:VisionTextModel, x:Tensor=None,   # [B, C, T, H, W], or None for the text-only LM
+             bos_token_id:int=1, eos_token_id:int=2,
+             batch_size:int=None,                   # B when x is None
+             max_new_tokens:int=64, temperature:float=0.7, top_p:float=0.9,
+             seed:int=None,                         # random seed of the sampling
+            )->list:                                # B lists of token ids (without BOS / EOS)
+    "Sample captions: temperature 0 is greedy; `top_p` keeps the most likely tokens of that mass"
+    was = self.training
+    self.eval()
+    P = self.prompts(x) if x is not None else None
+    B = P.shape[0] if P is not None else batch_size
+    dev = next(self.prefixer.parameters()).device
+    g = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
+    ids = torch.full((B, 1), bos_token_id, dtype=torch.long, device=dev)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    M = 0 if P is None else P.shape[1]
+    for _ in range(max_new_tokens):
+        if self.max_len is not None and M + ids.shape[1] >= self.max_len:
+            break
+        emb = self.lm.get_input_embeddings()(ids)
+        inp = emb if P is None else torch.cat([P.to(emb.dtype), emb], 1)
+        ones = torch.ones(inp.shape[:2], dtype=torch.long, device=dev)
+        logits = self.lm(inputs_embeds=inp, attention_mask=ones).logits[:, -1].float()
+        nxt = _sample(logits, temperature, top_p, g).masked_fill(done, eos_token_id)
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        done = done | (nxt == eos_token_id)
+        if done.all():
+            break
+    self.train(was)
+    rows = [row[1:].tolist() for row in ids]
+    return [row[:(row + [eos_token_id]).index(eos_token_id)] for row in rows]
