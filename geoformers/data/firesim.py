@@ -12,7 +12,8 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter
 
 # %% ../../nbs/11a_data.firesim.ipynb #f8c847b8
-def smooth_noise(rng:np.random.Generator, size:int, sigma:float)->np.ndarray: # [H, W] zero mean, unit std
+# [H, W] zero mean, unit std
+def smooth_noise(rng:np.random.Generator, size:int, sigma:float)->np.ndarray:
     "Gaussian-filtered white noise on a `size`×`size` grid"
     z = gaussian_filter(rng.standard_normal((size, size)), sigma, mode='reflect')
     return (z - z.mean()) / (z.std() + 1e-8)
@@ -23,7 +24,8 @@ def slope_aspect(elevation:np.ndarray, # [H, W] metres, rows run north to south
     "Slope (0 = flat) and aspect (compass direction the slope faces, 0 = north, 90 = east)"
     gy, gx = np.gradient(elevation.astype('float64'), cell_m)   # gy: change going south
     slope = np.degrees(np.arctan(np.hypot(gx, gy)))
-    aspect = np.degrees(np.arctan2(-gx, gy)) % 360             # downhill direction (east, north) = (-gx, gy)
+    # downhill direction (east, north) = (-gx, gy)
+    aspect = np.degrees(np.arctan2(-gx, gy)) % 360
     return slope.astype('float32'), aspect.astype('float32')
 
 def make_terrain(size:int=64, seed:int=0, cell_m:float=100., relief:float=80., # std of elevation, metres
@@ -61,7 +63,8 @@ def spread_probability(ter:xr.Dataset, u:float, v:float, # terrain, wind towards
     out = []
     for dy, dx in NEIGHBOURS:
         dist = np.hypot(dy, dx)
-        cosw = (u*dx - v*dy) / (speed*dist + 1e-8)              # spread direction (east, north) = (dx, -dy)
+        # spread direction (east, north) = (dx, -dy)
+        cosw = (u*dx - v*dy) / (speed*dist + 1e-8)
         pw = np.exp(c1*speed) * np.exp(c2*speed*(cosw - 1))
         rise = elev - shift(elev, dy, dx, fill=np.nan)           # uphill spread is faster
         ps = np.exp(a * np.degrees(np.arctan(np.nan_to_num(rise) / (cell_m*dist))))
@@ -69,7 +72,7 @@ def spread_probability(ter:xr.Dataset, u:float, v:float, # terrain, wind towards
     return np.stack(out)
 
 def spread_step(burning:np.ndarray, unburnt:np.ndarray, # [H, W] bool each
-                prob:np.ndarray,                        # [8, H, W] from `spread_probability`
+                prob:np.ndarray,                        # [8, H, W] from spread_probability
                 rng:np.random.Generator)->np.ndarray:   # [H, W] bool: newly ignited cells
     "One automaton step: each burning cell tries to ignite each unburnt neighbour"
     pnot = np.ones(burning.shape)
@@ -81,7 +84,7 @@ def simulate_fire(size:int=64, days:int=14, steps_per_day:int=2, seed:int=0,
                   burn_days:tuple=(1., 2.5),   # residence time in days at fuel 0 and fuel 1
                   wind_turn:float=35.,         # std of the daily change of wind direction, degrees
                   cloud_prob:float=0.1,        # chance that a day's map has a cloud blob marked -1
-                  **spread_kw)->xr.Dataset:    # `p0, c1, c2, a` of `spread_probability`
+                  **spread_kw)->xr.Dataset:    # p0, c1, c2, a of spread_probability
     "One seeded simulated fire: `fire(time, y, x)`, terrain on `(y, x)`, wind `u, v` on `(time,)`"
     if size < 8 or days < 2: raise ValueError(f"need size >= 8 and days >= 2, got size={size}, days={days}")
     rng = np.random.default_rng(seed)
@@ -104,7 +107,9 @@ def simulate_fire(size:int=64, days:int=14, steps_per_day:int=2, seed:int=0,
             f[(yy - ky)**2 + (xx - kx)**2 < r**2] = -1
         if d: theta += np.radians(rng.normal(0, wind_turn)); speed = float(np.clip(speed + rng.normal(0, 1.), 0.5, 10.))
         u, v = speed*np.sin(theta), speed*np.cos(theta)
-        fires.append(f); us.append(u); vs.append(v)
+        fires.append(f)
+        us.append(u)
+        vs.append(v)
         prob = spread_probability(ter, u, v, **spread_kw)
         for s in range(t, t + steps_per_day):
             new = spread_step((ign <= s) & (s < ign + dur), ~np.isfinite(ign), prob, rng)

@@ -8,11 +8,12 @@ __all__ = ['load_dinov2', 'DinoSpatialEncoder']
 # %% ../../nbs/20_models.dino.ipynb #89f37075
 import torch.nn.functional as F
 from einops import repeat
+from fastcore.basics import store_attr
 from torch import Tensor, nn
 
 # %% ../../nbs/20_models.dino.ipynb #70b40e50
-def load_dinov2(name_or_path=None, # hub name (`facebook/dinov2-small`) or local folder
-                config=None,       # a `transformers.Dinov2Config` for random weights instead
+def load_dinov2(name_or_path=None, # hub name (facebook/dinov2-small) or local folder
+                config=None,       # a transformers.Dinov2Config for random weights instead
                )->nn.Module:
     "A Hugging Face `Dinov2Model`, pretrained from `name_or_path` or random from `config`"
     from transformers import Dinov2Model
@@ -26,7 +27,7 @@ def load_dinov2(name_or_path=None, # hub name (`facebook/dinov2-small`) or local
 # %% ../../nbs/20_models.dino.ipynb #3de762c9
 class DinoSpatialEncoder(nn.Module):
     "DINOv2 patch tokens of `C`-channel images: `[B, C, H, W] -> ([B, N, D], (Gy, Gx))`"
-    def __init__(self, name_or_path=None, config=None,  # see `load_dinov2`
+    def __init__(self, name_or_path=None, config=None,  # see load_dinov2
                  in_chans:int=1,                        # C
                  adapter:str='conv',                    # 'conv' (learned 1x1) or 'replicate' (C must be 1)
                  frozen:bool=True,                      # freeze the DINOv2 weights (not the adapter)
@@ -34,7 +35,9 @@ class DinoSpatialEncoder(nn.Module):
         super().__init__()
         self.dino = load_dinov2(name_or_path, config)
         cfg = self.dino.config
-        self.patch, self.dim, self.in_chans, self.size = cfg.patch_size, cfg.hidden_size, in_chans, size
+        store_attr('in_chans,size')
+        self.patch = cfg.patch_size
+        self.dim = cfg.hidden_size
         self.n_skip = 1 + getattr(cfg, 'num_register_tokens', 0)
         if adapter == 'conv': self.adapter = nn.Conv2d(in_chans, 3, 1)
         elif adapter == 'replicate':
@@ -43,8 +46,15 @@ class DinoSpatialEncoder(nn.Module):
         else: raise ValueError(f"adapter must be 'conv' or 'replicate', got {adapter!r}")
         if frozen: self.freeze()
 
-    def freeze(self): self.dino.requires_grad_(False); return self
-    def unfreeze(self): self.dino.requires_grad_(True); return self
+    def freeze(self):
+        "Freeze the DINOv2 weights (not the adapter)"
+        self.dino.requires_grad_(False)
+        return self
+
+    def unfreeze(self):
+        "Make the DINOv2 weights trainable"
+        self.dino.requires_grad_(True)
+        return self
 
     def grid(self, H:int, W:int)->tuple:
         "The token grid `(Gy, Gx)` for an `H × W` input"

@@ -10,6 +10,8 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
+from ..layers import Attention
+
 # %% ../../nbs/21_models.fusion.ipynb #96e55204
 def _check(fire, static, wind):
     B, T, N, _ = fire.shape
@@ -37,8 +39,9 @@ class FeatureFusionCrossAttn(nn.Module):
     "Fire queries attend to terrain: `[B, T, N, Df] + [B, N, Ds] + [B, T, 2] -> [B, N, T, D]`"
     def __init__(self, dim_fire:int, dim_static:int, dim:int, heads:int=4):
         super().__init__()
-        self.to_fire, self.to_static = nn.Linear(dim_fire, dim), nn.Linear(dim_static, dim)
-        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.to_fire = nn.Linear(dim_fire, dim)
+        self.to_static = nn.Linear(dim_static, dim)
+        self.attn = Attention(dim, heads)
         self.wind = nn.Sequential(nn.Linear(2, dim), nn.LayerNorm(dim))
         self.norm = nn.LayerNorm(dim)
 
@@ -47,7 +50,12 @@ class FeatureFusionCrossAttn(nn.Module):
         B, T, N = _check(fire, static, wind)
         q = rearrange(self.to_fire(fire), 'b t n d -> (b t) n d')
         kv = repeat(self.to_static(static), 'b n d -> (b t) n d', t=T)
-        out, w = self.attn(q, kv, kv, need_weights=return_attn)
+        out = self.attn(q, context=kv)
         x = rearrange(q + out, '(b t) n d -> b t n d', b=B) + rearrange(self.wind(wind), 'b t d -> b t 1 d')
         x = rearrange(self.norm(x), 'b t n d -> b n t d')
-        return (x, rearrange(w, '(b t) n m -> b t n m', b=B)) if return_attn else x
+        if not return_attn: return x
+        qh = rearrange(self.attn.to_q(q), 'b n (h d) -> b h n d', h=self.attn.heads)
+        kh = rearrange(self.attn.to_kv(kv), 'b m (kv h d) -> kv b h m d', kv=2, h=self.attn.heads)[0]
+        # averaged over heads
+        w = (qh @ kh.transpose(-1, -2) * qh.shape[-1] ** -0.5).softmax(-1).mean(1)
+        return x, rearrange(w, '(b t) n m -> b t n m', b=B)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['days_ago', 'TemporalTokenEmbedder', 'TemporalTransformerEncoder', 'conv_block', 'SpatialDecoderUNet',
-           'SimpleSpatialDecoder', 'RefinementDecoder']
+           'SimpleSpatialDecoder', 'grid_encoding', 'SpaceTimeEncoder', 'RefinementDecoder', 'UNetRefinement']
 
 # %% ../../nbs/22_models.temporal.ipynb #2aa18879
 import torch
@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from ..core import MLP, SinusoidalEncoding, key_padding_mask, last_valid
+from ..core import SinusoidalEncoding, last_valid, sinusoidal_encoding
+from ..layers import MLP, Block, rename_on_load
 
 # %% ../../nbs/22_models.temporal.ipynb #9743c914
 def days_ago(valid:Tensor)->Tensor: # [B, T] bool (valid first) -> [B, T] float, 0 = last valid date
@@ -44,17 +45,21 @@ class TemporalTransformerEncoder(nn.Module):
     "Self-attention over dates for every patch: `[B, N, T, D], [B, T] -> [B, N, D]` (last valid date)"
     def __init__(self, dim:int, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.):
         super().__init__()
-        layer = nn.TransformerEncoderLayer(dim, heads, ff_mult*dim, dropout, activation='gelu', batch_first=True, norm_first=True)
-        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
+        # checkpoints of the nn.TransformerEncoder version
+        rename_on_load(self, {r'layers\.layers\.': 'layers.'})
 
     def forward(self, x:Tensor,      # [B, N, T, D]
                 valid:Tensor,        # [B, T] bool, True = valid date
-                return_all:bool=False)->Tensor: # [B, N, D], or [B, N, T, D] with `return_all`
+                return_all:bool=False)->Tensor: # [B, N, D], or [B, N, T, D] with return_all
         B, N, T, D = x.shape
         if valid.shape != (B, T): raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
         v = repeat(valid.bool(), 'b t -> (b n) t', n=N)
-        h = self.norm(self.layers(rearrange(x, 'b n t d -> (b n) t d'), src_key_padding_mask=key_padding_mask(v)))
+        h = rearrange(x, 'b n t d -> (b n) t d')
+        for blk in self.layers:
+            h = blk(h, mask=v)
+        h = self.norm(h)
         if return_all: return rearrange(h, '(b n) t d -> b n t d', b=B)
         return rearrange(last_valid(h, v), '(b n) d -> b n d', b=B)
 
@@ -62,10 +67,13 @@ class TemporalTransformerEncoder(nn.Module):
     def attention(self, x:Tensor, valid:Tensor)->Tensor: # [B, N, T, D], [B, T] -> [B, N, T, T]
         "First layer's attention weights over dates (averaged over heads)"
         B, N, T, D = x.shape
-        l = self.layers.layers[0]
-        h = l.norm1(rearrange(x, 'b n t d -> (b n) t d'))
-        _, w = l.self_attn(h, h, h, key_padding_mask=key_padding_mask(repeat(valid.bool(), 'b t -> (b n) t', n=N)), need_weights=True)
-        return rearrange(w, '(b n) q k -> b n q k', b=B)
+        blk = self.layers[0]
+        h = blk.norm1(rearrange(x, 'b n t d -> (b n) t d'))
+        q = rearrange(blk.attn.to_q(h), 'b t (h d) -> b h t d', h=blk.attn.heads)
+        k = rearrange(blk.attn.to_kv(h), 'b t (kv h d) -> kv b h t d', kv=2, h=blk.attn.heads)[0]
+        v = repeat(valid.bool(), 'b t -> (b n) 1 1 t', n=N)
+        w = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).masked_fill(~v, float('-inf')).softmax(-1)
+        return rearrange(w.mean(1), '(b n) q k -> b n q k', b=B)
 
 # %% ../../nbs/22_models.temporal.ipynb #83b08e87
 def conv_block(c_in:int, c_out:int)->nn.Sequential:
@@ -77,8 +85,10 @@ class SpatialDecoderUNet(nn.Module):
     "Small UNet on the patch grid: `[B, D, Gy, Gx] -> ([B, 1, Gy, Gx], [B, hidden, Gy, Gx])`"
     def __init__(self, dim:int, hidden:int=64):
         super().__init__()
-        self.enc, self.mid = conv_block(dim, hidden), conv_block(hidden, 2*hidden)
-        self.dec, self.head = conv_block(3*hidden, hidden), nn.Conv2d(hidden, 1, 1)
+        self.enc = conv_block(dim, hidden)
+        self.mid = conv_block(hidden, 2*hidden)
+        self.dec = conv_block(3*hidden, hidden)
+        self.head = nn.Conv2d(hidden, 1, 1)
 
     def forward(self, x:Tensor)->tuple:
         e = self.enc(x)
@@ -90,21 +100,63 @@ class SimpleSpatialDecoder(nn.Module):
     "The light decoder: two conv blocks and a 1×1 head, `[B, D, Gy, Gx] -> ([B, 1, Gy, Gx], [B, hidden, Gy, Gx])`"
     def __init__(self, dim:int, hidden:int=64):
         super().__init__()
-        self.body, self.head = conv_block(dim, hidden), nn.Conv2d(hidden, 1, 1)
+        self.body = conv_block(dim, hidden)
+        self.head = nn.Conv2d(hidden, 1, 1)
     def forward(self, x:Tensor)->tuple:
         h = self.body(x)
         return self.head(h), h
 
+# %% ../../nbs/22_models.temporal.ipynb #7a87562d
+def grid_encoding(grid:tuple, dim:int, device=None)->Tensor: # (Gy, Gx), D -> [N, D]
+    "2-D sinusoidal position of every patch: half the width encodes the row, half the column"
+    if dim % 4: raise ValueError(f"dim must be a multiple of 4 for a 2-D encoding, got {dim}")
+    Gy, Gx = grid
+    ys, xs = torch.meshgrid(torch.arange(Gy, device=device), torch.arange(Gx, device=device), indexing='ij')
+    enc = torch.cat([sinusoidal_encoding(ys.flatten(), dim // 2), sinusoidal_encoding(xs.flatten(), dim // 2)], -1)
+    return enc
+
+class SpaceTimeEncoder(nn.Module):
+    "Attention over dates, then over patches, `depth` times: `[B, N, T, D], [B, T] -> [B, N, D]` (last valid date)"
+    def __init__(self, dim:int, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.):
+        super().__init__()
+        self.time_layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
+        self.space_layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x:Tensor,      # [B, N, T, D]
+                valid:Tensor,        # [B, T] bool, True = valid date
+                grid:tuple,          # (Gy, Gx) with Gy * Gx = N
+               )->Tensor:            # [B, N, D]
+        B, N, T, D = x.shape
+        if valid.shape != (B, T): raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
+        if grid[0] * grid[1] != N: raise ValueError(f"grid {grid} does not hold N={N} patches")
+        x = x + rearrange(grid_encoding(grid, D, x.device).to(x.dtype), 'n d -> 1 n 1 d')
+        v = repeat(valid.bool(), 'b t -> (b n) t', n=N)
+        h = rearrange(x, 'b n t d -> (b n) t d')
+        depth = len(self.time_layers)
+        for i, (tl, sl) in enumerate(zip(self.time_layers, self.space_layers)):
+            h = tl(h, mask=v)
+            if i < depth - 1:
+                h = rearrange(h, '(b n) t d -> (b t) n d', b=B)
+                h = rearrange(sl(h), '(b t) n d -> (b n) t d', b=B)
+        # the last block: the last date only
+        last = rearrange(last_valid(h, v), '(b n) d -> b n d', b=B)
+        return self.norm(self.space_layers[-1](last))
+
 # %% ../../nbs/22_models.temporal.ipynb #fd803f99
 class RefinementDecoder(nn.Module):
     "Patch grid to pixels: `[B, D, Gy, Gx], [B, 1, Gy, Gx], [B, Cs, H, W] -> [B, 1, H, W]`"
-    def __init__(self, dim:int, patch:int, skip_chans:int, hidden:int=16):
+    def __init__(self, dim:int, patch:int, skip_chans:int, hidden:int=16,
+                 depth:int=2):  # 3×3 conv layers at pixel resolution
         super().__init__()
         self.patch = patch
         self.shuffle = nn.Conv2d(dim, hidden * patch * patch, 1)
-        self.body = nn.Sequential(nn.Conv2d(hidden + 1 + skip_chans, hidden, 3, padding=1), nn.GELU(),
-                                  nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(), nn.Conv2d(hidden, 1, 1))
-        nn.init.zeros_(self.body[-1].weight); nn.init.zeros_(self.body[-1].bias)
+        layers = [nn.Conv2d(hidden + 1 + skip_chans, hidden, 3, padding=1), nn.GELU()]
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU()]
+        self.body = nn.Sequential(*layers, nn.Conv2d(hidden, 1, 1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, grid:Tensor, logits:Tensor, skip:Tensor)->Tensor:
         H, W = skip.shape[-2:]
@@ -112,3 +164,28 @@ class RefinementDecoder(nn.Module):
         if px.shape[-2:] != (H, W): px = F.interpolate(px, size=(H, W), mode='bilinear', align_corners=False)
         up = F.interpolate(logits, size=(H, W), mode='nearest')
         return up + self.body(torch.cat([px, up, skip], 1))
+
+# %% ../../nbs/22_models.temporal.ipynb #44f52b6b
+class UNetRefinement(nn.Module):
+    "Pixel UNet with the patch grid at its lowest level: `[B, D, Gy, Gx], [B, 1, Gy, Gx], [B, Cs, H, W] -> [B, 1, H, W]`"
+    def __init__(self, dim:int, skip_chans:int, hidden:int=16):
+        super().__init__()
+        self.e1 = conv_block(skip_chans, hidden)
+        self.e2 = conv_block(hidden, 2 * hidden)
+        self.mid = conv_block(2 * hidden + dim + 1, 4 * hidden)
+        self.d2 = conv_block(6 * hidden, 2 * hidden)
+        self.d1 = conv_block(3 * hidden, hidden)
+        self.head = nn.Conv2d(hidden, 1, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, grid:Tensor, logits:Tensor, skip:Tensor)->Tensor:
+        H, W = skip.shape[-2:]
+        e1 = self.e1(skip)
+        e2 = self.e2(F.max_pool2d(e1, 2, ceil_mode=True))
+        low = F.max_pool2d(e2, 2, ceil_mode=True)
+        g = F.interpolate(torch.cat([grid, logits], 1), size=low.shape[-2:], mode='bilinear', align_corners=False)
+        m = self.mid(torch.cat([low, g], 1))
+        d2 = self.d2(torch.cat([e2, F.interpolate(m, size=e2.shape[-2:], mode='nearest')], 1))
+        d1 = self.d1(torch.cat([e1, F.interpolate(d2, size=(H, W), mode='nearest')], 1))
+        return F.interpolate(logits, size=(H, W), mode='nearest') + self.head(d1)
