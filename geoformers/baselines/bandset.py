@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['mean_spectra', 'train_supervised']
 
-# %% ../../nbs/62_baselines.bandset.ipynb #6ddfeedb
+# %% ../../nbs/62_baselines.bandset.ipynb #d4c30144
 import math
 
 import torch
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from ..data.multispectral import collate_scenes
 from ..core import progress
 
-# %% ../../nbs/62_baselines.bandset.ipynb #e0d7958e
+# %% ../../nbs/62_baselines.bandset.ipynb #2ed731df
 def mean_spectra(scenes)->tuple: # -> ([n, C] mean reflectance per band, [n] labels)
     "The no-encoder baseline: every scene's mean spectrum over its valid pixels and dates"
     feats, labels = [], []
@@ -27,7 +27,7 @@ def mean_spectra(scenes)->tuple: # -> ([n, C] mean reflectance per band, [n] lab
         labels.append(int(s['label']))
     return torch.stack(feats), torch.tensor(labels)
 
-# %% ../../nbs/62_baselines.bandset.ipynb #9fd4910d
+# %% ../../nbs/62_baselines.bandset.ipynb #6cbf7045
 def train_supervised(encoder:nn.Module,       # a `BandsetEncoder` (trained in place)
                      scenes,                  # labelled scenes (a list or Dataset of scene dicts)
                      n_classes:int,

@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['knn_predict', 'logistic_predict', 'label_subsets', 'probe_protocol', 'probe_margin', 'beats_references', 'probe_keys']
 
-# %% ../../nbs/53_metrics.probes.ipynb #7a83c724
+# %% ../../nbs/53_metrics.probes.ipynb #b4399156
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# %% ../../nbs/53_metrics.probes.ipynb #b13afb3d
+# %% ../../nbs/53_metrics.probes.ipynb #7dacce7a
 def _check_pairs(x:Tensor, y:Tensor):
     if len(x) != len(y): raise ValueError(f"{len(x)} training features but {len(y)} labels")
 
@@ -24,7 +24,7 @@ def knn_predict(x_tr:Tensor,           # [n, D] training features
                 n_classes:int=None,    # default: max label + 1
                 chunk:int=4096,        # test rows per similarity block (bounds memory)
                )->Tensor:              # [m] predicted labels
-    "Weighted kNN on cosine similarity: the class with the largest sum of `exp(sim / T)` of k nearest"
+    "Weighted kNN on cosine similarity: the class with the largest `exp(sim / T)` sum of k nearest"
     _check_pairs(x_tr, y_tr)
     n_classes = n_classes or int(y_tr.max()) + 1
     a = F.normalize(x_tr.float(), dim=1)
@@ -37,7 +37,7 @@ def knn_predict(x_tr:Tensor,           # [n, D] training features
         out.append(votes.argmax(1))
     return torch.cat(out)
 
-# %% ../../nbs/53_metrics.probes.ipynb #a858e5ca
+# %% ../../nbs/53_metrics.probes.ipynb #23785890
 def logistic_predict(x_tr:Tensor,      # [n, D] training features
                      y_tr:Tensor,      # [n] integer labels
                      x_te:Tensor,      # [m, D] test features
@@ -63,7 +63,7 @@ def logistic_predict(x_tr:Tensor,      # [n, D] training features
     with torch.enable_grad(): opt.step(closure)
     with torch.no_grad(): return (((x_te.double() - mu) / sd) @ W + b).argmax(1)
 
-# %% ../../nbs/53_metrics.probes.ipynb #ed446399
+# %% ../../nbs/53_metrics.probes.ipynb #4a388ed5
 def label_subsets(n:int, fraction:float, draws:int=1, seed:int=0)->list: # [index tensor, ...]
     "Random subsets of `round(n * fraction)` (at least 1) of `n` labelled samples; all when it is 1"
     if not 0 < fraction <= 1:
@@ -109,19 +109,19 @@ def probe_protocol(x_tr:Tensor, y_tr:Tensor,   # labelled training features [n, 
                     out[f'{key}/{g}'] = float(hit) if sel.any() else math.nan
     return out
 
-# %% ../../nbs/53_metrics.probes.ipynb #e03d7d5f
+# %% ../../nbs/53_metrics.probes.ipynb #db3853fc
 def probe_margin(a:dict, b:dict, key:str)->tuple: # -> (difference, its standard error, their ratio)
     "How far probe results `a` lie above `b` at `key` (e.g. `'knn_10'`), in accuracy and in errors"
     d = a[key] - b[key]
     se = math.sqrt(a[f'{key}_se'] ** 2 + b[f'{key}_se'] ** 2)
     return d, se, d / se if se > 0 else math.inf * (1 if d > 0 else -1 if d < 0 else 0)
 
-# %% ../../nbs/53_metrics.probes.ipynb #a109d0e4
+# %% ../../nbs/53_metrics.probes.ipynb #9a5a30de
 def beats_references(pretrained:dict,       # probe results of the pretrained encoder
-                     references:dict,       # {name: probe results}, e.g. random init and the mean spectrum
+                     references:dict,       # {name: probe results}, e.g. random init, mean spectrum
                      percents=('1', '10'),  # label budgets that must pass
                      z:float=2.0)->dict:    # margin in standard errors
-    "Margins of `pretrained` over every reference, per budget and probe; `passes` when some probe beats all"
+    "Margins over every reference, per budget and probe; `passes` when some probe beats them all"
     out = {}
     for pct in percents:
         row = {}
@@ -136,9 +136,9 @@ def beats_references(pretrained:dict,       # probe results of the pretrained en
     out['passes'] = all(out[f'{pct}%']['passes'] for pct in percents)
     return out
 
-# %% ../../nbs/53_metrics.probes.ipynb #cb4d4fa5
+# %% ../../nbs/53_metrics.probes.ipynb #fbd8586e
 def probe_keys(fractions, groups:dict=None)->list:
-    "Metric names of `probe_protocol`: accuracy and error per probe and fraction, per-group accuracies"
+    "Metric names of `probe_protocol`: accuracy and error per probe and fraction, per group"
     keys = []
     for f in fractions:
         for p in ('knn', 'linear'):
