@@ -21,7 +21,7 @@ def train(*args):
     ('data.labels=textures', ['data.labels', 'textures', 'resolution']),
     ('data.modalities=[sentinel2]', ['modality', 'sentinel2', 's2']),
     ('model.bandsets.s2=singel', ['singel', "did you mean 'single'"]),
-    ('model.bandsets.s2=[[B02,B8]]', ["'B8'", 'B08']),
+    ('model.bandsets.s2=B08', ["'B08'", 'single']),
     ('data.probe_train=5000', ['data.probe_train', '5000', 'n_train']),
     ('data.probe_fractions=[0.01,2.0]', ['probe_fractions', '2.0']),
     ('data.probe_draws=[10,5]', ['probe_draws', 'same length']),
@@ -103,6 +103,12 @@ def test_encoder_accepts_float16_float64_and_integer_input():
         torch.testing.assert_close(enc({**b, 's2': b['s2'].to(dt)})['pooled'], ref, atol=2e-2, rtol=0)
     dn = {**b, 's2': (b['s2'] * 1e4).round().to(torch.int32)}               # integers are digital numbers
     with pytest.raises(Exception, match='integer'): enc(dn)
+
+
+def test_band_typo_in_a_bandset_names_the_valid_bands():
+    from geoformers.errors import ConfigError
+    from geoformers.models.bandset import BandsetEncoder
+    with pytest.raises(ConfigError, match=r"'B8'.*valid: B01"): BandsetEncoder({'s2': [['B02', 'B8']]})
 
 
 def test_encoder_names_the_expected_bands():
