@@ -7,8 +7,8 @@ at 100 % of 1024 labelled scenes, 1024 held-out scenes, per class group):
 - an encoder of the task's default size trained on the labels (`62_baselines.bandset.train_supervised`, as many
   steps as a default run) that sees only one resolution group of S2 (`only10m`, `only20m`, `only60m`) or all three
   (`default`): each should read the groups whose bands it sees and no other.
-Writes `bench/results/bandset_family.json`. About 5 minutes per seed on a quiet 2-core machine (four supervised
-encoders of 128 steps); `--quick` about 1 minute.
+Writes `bench/results/bandset_family.json`. Both seeds took 160 s on 2 cores at load 4-7 (four supervised
+encoders of 128 steps per seed); `--quick` about 1 minute.
 """
 import argparse
 import json

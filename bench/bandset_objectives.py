@@ -13,8 +13,8 @@ process with an objective the library does not ship (kept here so that their fig
 - patch discrimination against the tokens at the same position of the *other* scenes of the batch (*patched*).
 
 Prints one JSON line per run and merges everything into `bench/results/bandset_objectives.json`, with the probe
-protocol of the pretrained encoder and of the random-init encoder and the mean spectrum of the same run. About
-16 runs of 2-4 minutes on a quiet 2-core machine, `--jobs 2` at a time: 20-30 minutes; `--quick`: about 1 minute.
+protocol of the pretrained encoder and of the random-init encoder and the mean spectrum of the same run. 16 runs,
+`--jobs 2` at a time: 47 minutes on a 2-core machine shared with other jobs (load about 15); `--quick`: a few minutes.
 """
 import argparse
 import json

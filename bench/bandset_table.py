@@ -15,8 +15,8 @@ U(0, 0.3)), each trained with the task's defaults on two seeds (data and model: 
   `flock /work/coord/heavy.lock python bench/bandset_table.py --timing` (any lock file works elsewhere).
 
 Both parts merge into `bench/results/bandset_table.json` (`--out`), which nbs/42_tasks.bandset renders. Run time
-on 2 CPU cores: `--quality --jobs 2` about 40 minutes on a quiet machine (18 runs of 1.5-3 minutes each, two at a
-time), `--timing` about 3 minutes; `--quick` (tiny data, 4 steps, one seed) about 3 minutes for both.
+on 2 CPU cores: `--quality --jobs 2` took 62 minutes on a machine shared with other jobs (load 13-18; 18 runs of
+3.5-12 minutes, two at a time), `--timing` about 3 minutes; `--quick` (tiny data, 4 steps, one seed) about 3 minutes.
 """
 import argparse
 import json

@@ -6,7 +6,7 @@
 __all__ = ['ROLE_COLORS', 'MaskValue', 'check_roles', 'plot_roles', 'BandsetMerge', 'BandsetUnmerge', 'collapse', 'expand',
            'pack', 'unpack', 'CompositeEncoding', 'BandStandardise', 'BandsetEncoder', 'BandsetPredictor']
 
-# %% ../../nbs/26_models.bandset.ipynb #1e12d8ea
+# %% ../../nbs/26_models.bandset.ipynb #d538f243
 from enum import IntEnum
 
 import torch
@@ -20,7 +20,7 @@ from ..data.multispectral import band_names, bandset_indices
 from ..data.normalise import ChannelStats
 from ..layers import Block, patchify, rename_on_load
 
-# %% ../../nbs/26_models.bandset.ipynb #faf0e9f6
+# %% ../../nbs/26_models.bandset.ipynb #570b89bf
 class MaskValue(IntEnum):
     "Role of a token: seen by the online encoder, only by the target encoder, predicted, or absent"
     ONLINE_ENCODER = 0
@@ -64,7 +64,7 @@ def plot_roles(roles:Tensor,     # [rows, cols] MaskValue codes
                   bbox_to_anchor=(1.01, 1), frameon=False)
     return ax
 
-# %% ../../nbs/26_models.bandset.ipynb #8dedfd5d
+# %% ../../nbs/26_models.bandset.ipynb #5878d01a
 class BandsetMerge(nn.Module):
     "Merge `n` bandset tokens of a position into one: `[..., n, D] -> [..., D]`"
     def __init__(self, n:int, dim:int):
@@ -103,7 +103,7 @@ class BandsetUnmerge(nn.Module):
     def forward(self, x:Tensor)->Tensor: # [..., D] -> [..., n, D]
         return rearrange(self.proj(x), '... (n d) -> ... n d', n=self.n)
 
-# %% ../../nbs/26_models.bandset.ipynb #ad2a97fe
+# %% ../../nbs/26_models.bandset.ipynb #91044755
 def collapse(tokens:dict, masks:dict)->tuple:
     "`{m: [B, h, w, T, n, D]}` and masks -> `([B, N, D], [B, N], shapes)`"
     shapes = {m: t.shape[1:-1] for m, t in tokens.items()}
@@ -134,7 +134,7 @@ def unpack(x:Tensor, idx:Tensor, pad:Tensor, N:int)->Tensor: # [B, S, D] -> [B, 
     out = out.scatter(1, repeat(idx, 'b s -> b s d', d=x.shape[-1]), x)
     return out[:, :N]
 
-# %% ../../nbs/26_models.bandset.ipynb #72e2ae87
+# %% ../../nbs/26_models.bandset.ipynb #c7b17f55
 class CompositeEncoding(nn.Module):
     "Bandset | time | month | spatial encodings, each `D/4` wide, for `[B, h, w, T, n, D]` tokens"
     def __init__(self, dim:int,
@@ -163,7 +163,7 @@ class CompositeEncoding(nn.Module):
         sp = torch.cat([sy, sx], -1)[None, :, :, None, None].expand(full)
         return torch.cat([bs, tm, mo, sp], -1)
 
-# %% ../../nbs/26_models.bandset.ipynb #beae549b
+# %% ../../nbs/26_models.bandset.ipynb #896f4a19
 class BandStandardise(nn.Module):
     "`(x - mean) / std` per band of `[B, T, C, H, W]`; the identity until `set`"
     def __init__(self, bands:list): # band names, in channel order
@@ -186,7 +186,7 @@ class BandStandardise(nn.Module):
                              f"got shape {tuple(x.shape)}")
         return (x - self.mean[:, None, None].to(x.dtype)) / self.std[:, None, None].to(x.dtype)
 
-# %% ../../nbs/26_models.bandset.ipynb #b1bef18c
+# %% ../../nbs/26_models.bandset.ipynb #573e41ef
 _OLD_BLOCK_KEYS = {r'blocks\.(\d+)\.to_(qkv|out)\.': r'blocks.\1.attn.to_\2.'}  # older own Block
 
 class BandsetEncoder(nn.Module):
@@ -215,7 +215,7 @@ class BandsetEncoder(nn.Module):
         self.merge_enabled = merge_bandsets
         rename_on_load(self, _OLD_BLOCK_KEYS)
 
-# %% ../../nbs/26_models.bandset.ipynb #bdf98fdf
+# %% ../../nbs/26_models.bandset.ipynb #a0cf2e1c
 @patch
 def set_band_stats(self:BandsetEncoder,
                    stats:dict):   # {modality: ChannelStats}, e.g. from `band_stats`
@@ -227,7 +227,7 @@ def set_band_stats(self:BandsetEncoder,
     for m, s in stats.items():
         self.standardise[m].set(s)
 
-# %% ../../nbs/26_models.bandset.ipynb #b50e0dd3
+# %% ../../nbs/26_models.bandset.ipynb #25cddd99
 @patch
 def _drop_bands(self:BandsetEncoder, x:Tensor)->Tensor: # [B, T, C, H, W]
     "Zero input bands at random, in training only"
@@ -240,7 +240,7 @@ def _drop_bands(self:BandsetEncoder, x:Tensor)->Tensor: # [B, T, C, H, W]
         rate = torch.full((B, 1), self.band_dropout, device=x.device)
     return x * (torch.rand(B, C, device=x.device) >= rate)[:, None, :, None, None]
 
-# %% ../../nbs/26_models.bandset.ipynb #d6335a58
+# %% ../../nbs/26_models.bandset.ipynb #e6181049
 @patch
 def _bands(self:BandsetEncoder, batch:dict, m:str)->Tensor: # [B, T, C, H, W] in the weights' dtype
     "The bands of modality `m`, checked: their number, and float reflectance (any float is cast)"
@@ -270,7 +270,7 @@ def base_masks(self:BandsetEncoder, batch:dict)->dict:
         out[m] = repeat(role, 'b t h w -> b h w t n', n=len(bs))
     return out
 
-# %% ../../nbs/26_models.bandset.ipynb #e0d7c11d
+# %% ../../nbs/26_models.bandset.ipynb #a6b84708
 @patch
 def tokenize(self:BandsetEncoder, batch:dict,
              masks:dict=None,   # {m: [B, h, w, T, n]} roles; default: every valid token encodes
@@ -299,7 +299,7 @@ def _merge(self:BandsetEncoder, toks:dict, masks:dict)->tuple:
         toks[m], masks[m] = t[..., None, :], mk[..., None]
     return toks, masks
 
-# %% ../../nbs/26_models.bandset.ipynb #a656300b
+# %% ../../nbs/26_models.bandset.ipynb #a7572ab3
 @patch
 def forward(self:BandsetEncoder, batch:dict,
             masks:dict=None,   # {m: [B, h, w, T, n]} roles; default: every valid token encodes
@@ -324,7 +324,7 @@ def forward(self:BandsetEncoder, batch:dict,
     pooled = (h * w).sum(1) / w.sum(1).clamp(min=1)
     return dict(tokens=tokens, masks=masks, orig_masks=orig, pooled=pooled, seq_len=h.shape[1])
 
-# %% ../../nbs/26_models.bandset.ipynb #da145f9a
+# %% ../../nbs/26_models.bandset.ipynb #6685ff59
 class BandsetPredictor(nn.Module):
     "Predict per-bandset latents of `DECODER` tokens from an encoder output"
     def __init__(self, encoder:BandsetEncoder, depth:int=2, heads:int=4,
@@ -343,7 +343,7 @@ class BandsetPredictor(nn.Module):
         self.head = nn.Linear(dim, dim)
         rename_on_load(self, _OLD_BLOCK_KEYS)
 
-# %% ../../nbs/26_models.bandset.ipynb #56c11964
+# %% ../../nbs/26_models.bandset.ipynb #7081addc
 @patch
 def forward(self:BandsetPredictor, enc:dict, # a `BandsetEncoder` output
             months:Tensor,                   # [B, T]
