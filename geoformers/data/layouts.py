@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['LAYOUTS', 'smooth_fields', 'layout_regions']
 
-# %% ../../nbs/12a_data.layouts.ipynb #281b2503
+# %% ../../nbs/12a_data.layouts.ipynb #9b6febfb
 import math
 
 import torch
 import torch.nn.functional as F
 
-# %% ../../nbs/12a_data.layouts.ipynb #90448bf9
+# %% ../../nbs/12a_data.layouts.ipynb #9862eb01
 LAYOUTS = ['fields', 'blobs', 'channels', 'grid', 'speckle']   # scene classes of labels='layout'
 
 def smooth_fields(g:torch.Generator, n:int, size:int, low:int=4)->torch.Tensor: # [n, size, size]
@@ -28,7 +28,7 @@ def _cuts(g, size, lo, hi): # increasing cut positions with spacing in [lo, hi]
         out.append(p)
     return torch.tensor(out)
 
-# %% ../../nbs/12a_data.layouts.ipynb #ff00bfa4
+# %% ../../nbs/12a_data.layouts.ipynb #8147d884
 def _fields(g, yy, xx, size):
     "Rows of field parcels, each row cut on its own"
     rows = torch.bucketize(yy[:, 0], _cuts(g, size, 5, 12))

@@ -6,7 +6,7 @@
 __all__ = ['E', 'T_ONLY', 'DEC', 'MISS', 'MASKINGS', 'CONTRASTIVE_VIEWS', 'random_with_decode', 'modality_cross_random',
            'patch_discrimination', 'info_nce', 'LatentMIM', 'date_masks', 'cross_date_infonce', 'DatesLatentMIM']
 
-# %% ../../nbs/26a_models.latentmim.ipynb #d142a52f
+# %% ../../nbs/26a_models.latentmim.ipynb #7e8ee287
 import copy
 import math
 
@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .bandset import BandsetEncoder, BandsetPredictor, MaskValue, collapse, pack
 
-# %% ../../nbs/26a_models.latentmim.ipynb #2d32c9a8
+# %% ../../nbs/26a_models.latentmim.ipynb #05dcfc14
 E = MaskValue.ONLINE_ENCODER.value
 T_ONLY = MaskValue.TARGET_ENCODER_ONLY.value
 DEC = MaskValue.DECODER.value
@@ -85,7 +85,7 @@ def modality_cross_random(base:dict,               # {m: [B, h, w, T, n]} from `
 
 MASKINGS = dict(random_with_decode=random_with_decode, modality_cross_random=modality_cross_random)
 
-# %% ../../nbs/26a_models.latentmim.ipynb #c7bb25d6
+# %% ../../nbs/26a_models.latentmim.ipynb #1284ad87
 def patch_discrimination(pred:Tensor,      # [B, N, D] predictions
                          target:Tensor,    # [B, N, D] targets
                          valid:Tensor,     # [B, N] bool, the tokens to score (DECODER)
@@ -120,7 +120,7 @@ def info_nce(z1:Tensor, z2:Tensor, # [B, D] pooled embeddings of two views
     y = torch.arange(len(z1), device=z1.device)
     return (F.cross_entropy(logits, y) + F.cross_entropy(logits.T, y)) / 2
 
-# %% ../../nbs/26a_models.latentmim.ipynb #953704ad
+# %% ../../nbs/26a_models.latentmim.ipynb #91a3f0ca
 class LatentMIM(nn.Module):
     "Latent masked image modelling over multi-bandset tokens: `forward(batch)` -> loss terms"
     def __init__(self, encoder:BandsetEncoder, predictor:BandsetPredictor,
@@ -150,7 +150,7 @@ class LatentMIM(nn.Module):
         self.target_encoder.band_dropout = 0.
         self.target_encoder.requires_grad_(False)
 
-# %% ../../nbs/26a_models.latentmim.ipynb #178acbd7
+# %% ../../nbs/26a_models.latentmim.ipynb #9a33af19
 @patch
 @torch.no_grad()
 def update_target(self:LatentMIM):
@@ -160,7 +160,7 @@ def update_target(self:LatentMIM):
     for po, pt in zip(self.encoder.parameters(), self.target_encoder.parameters()):
         pt.lerp_(po, 1 - self.ema_momentum)
 
-# %% ../../nbs/26a_models.latentmim.ipynb #2321d1a5
+# %% ../../nbs/26a_models.latentmim.ipynb #a47477d5
 @patch
 def make_masks(self:LatentMIM, batch:dict)->dict:
     "Roles of every token of `batch` under the configured masking strategy"
@@ -174,7 +174,7 @@ def embed(self:LatentMIM, batch:dict)->Tensor: # [B, D]
     "Pooled embedding with every token visible (for probes)"
     return self.encoder(batch)['pooled']
 
-# %% ../../nbs/26a_models.latentmim.ipynb #5ab35286
+# %% ../../nbs/26a_models.latentmim.ipynb #97c55db7
 @patch
 def forward(self:LatentMIM, batch:dict)->dict: # loss, patch_disc, infonce (scalars)
     "Loss terms of one batch: patch discrimination on masked views, InfoNCE between two views"
@@ -198,7 +198,7 @@ def forward(self:LatentMIM, batch:dict)->dict: # loss, patch_disc, infonce (scal
     out['loss'] = out['patch_disc'] + self.contrastive_weight * out['infonce']
     return out
 
-# %% ../../nbs/26a_models.latentmim.ipynb #20c9e8d3
+# %% ../../nbs/26a_models.latentmim.ipynb #e3982d98
 CONTRASTIVE_VIEWS = ('dates', 'masks')
 
 def date_masks(base:dict, t:int)->dict: # {m: [B, h, w, T, n]}

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['BandsetTask']
 
-# %% ../../nbs/42_tasks.bandset.ipynb #b2388d18
+# %% ../../nbs/42_tasks.bandset.ipynb #461159ba
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -28,7 +28,7 @@ from .bandset_embeddings import (embed_geotiff, embed_scenes, geotiff_scene,
 from ..train.loop import evaluate, make_loader
 from ..train.tasks import Task, register_task
 
-# %% ../../nbs/42_tasks.bandset.ipynb #bf6a2a3b
+# %% ../../nbs/42_tasks.bandset.ipynb #3f7f9a06
 _FRACTIONS_KEY = 'data.probe_fractions'
 _COUNTS = ('n_train', 'n_val', 'probe_train', 'probe_k', 'times')
 _SIZES = ('dim', 'depth', 'heads', 'patch_size', 'pred_depth')
@@ -68,10 +68,10 @@ class BandsetTask(Task):
         self._last_probe = None
         self._baseline_probes = None
 
-# %% ../../nbs/42_tasks.bandset.ipynb #fbe1cd8d
+# %% ../../nbs/42_tasks.bandset.ipynb #0fdd4296
 def _check_data_cfg(d):
     "What the declared ranges cannot check: names, and keys that depend on each other"
-    for m in d.modalities: band_names(m)                       # a clear error for an unknown modality
+    for m in d.modalities: band_names(m)              # a clear error for an unknown modality
     if d.probe_train > d.n_train:
         raise ConfigError(f"data.probe_train={d.probe_train} exceeds data.n_train={d.n_train}; "
                           "the labelled scenes are the first probe_train training scenes")
@@ -81,7 +81,7 @@ def _check_data_cfg(d):
     bad = [f for f in d.probe_fractions if not 0 < f <= 1]
     if bad: raise ConfigError(f"data.probe_fractions must lie in (0, 1], got {bad}")
 
-# %% ../../nbs/42_tasks.bandset.ipynb #10ae7e5e
+# %% ../../nbs/42_tasks.bandset.ipynb #38c67d3f
 @patch
 def data(self:BandsetTask, cfg)->dict:
     "Training and validation scenes; the labelled and the validation scenes are rendered once"
@@ -97,14 +97,14 @@ def data(self:BandsetTask, cfg)->dict:
     self._groups, self._n_classes = class_groups(d.labels), len(class_names(d.labels))
     return dict(train=train, val=self._probe[1], collate=collate_scenes)
 
-# %% ../../nbs/42_tasks.bandset.ipynb #2c786487
+# %% ../../nbs/42_tasks.bandset.ipynb #383c8555
 @patch
 def probe_sets(self:BandsetTask, cfg)->tuple: # -> (labelled training scenes, held-out scenes)
     "The scenes the probes fit on and are scored on (rendered by `data` on first use)"
     if self._probe is None: self.data(cfg)
     return self._probe
 
-# %% ../../nbs/42_tasks.bandset.ipynb #fbcbc855
+# %% ../../nbs/42_tasks.bandset.ipynb #3b326392
 @patch
 def band_stats(self:BandsetTask, cfg)->dict: # {modality: ChannelStats}
     "Per-band statistics over the labelled training scenes, computed once per set of them"
@@ -113,7 +113,7 @@ def band_stats(self:BandsetTask, cfg)->dict: # {modality: ChannelStats}
         self._band_stats = (tr, band_stats(tr))
     return self._band_stats[1]
 
-# %% ../../nbs/42_tasks.bandset.ipynb #bec90b12
+# %% ../../nbs/42_tasks.bandset.ipynb #e5535d6b
 @patch
 def model(self:BandsetTask, cfg)->LatentMIM:
     "`LatentMIM` over a `BandsetEncoder` and `BandsetPredictor` built from `model.*`"
@@ -140,22 +140,22 @@ def model(self:BandsetTask, cfg)->LatentMIM:
     if dates: return DatesLatentMIM(enc, pred, dates_weight=m.contrastive_weight, **kw)
     return LatentMIM(enc, pred, contrastive_weight=m.contrastive_weight, **kw)
 
-# %% ../../nbs/42_tasks.bandset.ipynb #d076c865
+# %% ../../nbs/42_tasks.bandset.ipynb #e4fdeeca
 @patch
 def loss(self:BandsetTask, model, batch, cfg)->dict:
     "The model's loss terms (`'loss'` is optimised)"
     return model(batch)
 
-# %% ../../nbs/42_tasks.bandset.ipynb #119efbb2
+# %% ../../nbs/42_tasks.bandset.ipynb #b1edfe5f
 @patch
 def after_step(self:BandsetTask, model, cfg, step:int):
     "One EMA step of the target encoder (a no-op when the target is frozen)"
     model.update_target()
 
-# %% ../../nbs/42_tasks.bandset.ipynb #3e9d54a8
+# %% ../../nbs/42_tasks.bandset.ipynb #ccd93d38
 #| export
 
-# %% ../../nbs/42_tasks.bandset.ipynb #1335f70a
+# %% ../../nbs/42_tasks.bandset.ipynb #01eee429
 @patch
 def probe(self:BandsetTask, x_tr:Tensor, x_te:Tensor, cfg)->dict:
     "The probe protocol on features of the labelled training scenes and of the held-out scenes"
@@ -165,7 +165,7 @@ def probe(self:BandsetTask, x_tr:Tensor, x_te:Tensor, cfg)->dict:
                           fractions=tuple(d.probe_fractions), draws=tuple(d.probe_draws),
                           k=d.probe_k, seed=d.seed, groups=self._groups, n_classes=self._n_classes)
 
-# %% ../../nbs/42_tasks.bandset.ipynb #d0707d7d
+# %% ../../nbs/42_tasks.bandset.ipynb #161b9ca8
 @patch
 def eval_step(self:BandsetTask, model, batch, cfg)->dict:
     "Summed loss terms; on the batch holding validation scene 0 also the probe protocol and a count"
@@ -181,7 +181,7 @@ def eval_step(self:BandsetTask, model, batch, cfg)->dict:
         probe.update({f'probe/{k}': torch.tensor(float(r[k])) for k in keys})
     return {**stats, **probe}
 
-# %% ../../nbs/42_tasks.bandset.ipynb #84060fec
+# %% ../../nbs/42_tasks.bandset.ipynb #2768ea1b
 @patch
 def compute_metrics(self:BandsetTask, stats, cfg)->dict:
     "Mean loss terms per batch, and the probe metrics (divided by the number of probe runs)"
@@ -193,13 +193,13 @@ def compute_metrics(self:BandsetTask, stats, cfg)->dict:
                     if k.startswith('probe/') and k != 'probe/runs'})
     return out
 
-# %% ../../nbs/42_tasks.bandset.ipynb #988968ac
+# %% ../../nbs/42_tasks.bandset.ipynb #4c2aac57
 def _total_steps(cfg)->int:
     "The optimiser steps of a run under `cfg` (as `fit` counts them)"
     t = cfg.train
     return t.max_steps or t.epochs * (cfg.data.n_train // (t.batch_size * t.grad_accum))
 
-# %% ../../nbs/42_tasks.bandset.ipynb #952a1d45
+# %% ../../nbs/42_tasks.bandset.ipynb #848b05dc
 @patch
 def baselines(self:BandsetTask, data, cfg, run_dir)->dict:
     "The probe protocol on a random-init encoder, the mean spectra and a supervised encoder"
@@ -224,10 +224,10 @@ def baselines(self:BandsetTask, data, cfg, run_dir)->dict:
     self._baseline_probes = out
     return out
 
-# %% ../../nbs/42_tasks.bandset.ipynb #01ce131a
+# %% ../../nbs/42_tasks.bandset.ipynb #135b0f4b
 #| export
 
-# %% ../../nbs/42_tasks.bandset.ipynb #164dea80
+# %% ../../nbs/42_tasks.bandset.ipynb #840e0aec
 @patch
 def describe(self:BandsetTask, model, data, cfg)->dict:
     "Tokens per sample before and after the merge, the probe protocol and, after a run, the sanity"
@@ -252,10 +252,10 @@ def describe(self:BandsetTask, model, data, cfg)->dict:
         out['sanity'] = beats_references(self._last_probe, refs)
     return out
 
-# %% ../../nbs/42_tasks.bandset.ipynb #ad3796f0
+# %% ../../nbs/42_tasks.bandset.ipynb #0f01df25
 _ROLE_COLOURS = ['tab:blue', 'tab:orange', 'tab:green', 'lightgrey']     # by MaskValue
 
-# %% ../../nbs/42_tasks.bandset.ipynb #031f0c1e
+# %% ../../nbs/42_tasks.bandset.ipynb #091ac771
 @patch
 def preview(self:BandsetTask, model, batch, cfg):
     "Token roles of the first scene under both masking strategies (rows: bandsets)"
@@ -279,7 +279,7 @@ def preview(self:BandsetTask, model, batch, cfg):
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
-# %% ../../nbs/42_tasks.bandset.ipynb #4d179036
+# %% ../../nbs/42_tasks.bandset.ipynb #3a1c2e71
 @patch
 def predict(self:BandsetTask, model, cfg,
             data=None,              # None (validation scenes), a folder of S2 GeoTIFFs or a GeoTIFF
@@ -309,7 +309,7 @@ def predict(self:BandsetTask, model, cfg,
     ids = [s.get('id', str(i)) for i, s in enumerate(scenes)]
     return write_embeddings_parquet(out, ids, embed_scenes(enc, scenes, bs), labels, attrs)
 
-# %% ../../nbs/42_tasks.bandset.ipynb #27ce070c
+# %% ../../nbs/42_tasks.bandset.ipynb #42a3f14d
 @patch
 def eval_data(self:BandsetTask, cfg, path)->dict:
     "Labelled S2 GeoTIFFs in class sub-folders, split in two halves for the probes (see above)"
@@ -333,7 +333,7 @@ def eval_data(self:BandsetTask, cfg, path)->dict:
             f"scenes centre-cropped to {cfg.data.size} px; one date each")
     return dict(val=held_out, collate=collate_scenes, name=path.name, note=note)
 
-# %% ../../nbs/42_tasks.bandset.ipynb #ee58a218
+# %% ../../nbs/42_tasks.bandset.ipynb #35bf180a
 @patch
 def eval_baselines(self:BandsetTask, data, cfg, run_dir)->dict:
     "The probes on the mean spectra, a random-init and the run's supervised encoder, on `data`"
