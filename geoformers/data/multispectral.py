@@ -7,7 +7,7 @@ __all__ = ['Band', 'BANDS', 'BANDSETS', 'CLASSES', 'RESOLUTION_CLASSES', 'RESOLU
            'bandset_indices', 'signatures', 'synth_scene', 'class_groups', 'class_names', 'one_thread',
            'SyntheticScenes', 'collate_scenes', 'band_stats']
 
-# %% ../../nbs/12_data.multispectral.ipynb #464d3b1c
+# %% ../../nbs/12_data.multispectral.ipynb #116944d5
 import contextlib
 import functools
 import math
@@ -23,7 +23,7 @@ from .layouts import LAYOUTS, layout_regions, smooth_fields
 from .normalise import channel_stats
 from ..errors import ConfigError
 
-# %% ../../nbs/12_data.multispectral.ipynb #382b6802
+# %% ../../nbs/12_data.multispectral.ipynb #ab86a672
 Band = namedtuple('Band', 'name res wavelength')
 
 BANDS = {
@@ -76,7 +76,7 @@ def bandset_indices(modality:str, bandsets:str|list='default')->list:
     if bad: raise ConfigError(_known(f'{modality} band', bad[0], names))
     return [[names.index(b) for b in bs] for bs in bandsets]
 
-# %% ../../nbs/12_data.multispectral.ipynb #a2c8188b
+# %% ../../nbs/12_data.multispectral.ipynb #f1d7d295
 CLASSES = ['vegetation', 'water', 'bare_soil', 'urban', 'snow']
 _ANCHORS = [443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190]
 _REFL = np.array([
@@ -102,7 +102,7 @@ def signatures(modality:str, month:int=7)->np.ndarray: # [len(CLASSES), C] refle
     "Class spectra sampled at the modality's band centres; vegetation vigour follows `month` (1-12)"
     return _signatures(modality, int(month)).copy()
 
-# %% ../../nbs/12_data.multispectral.ipynb #6dc2a059
+# %% ../../nbs/12_data.multispectral.ipynb #79b179f6
 # vegetation, bare soil, urban, water (rows of CLASSES)
 _FILL = [0, 2, 3, 1]
 _FILL_W = torch.tensor([1.0, 0.8, 0.6, 0.4])          # their prior weights in 'layout' scenes
@@ -115,7 +115,7 @@ def _native(x:torch.Tensor, res:int, grid:int)->torch.Tensor: # [T, C, H, W] -> 
     low = F.adaptive_avg_pool2d(x, n)
     return F.interpolate(low, size=(H, H), mode='bilinear', align_corners=False)
 
-# %% ../../nbs/12_data.multispectral.ipynb #897acf41
+# %% ../../nbs/12_data.multispectral.ipynb #046bd0f3
 RESOLUTION_CLASSES = ['rows_ew', 'rows_ns', 'checker', 'mixed',
                       'plain', 'red_edge', 'swir', 'vapour']
 RESOLUTION_GROUPS = {'10 m structure': ['rows_ew', 'rows_ns', 'checker', 'mixed'],
@@ -149,7 +149,7 @@ def _alteration(modality:str, label:int)->torch.Tensor: # [C] factor per band
     lo, hi, f = _ALTER.get(RESOLUTION_CLASSES[label], (0, 0, 1.))
     return torch.tensor([f if lo <= b.wavelength <= hi else 1. for b in BANDS[modality]])
 
-# %% ../../nbs/12_data.multispectral.ipynb #eeec2ac3
+# %% ../../nbs/12_data.multispectral.ipynb #8f69673a
 def _draw_label(g, n:int, label:int=None)->int:
     "Draw a label of `n` classes; a given `label` replaces it (the random stream stays the same)"
     drawn = int(torch.randint(n, (1,), generator=g))
@@ -188,7 +188,7 @@ def _render(sig:torch.Tensor,       # [K, C] class spectra
     if coarse is mix: return x
     return torch.where(fine_band[:, None, None], x, torch.einsum('kc,khw->chw', sig, coarse))
 
-# %% ../../nbs/12_data.multispectral.ipynb #c80239d7
+# %% ../../nbs/12_data.multispectral.ipynb #3863dbe1
 def synth_scene(seed:int, modalities=('s2', 'landsat'), size:int=32, times:int=2, month_step:int=2,
                 cloud_prob:float=0.2, missing_prob:float=0.1,
                 labels:str='cover',        # 'cover', 'layout' or 'resolution' (see above)
@@ -238,7 +238,7 @@ def synth_scene(seed:int, modalities=('s2', 'landsat'), size:int=32, times:int=2
         out[m], out[f'{m}_valid'] = x.float(), valid
     return out
 
-# %% ../../nbs/12_data.multispectral.ipynb #0a538b5a
+# %% ../../nbs/12_data.multispectral.ipynb #e658ef8b
 FAMILIES = ['cover', 'layout', 'resolution']     # the scene families of `synth_scene`
 
 def class_groups(labels:str)->dict: # {group: [class index, ...]}
@@ -255,7 +255,7 @@ def class_names(labels:str)->list: # class names of a scene family, by label
     if names is None: raise ConfigError(_known('data.labels', labels, FAMILIES))
     return list(names)
 
-# %% ../../nbs/12_data.multispectral.ipynb #6b75f1da
+# %% ../../nbs/12_data.multispectral.ipynb #b6ea25c2
 @contextlib.contextmanager
 def one_thread():
     "Run the block on one intra-op thread (tiny ops are faster without a pool), then restore it"
@@ -281,7 +281,7 @@ def collate_scenes(items:list)->dict:
     out['ids'] = ids
     return out
 
-# %% ../../nbs/12_data.multispectral.ipynb #3ac156d3
+# %% ../../nbs/12_data.multispectral.ipynb #e024bc62
 def band_stats(scenes:list)->dict: # {modality: ChannelStats of its bands}
     "Per-band mean and std of every modality over the valid pixels of `scenes`"
     if not scenes: raise ValueError("band_stats needs at least one scene")
