@@ -327,3 +327,63 @@ def test_api_entries_from_proc(tmp_path):
     # a _proc copy older than the notebook is not read, and its debt line is not called stale
     os.utime(proc, (0, 0))
     assert run_check(tmp_path, nb, debt='20_m api-entry\n')[0] == 0
+
+
+def test_signature_links_from_proc(tmp_path):
+    "A backticked name in a docment becomes a markdown link inside the signature block: a finding"
+    nb = notebook(tmp_path/'nbs'/'21_s.ipynb', *clean_cells())
+    linked = entry('caption_report', 'caps:DataFrame, # from [`load_captions`](https://x.io/c.html)',
+                   'Report on a captions table')
+    notebook(tmp_path/'_proc'/'21_s.ipynb', *clean_cells(), ('show_doc(caption_report)', [linked]))
+    rc, out = run_check(tmp_path, nb)
+    assert rc == 1 and 'entry caption_report: markdown inside the signature: load_captions' in out
+    plain = entry('caption_report', 'caps:DataFrame, # from load_captions', 'Report on a table')
+    notebook(tmp_path/'_proc'/'21_s.ipynb', *clean_cells(), ('show_doc(caption_report)', [plain]))
+    assert run_check(tmp_path, nb) == (0, '')
+
+
+CLASSES = '''#| export
+class Base:
+    "A base class"
+    def data(self, cfg): return []
+    def fit(self, x): return x
+
+class Model(nn.Module):
+    "A model"
+    def forward(self, x): return x
+    def encode(self, x): return x
+    @property
+    def size(self): return 1
+    def _helper(self): pass
+
+class Sub(Base):
+    "A subclass"
+    def data(self, cfg): return [1]
+    def fit(self,
+            x:int,   # documented: its docments must render
+           ): return x
+'''
+
+
+@pytest.mark.parametrize('shown, missing', [
+    ('', ['Base.data', 'Base.fit', 'Model.encode', 'Sub.fit']),
+    ('show_doc(Base.data)\nshow_doc(Base.fit)\nshow_doc(Model.encode)', ['Sub.fit']),
+    ('show_doc(Base.data)\nshow_doc(Base.fit)\nshow_doc(Model.encode)\nshow_doc(Sub.fit)', [])])
+def test_method_entries(tmp_path, shown, missing):
+    """Public methods of exported classes need show_doc; undocumented overrides (forward, a base's
+    method) and properties do not; documented overrides do"""
+    cells = [*clean_cells(), CLASSES] + ([shown] if shown else [])
+    nb = notebook(tmp_path/'nbs'/'22_m.ipynb', *cells)
+    rc, out = run_check(tmp_path, nb)
+    assert rc == (1 if missing else 0), out
+    if missing: assert f"22_m.ipynb cell 5 [method-entry] no entry for {', '.join(missing)}" in out
+    if missing: assert run_check(tmp_path, nb, debt='22_m method-entry\n')[0] == 0
+
+
+def test_patched_methods_need_no_show_doc(tmp_path):
+    "nbdev renders `@patch` methods of export cells by itself; a patched base method counts as one"
+    src = ('#| export\nclass Task:\n    "A task"\n    def __init__(self): pass\n\n'
+           '@patch\ndef loss(self:Task, batch): return 0\n\n'
+           'class Toy(Task):\n    "A toy task"\n    def loss(self, batch): return 1\n')
+    nb = notebook(tmp_path/'nbs'/'23_p.ipynb', *clean_cells(), src)
+    assert run_check(tmp_path, nb) == (0, '')

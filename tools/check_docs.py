@@ -12,10 +12,14 @@ Checks (the names used in `tools/docs_debt.txt`):
   big-output   one stored output holds more than 20 KB of text
   citation     a source or markdown cell cites something outside the repository (see CITATIONS)
   import-cell  a code cell mixes imports with other statements (the docs build runs it alone)
-  api-entry    a rendered `show_doc` entry has no real signature (`*args, **kwargs`) or a
-               docstring inherited from the library (`nn.Module`'s, an exception's). It is read from
-               `_proc/`, so run `python tools/proc_docs.py` first (pages whose `_proc/` copy is
-               missing or older than the notebook are not checked for it)
+  api-entry    a rendered `show_doc` entry has no real signature (`*args, **kwargs`), a
+               docstring inherited from the library (`nn.Module`'s, an exception's) or markdown
+               inside its signature block (nbdev turns a backticked name in a docment into a link,
+               which shows as raw `[...](https://...)` text there: name it without backticks). It
+               is read from `_proc/`, so run `python tools/proc_docs.py` first (pages whose
+               `_proc/` copy is missing or older than the notebook are not checked for it)
+  method-entry a public method of an exported class has no `show_doc(Class.method)` entry in its
+               notebook (the rule, with its exemptions, is in METHOD_RULE below and DEVELOPING.md)
   slow         (debt only) the notebook's slow cells are left out of the CI slow stage
 
 `tools/docs_debt.txt` lists known findings, one `<notebook> <check>` per line (`#` starts a
@@ -68,9 +72,21 @@ CITATIONS = {
 INHERITED_DOCS = ('Base class for all neural network modules', 'Floating point operation failed',
                   'Common base class for all', 'Initialize self.', 'Inappropriate argument value')
 _ENTRY = re.compile(r'^#{2,4} (\S+)\s*$', re.M)
+_SIG_BLOCK = re.compile(r'^```python\n(.*?)^```', re.M | re.S)   # the signature of an entry
+_MD_LINK = re.compile(r'\[`?([^\]\n`]*)`?\]\([^)\s]*\)')           # [`name`](url)
+
+# Public methods and their entries. nbdev renders an entry by itself for every function and class of
+# an export cell and for every `@patch` method there, but not for a method written in a class body:
+# that one needs `show_doc(Class.method)` in the notebook, with these exemptions. An override of a
+# method that is documented elsewhere (nn.Module's hooks; a method of a geoformers base class, such
+# as a Task's `data` or `loss`, whose own entry states the contract) needs no entry of its own as
+# long as it carries no documentation of its own: once it has a docstring or docments, they must
+# render, so it gets its entry. Properties are left to the class's docstring.
+METHOD_RULE = 'DEVELOPING.md, "API entries"'
+MODULE_HOOKS = {'forward', 'extra_repr', 'reset_parameters'}   # nn.Module's, documented by torch
 
 CHECKS = ('path', 'warning', 'progress', 'traceback', 'big-output', 'citation', 'import-cell',
-          'api-entry', 'slow')
+          'api-entry', 'method-entry', 'slow')
 
 
 def _short(s:str, m:re.Match=None, width:int=100)->str:
@@ -142,19 +158,108 @@ def check_import_cell(src:str)->list:
 def _is_code(c): return c['cell_type'] == 'code'
 
 
+def _src(c)->str: return ''.join(c['source']) if isinstance(c['source'], list) else c['source']
+
+
+def _export_trees(cells:list):
+    "`(index, tree, code)` of the export cells (`export`, `exports`) of a notebook's cells"
+    for i, c in enumerate(cells):
+        src = _src(c)
+        if not _is_code(c) or not _directives(src).keys() & {'export', 'exports'}: continue
+        code = '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!')))
+        try: yield i, ast.parse(code), code
+        except SyntaxError: continue
+
+
+def _patched_classes(f:ast.FunctionDef)->list:
+    "The classes a `@patch` function is patched into (from its `self` annotation), else []"
+    if not any(ast.unparse(d).split('(')[0] in ('patch', 'fastcore.basics.patch')
+               for d in f.decorator_list): return []
+    a = f.args.args[0].annotation if f.args.args else None
+    return re.findall(r'\w+', ast.unparse(a)) if a is not None else []
+
+
+_CLASS_INDEX = {}
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def class_index(nbs:Path)->dict:
+    "`{class: (base names, method names)}` over the export cells of every notebook in `nbs`"
+    nbs = Path(nbs).resolve()
+    if nbs in _CLASS_INDEX: return _CLASS_INDEX[nbs]
+    idx = {}
+    for p in sorted(nbs.glob('*.ipynb')):
+        try: cells = json.loads(p.read_text(encoding='utf-8'))['cells']
+        except (OSError, ValueError, KeyError): continue
+        for _, tree, _ in _export_trees(cells):
+            for n in tree.body:
+                if isinstance(n, ast.ClassDef):
+                    bases, meths = idx.setdefault(n.name, (set(), set()))
+                    bases |= {ast.unparse(b).split('.')[-1].split('[')[0] for b in n.bases}
+                    meths |= {f.name for f in n.body if isinstance(f, _FUNCS)}
+                elif isinstance(n, _FUNCS):
+                    for cls in _patched_classes(n):
+                        idx.setdefault(cls, (set(), set()))[1].add(n.name)
+    _CLASS_INDEX[nbs] = idx
+    return idx
+
+
+def _inherits(idx:dict, cls:str, meth:str, seen=())->bool:
+    "Whether a geoformers base class of `cls` defines `meth`"
+    for b in idx.get(cls, ((), ()))[0]:
+        if b in seen or b not in idx: continue
+        if meth in idx[b][1] or _inherits(idx, b, meth, seen + (b,)): return True
+    return False
+
+
+def _documented(f:ast.FunctionDef, code:str)->bool:
+    "A docstring, or a docment (a comment) in the signature"
+    if ast.get_docstring(f): return True
+    ends = [n.end_lineno for n in ast.walk(f.args) if hasattr(n, 'end_lineno')]
+    if f.returns is not None: ends.append(f.returns.end_lineno)
+    last = max(ends + [f.lineno])
+    if f.body and f.body[0].lineno == f.lineno: return False         # `def f(x): return x  # ...`
+    sig = code.splitlines()[f.lineno - 1:last]
+    return any('#' in l.split('"')[0].split("'")[0] for l in sig)
+
+
+def method_entries(cells:list, idx:dict)->list:
+    "`(cell, [Class.method, ...])`: public methods of exported classes without a `show_doc` entry"
+    shown = '\n'.join(_src(c) for c in cells if _is_code(c))
+    out = []
+    for i, tree, code in _export_trees(cells):
+        missing = []
+        for n in tree.body:
+            if not isinstance(n, ast.ClassDef) or n.name.startswith('_'): continue
+            for f in n.body:
+                if not isinstance(f, _FUNCS) or f.name.startswith('_'): continue
+                decos = [ast.unparse(d) for d in f.decorator_list]
+                if any(d.endswith(('property', '.setter', '.getter', '.deleter')) for d in decos):
+                    continue
+                if re.search(rf'show_doc\(\s*{n.name}\.{f.name}\b', shown): continue
+                override = f.name in MODULE_HOOKS or _inherits(idx, n.name, f.name)
+                if override and not _documented(f, code): continue
+                missing.append(f'{n.name}.{f.name}')
+        if missing: out.append((i, missing))
+    return out
+
+
 def check_notebook(path:Path)->list:
     "Findings `(cell, check, text)` in one notebook, one per cell and check"
     nb = json.loads(Path(path).read_text(encoding='utf-8'))
     found = {}
+    for i, missing in method_entries(nb['cells'], class_index(Path(path).parent)):
+        found[(i, 'method-entry')] = [f"no entry for {', '.join(missing)}: add "
+                                      f"show_doc({missing[0]}) under it ({METHOD_RULE})"]
     for i, c in enumerate(nb['cells']):
-        src = ''.join(c['source']) if isinstance(c['source'], list) else c['source']
+        src = _src(c)
         hits = check_source(src)
         if _is_code(c):
             hits += check_import_cell(src)
             for o in c.get('outputs', []): hits += check_outputs(_output_texts(o))
         for k, t in hits: found.setdefault((i, k), []).append(t)
     return [(i, k, ts[0] + (f' (and {len(ts) - 1} more)' if len(ts) > 1 else ''))
-            for (i, k), ts in found.items()]
+            for (i, k), ts in sorted(found.items())]
 
 
 def check_entries(proc_path:Path)->list:
@@ -171,7 +276,12 @@ def check_entries(proc_path:Path)->list:
             exc = name.endswith(('Error', 'Exception', 'Warning'))   # exceptions take *args
             bad = ['signature (*args, **kwargs)'] if '*args, **kwargs' in md and not exc else []
             bad += [f'inherited docstring {d!r}' for d in INHERITED_DOCS if d in md]
-            if bad: found.append((None, 'api-entry', f"entry {name}: {', '.join(bad)}"))
+            links = [l for sig in _SIG_BLOCK.findall(md) for l in _MD_LINK.findall(sig)]
+            if links:
+                bad.append(f"markdown inside the signature: {', '.join(dict.fromkeys(links))} "
+                           '(a backticked name in a docment: write it without backticks)')
+            f = (None, 'api-entry', f"entry {name}: {', '.join(bad)}")
+            if bad and f not in found: found.append(f)
     return found
 
 
