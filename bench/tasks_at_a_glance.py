@@ -11,7 +11,9 @@ each run the script measures the wall time and the peak resident memory of the w
 `bench/results/tasks_at_a_glance.json`, or `..._quick.json` with `--quick`) with the date, the
 machine, and per task: the command, what it trains, the default data, wall time, peak memory, the
 headline metric and the same metric for each baseline. `nbs/index.ipynb` renders its table from
-that file. Run it on a quiet machine: other jobs inflate the wall times.
+that file (the full run's when it exists, else the quick one's, marked as such): after a run,
+`python tools/make_readme.py --execute` re-executes the home page and rewrites README.md. Run it
+on a quiet machine: other jobs inflate the wall times.
 """
 import argparse
 import datetime as dt
@@ -41,7 +43,7 @@ TASKS = {
                          metric='perplexity', better='lower', after='weather-mae'),
     'bandset': dict(trains='LatentMIM: self-supervised bandset encoder for S2 + Landsat',
                     data='1024 synthetic multispectral scenes (S2 + Landsat, clouds, gaps)',
-                    metric='probe_acc', better='higher'),
+                    metric='knn_10', better='higher'),
     'icecube': dict(trains='T1 + EventAccumulator + T2: neutrino direction from pulses',
                     data='3200 synthetic events on the real IceCube geometry',
                     metric='mean_angular_error', better='lower'),
@@ -116,7 +118,8 @@ def run_all(tasks:list, quick:bool, work:Path)->list:
         cmd = ['geoformers_train', task] + (QUICK[task] if quick else [])
         print(f'{task}: {" ".join(cmd)} (in {folder.name})', flush=True)
         r = measure(cmd, folder, folder/f'{task}.log')
-        row = dict(task=task, command=' '.join(cmd), trains=spec['trains'], data=spec['data'], **r)
+        row = dict(task=task, command=' '.join(cmd), trains=spec['trains'], data=spec['data'],
+                   after=spec.get('after'), **r)
         summ = folder/'runs'/task/'summary.json'
         if r['rc'] == 0 and summ.exists():
             s = json.loads(summ.read_text())
@@ -156,7 +159,8 @@ def main(argv=None)->int:
                geoformers=geoformers.__version__, total_s=round(time.time() - t0, 1), tasks=rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, ensure_ascii=False, default=float) + '\n')
-    print(f'wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}')
+    print(f'wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}; '
+          'now python tools/make_readme.py --execute renders the home page and README.md')
     return 0 if all(r['rc'] == 0 for r in rows) else 1
 
 

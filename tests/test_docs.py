@@ -252,6 +252,15 @@ def test_readme_cells_and_figures(tmp_path):
     assert make_readme.figures(text) == ['images/blocks.png']
 
 
+def test_readme_page_links():
+    "Links to other pages work in README.md too: they point at the published docs site"
+    base = 'https://u.github.io/tproj'
+    md = '[wildfire](91_design.wildfire.ipynb), [loop](30_train.loop.ipynb#fit), [x](https://a.b/c.ipynb)'
+    assert make_readme.page_links(md, base) == (f'[wildfire]({base}/design.wildfire.html), '
+                                                f'[loop]({base}/train.loop.html#fit), '
+                                                '[x](https://a.b/c.ipynb)')
+
+
 def test_readme_in_step():
     assert make_readme.main(['--check']) == 0
 
@@ -387,3 +396,23 @@ def test_patched_methods_need_no_show_doc(tmp_path):
            'class Toy(Task):\n    "A toy task"\n    def loss(self, batch): return 1\n')
     nb = notebook(tmp_path/'nbs'/'23_p.ipynb', *clean_cells(), src)
     assert run_check(tmp_path, nb) == (0, '')
+
+
+def test_slow_stage_fails_on_a_rotten_slow_cell(tmp_path):
+    """CI's slow stage (tools/run_slow.py) runs `#| slow` cells, which the normal tests skip: a slow
+    cell calling a helper that no longer exists fails it, unless the notebook is listed as debt"""
+    (tmp_path/'settings.ini').write_text(SETTINGS + 'tst_flags = notest slow\n')
+    notebook(tmp_path/'nbs'/'00_a.ipynb', '# Page A\n> summary', 'x = 1',
+             '#| slow\n_Pix(x)  # a helper removed in an earlier change')
+    notebook(tmp_path/'nbs'/'01_b.ipynb', '# Page B\n> summary', 'y = 2')
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT/'tools'/'run_slow.py'), *a],
+                                    cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    normal = subprocess.run([str(Path(sys.executable).parent/'nbdev_test'), '--n_workers', '0'],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert normal.returncode == 0, normal.stdout + normal.stderr   # the normal stage cannot see it
+    r = run('--n_workers', '0', '--debt', str(tmp_path/'none.txt'))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'running: 00_a.ipynb' in r.stdout and "NameError: name '_Pix'" in r.stdout + r.stderr
+    (tmp_path/'debt.txt').write_text('00_a slow\n')
+    r = run('--n_workers', '0', '--debt', str(tmp_path/'debt.txt'))
+    assert r.returncode == 0 and 'skipped: 00_a.ipynb' in r.stdout, r.stdout + r.stderr
