@@ -346,6 +346,10 @@ def test_signature_links_from_proc(tmp_path):
     notebook(tmp_path/'_proc'/'21_s.ipynb', *clean_cells(), ('show_doc(caption_report)', [linked]))
     rc, out = run_check(tmp_path, nb)
     assert rc == 1 and 'entry caption_report: markdown inside the signature: load_captions' in out
+    param = entry('train_cli', 'task:str <task name (see --list)>=None, # runs/<task>', 'Train')
+    notebook(tmp_path/'_proc'/'21_s.ipynb', *clean_cells(), ('show_doc(train_cli)', [param]))
+    rc, out = run_check(tmp_path, nb)
+    assert rc == 1 and "repr inside the signature: <task name (see --list)> (e.g." in out, out
     plain = entry('caption_report', 'caps:DataFrame, # from load_captions', 'Report on a table')
     notebook(tmp_path/'_proc'/'21_s.ipynb', *clean_cells(), ('show_doc(caption_report)', [plain]))
     assert run_check(tmp_path, nb) == (0, '')

@@ -73,6 +73,7 @@ INHERITED_DOCS = ('Base class for all neural network modules', 'Floating point o
                   'Common base class for all', 'Initialize self.', 'Inappropriate argument value')
 _ENTRY = re.compile(r'^#{2,4} (\S+)\s*$', re.M)
 _SIG_BLOCK = re.compile(r'^```python\n(.*?)^```', re.M | re.S)   # the signature of an entry
+_REPR = re.compile(r'<[^<>\n]*>')                                   # <function f at 0x..>
 _MD_LINK = re.compile(r'\[`?([^\]\n`]*)`?\]\([^)\s]*\)')           # [`name`](url)
 
 # Public methods and their entries. nbdev renders an entry by itself for every function and class of
@@ -280,6 +281,11 @@ def check_entries(proc_path:Path)->list:
             if links:
                 bad.append(f"markdown inside the signature: {', '.join(dict.fromkeys(links))} "
                            '(a backticked name in a docment: write it without backticks)')
+            reprs = [r for sig in _SIG_BLOCK.findall(md) for line in sig.splitlines()
+                     for r in _REPR.findall(line.split(' # ')[0])]
+            if reprs:
+                bad.append(f"an object's repr inside the signature: {', '.join(reprs)} (e.g. a "
+                           "fastcore Param annotation: document the argument with a docment)")
             f = (None, 'api-entry', f"entry {name}: {', '.join(bad)}")
             if bad and f not in found: found.append(f)
     return found
