@@ -97,7 +97,7 @@ def progress(iterable=None,  # what to iterate over; None for a bar driven by `u
 
 # %% ../nbs/00_core.ipynb #365e7fa8
 @contextmanager
-def hf_progress(show:bool=None): # force Hugging Face bars on or off; default as `progress`
+def hf_progress(show:bool=None): # force Hugging Face bars on or off; default as progress
     "Hugging Face progress bars follow `progress`'s rule in the block; no tqdm notebook warning"
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='IProgress not found')  # tqdm.auto, no ipywidgets
@@ -136,6 +136,7 @@ class SinusoidalEncoding(nn.Module):
         self.proj = nn.Linear(dim, dim) if learned else nn.Identity()
 
     def forward(self, pos:Tensor)->Tensor: # [...] -> [..., D]
+        "Encode positions `pos` (any shape) as `D`-dim vectors: sinusoids, then a linear layer"
         return self.proj(sinusoidal_encoding(pos, self.dim, self.max_period))
 
 # %% ../nbs/00_core.ipynb #51b96046

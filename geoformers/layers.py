@@ -115,7 +115,7 @@ class Attention(nn.Module):
                  out_bias:bool=True,        # bias in `to_out`
                  dropout:float=0.,          # on the attention weights, in training
                  dim_context:int=None,      # width of `context`, default `dim`
-                 rotary:bool=False,         # rotary position embedding of queries and keys (`rope`)
+                 rotary:bool=False,         # rotary position embedding of queries and keys (rope)
                  rope_theta:float=10000.):  # base of the rotary frequencies
         super().__init__()
         if dim_head is None and dim % heads:
@@ -246,6 +246,7 @@ class Block(nn.Module):
                 is_causal:bool=False,     # as in `Attention.forward`
                 attend=None,              # as in `Attention.forward`
                )->Tensor:                 # [B, N, D]
+        "Pre-norm residual block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`"
         a = self.attn(self.norm1(x), mask=mask, attn_mask=attn_mask, is_causal=is_causal,
                       attend=attend)
         x = x + self.drop(a)
@@ -296,9 +297,9 @@ def patchify(x:Tensor,          # [..., C, H, W] or [..., C, T, H, W]
     axes = ' '.join(f'({a} {b})' for a, b in zip(g.split(), p.split()))
     return rearrange(x, f'... c {axes} -> ... ({g}) (c {p})', **dict(zip(p.split(), size)))
 
-def unpatchify(x:Tensor,   # [..., N, C*ph*pw] or [..., N, C*pt*ph*pw] tokens in `patchify`'s order
-               patch,      # as for `patchify`
-               grid:tuple, # (gh, gw) or (gt, gh, gw), e.g. from `patch_grid`
+def unpatchify(x:Tensor,   # [..., N, C*ph*pw] or [..., N, C*pt*ph*pw] tokens in patchify's order
+               patch,      # as for patchify
+               grid:tuple, # (gh, gw) or (gt, gh, gw), e.g. from patch_grid
               )->Tensor:   # [..., C, gh*ph, gw*pw] or [..., C, gt*pt, gh*ph, gw*pw]
     "Inverse of `patchify` (padding, if any, stays: crop it with the original size)"
     size = _patch_size(patch)
