@@ -126,40 +126,67 @@ def clear(self:ChunkReader):
     self._seen = set()
 
 # %% ../../nbs/10f_data.chunks.ipynb #bf1f3880
+def _dist_place(rank:int=None, world:int=None)->tuple:
+    "`(rank, world)`: as given, else from `torch.distributed` when it is initialised, else `(0, 1)`"
+    on = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if world is None: world = torch.distributed.get_world_size() if on else 1
+    if rank is None: rank = torch.distributed.get_rank() if on and world > 1 else 0
+    return rank, world
+
 class ChunkBatchSampler(Sampler):
-    "Batches of sample indices that share time chunks; with `num_workers` each worker gets its own chunks"
-    def __init__(self, dsw,                  # a `WindowDataset`
+    "Batches of sample indices that share time chunks; each worker (and each DDP rank) gets its own chunks"
+    def __init__(self, dsw,                  # a `WindowDataset`, or a `torch.utils.data.Subset` of one
                  batch_size:int,
-                 shuffle:bool=True, drop_last:bool=False, seed:int=0,
-                 num_workers:int=0):         # the DataLoader's workers: batch k goes to worker k % num_workers
-        self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
-        self.num_workers, self.epoch = num_workers, 0
-        self.group = dsw.chunk_groups()
+                 shuffle:bool=True,          # shuffle the groups and the windows inside each
+                 drop_last:bool=False,       # drop the batches smaller than `batch_size`
+                 seed:int=0,                 # the order is a function of `(seed, epoch)`
+                 num_workers:int=0,          # the DataLoader's workers: batch k goes to worker k % num_workers
+                 rank:int=None,              # DDP: this process (default: from torch.distributed)
+                 world:int=None):            # DDP: the number of processes (default: from torch.distributed)
+        store_attr('batch_size,shuffle,drop_last,seed,num_workers')
+        self.epoch = 0
+        self.rank, self.world = _dist_place(rank, world)
+        base = getattr(dsw, 'dataset', dsw)
+        self.group = base.chunk_groups()
+        if base is not dsw: self.group = self.group[np.asarray(dsw.indices)]   # positions in the Subset
 
     def set_epoch(self, epoch:int): self.epoch = epoch
     def __len__(self): return len(self._batches())
     def __iter__(self): yield from (b.tolist() for b in self._batches())
 
-    def _lane(self, groups, rng)->np.ndarray:
-        "Sample indices of `groups`, group after group (shuffled inside each group)"
-        parts = [np.flatnonzero(self.group == g) for g in groups]
-        if self.shuffle: parts = [rng.permutation(ix) for ix in parts]
-        return np.concatenate(parts)
 
-    def _batches(self)->list:
-        rng, bs = np.random.default_rng((self.seed, self.epoch)), self.batch_size
-        groups = np.unique(self.group)
-        if self.shuffle: groups = rng.permutation(groups)
-        W = max(self.num_workers, 1)
-        size, load, parts = np.bincount(self.group), np.zeros(W), [[] for _ in range(W)]
-        for g in groups:                                            # deal groups to the least loaded worker
-            w = int(np.argmin(load))
-            parts[w].append(g)
-            load[w] += size[g]
-        lanes = [self._lane(p, rng) for p in parts if p]
-        lanes = [[lane[k:k + bs] for k in range(0, len(lane), bs)] for lane in lanes]
-        out = [lane[k] for k in range(max(map(len, lanes))) for lane in lanes if k < len(lane)]   # interleave
-        return [b for b in out if len(b) == bs] if self.drop_last else out
+# %% ../../nbs/10f_data.chunks.ipynb #b17e966e
+@patch
+def _lane(self:ChunkBatchSampler, groups, rng)->np.ndarray:
+    "Sample indices of `groups`, group after group (shuffled inside each group)"
+    parts = [np.flatnonzero(self.group == g) for g in groups]
+    if self.shuffle: parts = [rng.permutation(ix) for ix in parts]
+    return np.concatenate(parts) if parts else np.zeros(0, 'int64')
+
+@patch
+def _batches(self:ChunkBatchSampler)->list:
+    "This rank's batches of this epoch"
+    rng, bs = np.random.default_rng((self.seed, self.epoch)), self.batch_size
+    groups = np.unique(self.group)
+    if self.shuffle: groups = rng.permutation(groups)
+    W, R = max(self.num_workers, 1), self.world
+    size, load, parts = np.bincount(self.group), np.zeros(W*R), [[] for _ in range(W*R)]
+    for g in groups:                                            # deal groups to the least loaded lane
+        w = int(np.argmin(load))
+        parts[w].append(g)
+        load[w] += size[g]
+    lanes = [self._lane(p, rng) for p in parts]
+    lanes = [[lane[k:k + bs] for k in range(0, len(lane), bs)] for lane in lanes]
+    if self.drop_last: lanes = [[b for b in lane if len(b) == bs] for lane in lanes]
+    per_rank = []
+    for r in range(R):                                          # rank r: lanes r, r + R, ...; interleaved
+        mine = lanes[r::R]
+        per_rank.append([lane[k] for k in range(max(map(len, mine))) for lane in mine if k < len(lane)])
+    out, n = per_rank[self.rank], max(map(len, per_rank))
+    if self.drop_last: return out[:min(map(len, per_rank))]
+    while 0 < len(out) < n: out = out + out[:n - len(out)]      # every rank the same number of batches
+    return out
+
 
 # %% ../../nbs/10f_data.chunks.ipynb #1e822c93
 class WindowBatch(list):

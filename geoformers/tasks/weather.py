@@ -17,7 +17,7 @@ from fastcore.xtras import obj2dict
 from torch.utils.data import DataLoader, Subset
 
 from ..baselines.weather import patch_mean_stats
-from ..data.weather_inputs import collate_cubes, split_by_date, weather_windows
+from ..data.weather_inputs import chunk_batches, collate_cubes, split_by_date, weather_windows
 from ..errors import ConfigError, DataError
 from ..models.swin_mae import SatSwinMAE, random_token_mask, show_reconstruction
 from ..train.loop import make_loader
@@ -49,7 +49,8 @@ class WeatherMAETask(Task):
         dsw = weather_windows(cfg.data)
         tr, va, _, _ = split_by_date(dsw, cfg.data.val_frac)
         self.channels, self.windows, self.val_idx = dsw.channels, dsw, va
-        return dict(train=Subset(dsw, tr), val=Subset(dsw, va), collate=collate_cubes)
+        train = Subset(dsw, tr)
+        return dict(train=train, val=Subset(dsw, va), collate=collate_cubes, batch_sampler=chunk_batches(train, cfg))
 
     def model(self, cfg): return mae_from_config(cfg.model, len(self.channels or cfg.data.variables))
     def loss(self, model, batch, cfg): return {'loss': model(batch['x'])['loss']}

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Subset
 
 from ..baselines.weather import text_baselines
 from ..data.caption_text import caption_ids, pad_batch, pad_id
-from ..data.weather_inputs import caption_table, collate_cubes, split_by_date, weather_windows
+from ..data.weather_inputs import (caption_table, chunk_batches, collate_cubes, split_by_date,
+                                            weather_windows)
 from ..errors import ConfigError, DataError
 from ..metrics.captions import fact_scores
 from ..models.prefixer import Prefixer, TokenPool, VisionTextModel, add_lora, load_causal_lm
@@ -68,7 +69,8 @@ class WeatherTextTask(Task):
         self.channels, self.train_caps, self.val_caps = train.channels, caption_table(d, trd), caption_table(d, vad)
         _, self.tok = self.language(cfg)
         self.windows, self.val_windows, self.val_idx, self.max_len = train, val, va, d.max_len
-        return dict(train=Subset(train, tr), val=Subset(val, va), collate=self.collate)
+        train = Subset(train, tr)
+        return dict(train=train, val=Subset(val, va), collate=self.collate, batch_sampler=chunk_batches(train, cfg))
 
     def collate(self, items:list)->dict: # -> x [B, C, T, H, W], ids [B, L], mask [B, L], caption, date, ids
         ids, mask = pad_batch([caption_ids(self.tok, it['caption'], self.max_len) for it in items], pad_id(self.tok))
