@@ -10,11 +10,13 @@ import os
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.reduction import ForkingPickler
 
 import dask
 import numpy as np
 import torch
 from fastcore.basics import patch, store_attr
+from torch.multiprocessing.reductions import StorageWeakRef, reduce_tensor
 from torch.utils.data import Sampler
 
 # %% ../../nbs/10f_data.chunks.ipynb #4e283b35
@@ -60,8 +62,6 @@ def _executor(self:ChunkReader)->ThreadPoolExecutor:
 @patch
 def _note(self:ChunkReader, key):
     "Count decodes, and decodes of chunks this process had already decoded (evicted since)"
-    if self._seen_pid != os.getpid(): self.clear()      # a forked worker counts its own decodes
-    self._seen_pid = os.getpid()
     self.decoded += 1
     if key in self._seen: self.redecoded += 1
     elif len(self._seen) < 200_000: self._seen.add(key)
@@ -75,6 +75,9 @@ def _note(self:ChunkReader, key):
 @patch
 def prefetch(self:ChunkReader, keys):
     "Decode the missing chunks among `keys` in one `dask.compute`"
+    if self._seen_pid != os.getpid():                    # a forked worker: its own cache and counts
+        self.clear()
+        self._seen_pid = os.getpid()
     todo = sorted({k for k in keys if k not in self.cache})
     if not todo: return
     if self.reopen is not None and self._pid != os.getpid():   # a forked worker: its own connections to the store
@@ -157,8 +160,19 @@ class ChunkBatchSampler(Sampler):
 
 # %% ../../nbs/10f_data.chunks.ipynb #b17e966e
 @patch
+def _lanes(self:ChunkBatchSampler, rng, L:int)->list:
+    "Groups in `L` lanes of consecutive groups (about equal in samples), block edges moved each epoch"
+    groups = np.unique(self.group)                              # in time order
+    if self.shuffle: groups = np.roll(groups, -int(rng.integers(len(groups))))
+    size = np.bincount(self.group)[groups]
+    cum = np.cumsum(size)
+    lane = np.minimum((cum - size/2)*L//cum[-1], L - 1).astype(int)
+    return [self._lane(groups[lane == k], rng) for k in range(L)]
+
+@patch
 def _lane(self:ChunkBatchSampler, groups, rng)->np.ndarray:
-    "Sample indices of `groups`, group after group (shuffled inside each group)"
+    "Sample indices of `groups`, group after group (groups and samples shuffled if `shuffle`)"
+    if self.shuffle: groups = rng.permutation(groups)
     parts = [np.flatnonzero(self.group == g) for g in groups]
     if self.shuffle: parts = [rng.permutation(ix) for ix in parts]
     return np.concatenate(parts) if parts else np.zeros(0, 'int64')
@@ -166,40 +180,87 @@ def _lane(self:ChunkBatchSampler, groups, rng)->np.ndarray:
 @patch
 def _batches(self:ChunkBatchSampler)->list:
     "This rank's batches of this epoch"
-    rng, bs = np.random.default_rng((self.seed, self.epoch)), self.batch_size
-    groups = np.unique(self.group)
-    if self.shuffle: groups = rng.permutation(groups)
-    W, R = max(self.num_workers, 1), self.world
-    size, load, parts = np.bincount(self.group), np.zeros(W*R), [[] for _ in range(W*R)]
-    for g in groups:                                            # deal groups to the least loaded lane
-        w = int(np.argmin(load))
-        parts[w].append(g)
-        load[w] += size[g]
-    lanes = [self._lane(p, rng) for p in parts]
+    rng, bs, R = np.random.default_rng((self.seed, self.epoch)), self.batch_size, self.world
+    lanes = self._lanes(rng, max(self.num_workers, 1)*R)
     lanes = [[lane[k:k + bs] for k in range(0, len(lane), bs)] for lane in lanes]
     if self.drop_last: lanes = [[b for b in lane if len(b) == bs] for lane in lanes]
     per_rank = []
     for r in range(R):                                          # rank r: lanes r, r + R, ...; interleaved
         mine = lanes[r::R]
         per_rank.append([lane[k] for k in range(max(map(len, mine))) for lane in mine if k < len(lane)])
+    if R > 1 and not all(per_rank):                             # fewer groups than lanes: deal batches
+        n = max(map(len, per_rank))
+        every = [p[k] for k in range(n) for p in per_rank if k < len(p)]
+        per_rank = [every[r::R] for r in range(R)]
     out, n = per_rank[self.rank], max(map(len, per_rank))
     if self.drop_last: return out[:min(map(len, per_rank))]
     while 0 < len(out) < n: out = out + out[:n - len(out)]      # every rank the same number of batches
     return out
-
 
 # %% ../../nbs/10f_data.chunks.ipynb #1e822c93
 class WindowBatch(list):
     "Samples of one batch whose `x` are views of one buffer `x` `[B, C, T, H, W]`"
     x:torch.Tensor = None
 
+def _shared(n:int)->torch.Tensor:
+    "A float32 tensor of `n` values in (new) shared memory"
+    return torch.empty(0).new(torch.empty(0)._typed_storage()._new_shared(n, device='cpu'))
+
+class _Ring:
+    "Shared batch buffers of one DataLoader worker, handed out again once the main process has freed them"
+    def __init__(self, n:int=6):             # slots: batches in flight per worker (prefetch_factor) + 2 or more
+        self.flags = torch.zeros(n, dtype=torch.int32).share_memory_()   # 1: out, not yet freed by the receiver
+        self.bufs, self.slot, self.allocated = [None]*n, {}, 0
+
+    def take(self, shape:tuple)->torch.Tensor:
+        "A buffer of `shape`: a free slot's (grown if too small), or a fresh one when every slot is out"
+        m = int(np.prod(shape))
+        free = [k for k in range(len(self.bufs)) if not self.flags[k]]
+        self.allocated += 1
+        if not free: return _shared(m).view(shape)
+        fits = [k for k in free if self.bufs[k] is not None and self.bufs[k].numel() >= m]
+        k = fits[0] if fits else free[0]
+        if fits: self.allocated -= 1
+        else:
+            if self.bufs[k] is not None: self.slot.pop(self.bufs[k].data_ptr())
+            self.bufs[k] = _shared(m)
+            self.slot[self.bufs[k].data_ptr()] = k
+        self.flags[k] = 1
+        return self.bufs[k][:m].view(shape)
+
 def _buffer(shape:tuple)->torch.Tensor:
-    "An empty float32 tensor, in shared memory when made in a DataLoader worker"
+    "An empty float32 tensor, in shared memory from this worker's ring when made in a DataLoader worker"
     if torch.utils.data.get_worker_info() is None: return torch.empty(shape)
-    st = torch.empty(0)._typed_storage()._new_shared(int(np.prod(shape)), device='cpu')
-    return torch.empty(0).new(st).view(shape)
+    return _ring().take(shape)
 
 def batch_x(items:list)->torch.Tensor:
     "`x` of a batch: the buffer of a `WindowBatch`, or the samples' `x` stacked"
     x = getattr(items, 'x', None)
     return x if x is not None else torch.stack([it['x'] for it in items])
+
+# %% ../../nbs/10f_data.chunks.ipynb #c048827b
+_RINGS, _HELD = {}, []          # this process's ring (a worker); ring buffers received (the main process)
+
+def _ring()->_Ring:
+    "This worker's ring, made on first use together with the reducer that notes its buffers"
+    if os.getpid() not in _RINGS:
+        _RINGS.clear()
+        _RINGS[os.getpid()] = _Ring()
+        ForkingPickler.register(torch.Tensor, _reduce_noted)
+    return _RINGS[os.getpid()]
+
+def _reduce_noted(t:torch.Tensor):
+    "PyTorch's reduction of `t`, with the ring slot added when `t` is a view of a ring buffer"
+    fn, args = reduce_tensor(t)
+    ring = _RINGS.get(os.getpid())
+    k = ring.slot.get(t.untyped_storage().data_ptr()) if ring is not None else None
+    return (fn, args) if k is None else (_received, (fn, args, ring.flags, k))
+
+def _received(fn, args, flags:torch.Tensor, k:int)->torch.Tensor:
+    "Rebuild a ring buffer's tensor (main process); release the slots of those freed since"
+    t = fn(*args)
+    for h in [h for h in _HELD if h[0].expired()]:
+        h[1][h[2]] = 0
+        _HELD.remove(h)
+    _HELD.append((StorageWeakRef(t.untyped_storage()), flags, k))
+    return t
