@@ -27,15 +27,19 @@ from ..errors import DataError
 # %% ../../nbs/10g_data.weather_inputs.ipynb #d2de3e58
 @functools.lru_cache(maxsize=2)
 def _synthetic(n_days:int, seed:int, res:float, time_step:int, n_phrasings:int, cache:str)->tuple:
-    key = repr((n_days, seed, res, time_step, n_phrasings)).encode() + Path(inspect.getfile(synth_era5)).read_bytes()
-    stem = Path(cache or '.')/f'synth_era5_{hashlib.sha1(key).hexdigest()[:12]}'     # a new generator gets new files
+    key = repr((n_days, seed, res, time_step, n_phrasings)).encode()
+    key += Path(inspect.getfile(synth_era5)).read_bytes()
+    # a new generator gets new files
+    stem = Path(cache or '.')/f'synth_era5_{hashlib.sha1(key).hexdigest()[:12]}'
     nc, csv = stem.with_suffix('.nc'), stem.with_suffix('.csv')
     if cache and nc.exists() and csv.exists():
         with xr.open_dataset(nc) as f: return f.load(), pd.read_csv(csv)
     ds = synth_era5(n_days=n_days, seed=seed, res=res)
     caps = synth_captions(ds, n_phrasings=n_phrasings)               # facts from the hourly fields
-    ds = ds.isel(time=slice(None, None, time_step)).copy(deep=True)  # a copy, not a view: the hourly fields are freed
-    if cache:                                                        # written aside, then renamed: no half files
+    # a copy, not a view: the hourly fields are freed
+    ds = ds.isel(time=slice(None, None, time_step)).copy(deep=True)
+    # written aside, then renamed: no half files
+    if cache:
         nc.parent.mkdir(parents=True, exist_ok=True)
         tmp = stem.with_name(f'{stem.name}.{os.getpid()}.tmp')
         ds.to_netcdf(tmp.with_suffix('.nc'))                         # uncompressed: fast both ways
@@ -45,42 +49,54 @@ def _synthetic(n_days:int, seed:int, res:float, time_step:int, n_phrasings:int, 
     return ds, caps
 
 def embedded_data(d)->tuple: # -> (fields xr.Dataset, captions DataFrame)
-    "The embedded fields and captions of `cfg.data` (`d`): made once, then read from the folder `d.cache`"
-    return _synthetic(d.n_days, d.seed, float(d.res), d.time_step, d.n_phrasings, str(d.get('cache') or ''))
+    """The embedded fields and captions of `cfg.data` (`d`):
+    made once, then read from the folder `d.cache`"""
+    return _synthetic(
+        d.n_days, d.seed, float(d.res), d.time_step, d.n_phrasings, str(d.get('cache') or '')
+    )
 
 # %% ../../nbs/10g_data.weather_inputs.ipynb #85df46f3
 def caption_options(d)->dict:
-    "How captions of `cfg.data` are read: date format and encoding (the same for windows and caption tables)"
-    return dict(date_format=d.get('caption_date_format') or None, encoding=d.get('caption_encoding') or 'utf-8')
+    """How captions of `cfg.data` are read: date format and
+    encoding (the same for windows and caption tables)"""
+    return dict(date_format=d.get('caption_date_format') or None,
+                encoding=d.get('caption_encoding') or 'utf-8')
 
 def weather_windows(d,                       # the `data:` section of a weather config
                     captions:bool=False,     # join captions (and keep only windows that have one)
                     caption_mode:str='random',
-                    stats=None,              # normalisation statistics (default: computed on these windows)
-                    paths=None,              # read these instead of `d.paths` (or the embedded data)
+                    stats=None,              # normalisation statistics (default: of these windows)
+                    paths=None,              # read these, not `d.paths` (or the embedded data)
                     caption_path=None,       # and these captions instead of `d.captions`
                     verbose:bool=True)->WindowDataset:
-    "Windows of `cfg.data` (`d`): embedded synthetic data unless `d.paths`; with captions joined by date if asked"
+    """Windows of `cfg.data` (`d`): embedded synthetic data
+    unless `d.paths`; with captions joined by date if asked"""
     paths = paths or d.paths
     if paths:
         src, caps = paths, (caption_path or d.captions or None) if captions else None
         if captions and caps is None:
-            raise DataError("weather-text needs captions for real data: set data.captions to a CSV (date, text)")
+            raise DataError(
+                "weather-text needs captions for real data: set data.captions to a CSV (date, text)"
+            )
     else:
         src, caps = embedded_data(d)
         caps = caps if captions else None
-    return WindowDataset(src, list(d.variables), window=obj2dict(d.window), stride=obj2dict(d.stride),
+    return WindowDataset(src, list(d.variables), window=obj2dict(d.window),
+                         stride=obj2dict(d.stride),
                          levels=d.levels, anchor=d.anchor, captions=caps, caption_mode=caption_mode,
-                         drop_if_no_caption=captions, normalise=True if stats is None else stats, seed=d.seed,
-                         gaps=d.get('gaps') or 'raise', storage_options=obj2dict(d.get('storage_options') or {}),
-                         verbose=verbose, **caption_options(d))
+                         drop_if_no_caption=captions, normalise=True if stats is None else stats,
+                         seed=d.seed, gaps=d.get('gaps') or 'raise',
+                         storage_options=obj2dict(d.get('storage_options') or {}), verbose=verbose,
+                         **caption_options(d))
 
-def split_by_date(dsw:WindowDataset, val_frac:float)->tuple: # -> (train idx, val idx, train dates, val dates)
+def split_by_date(dsw:WindowDataset,
+                  val_frac:float)->tuple: # (train idx, val idx, train dates, val dates)
     "Hold out the last `val_frac` of the dates that have windows"
     dates = sorted(set(pd.DatetimeIndex(dsw.anchors).strftime('%Y-%m-%d')))
     per = {d: dsw.windows_for_date(d) for d in dates}
     dates = [d for d in dates if len(per[d])]
-    if len(dates) < 2: raise DataError(f"need windows on at least 2 dates to hold some out, found {dates}")
+    if len(dates) < 2:
+        raise DataError(f"need windows on at least 2 dates to hold some out, found {dates}")
     n_val = max(1, int(round(len(dates) * val_frac)))
     tr, va = dates[:-n_val], dates[-n_val:]
     return np.concatenate([per[d] for d in tr]), np.concatenate([per[d] for d in va]), tr, va
@@ -90,19 +106,23 @@ def collate_cubes(items:list)->dict: # -> x [B, C, T, H, W], date [B], ids [B]
     return dict(x=batch_x(items), date=[it['date'] for it in items], ids=[it['id'] for it in items])
 
 # %% ../../nbs/10g_data.weather_inputs.ipynb #190000e9
-def caption_table(d, dates:list, caption_path=None)->pd.DataFrame: # -> DataFrame(date, text) of `dates`
+def caption_table(d, dates:list,
+                  caption_path=None)->pd.DataFrame: # DataFrame(date, text) of `dates`
     "The captions of `dates`, read as the windows read them"
     path = caption_path or d.captions
     raw = load_captions(path, verbose=False, **caption_options(d)) if d.paths else \
         load_captions(embedded_data(d)[1], verbose=False)
     out = raw[raw['date'].isin(set(dates))][['date', 'text']].reset_index(drop=True)
-    if not len(out): raise DataError(f"no caption falls on the {len(dates)} dates of the windows; check data.captions")
+    if not len(out):
+        raise DataError(f"no caption falls on the {len(dates)} dates of the windows; check "
+                        "data.captions")
     return out
 
 # %% ../../nbs/10g_data.weather_inputs.ipynb #80bf41a6
 def chunk_batches(train, cfg)->ChunkBatchSampler|None:
-    "Chunk batches of `train` (a `Subset` of a `WindowDataset`) when it reads a lazy store, else None"
+    """Chunk batches of `train` (a `Subset` of a
+    `WindowDataset`) when it reads a lazy store, else None"""
     if not getattr(getattr(train, 'dataset', train), 'lazy', False): return None
     tc = cfg.train
-    return ChunkBatchSampler(train, tc.batch_size, drop_last=bool(tc.drop_last), seed=cfg.get('seed', 0),
-                             num_workers=tc.num_workers)
+    return ChunkBatchSampler(train, tc.batch_size, drop_last=bool(tc.drop_last),
+                             seed=cfg.get('seed', 0), num_workers=tc.num_workers)
