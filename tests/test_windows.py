@@ -98,3 +98,29 @@ def test_real_pressure_levels():
     assert len(dsw.channels) == 61 and dsw.channels[0] == 'u_100' and dsw.channels[-1] == 'sp'
     b = collate_windows(dsw.__getitems__(list(range(4))))
     assert b['x'].shape == (4, 61, 6, 32, 32) and torch.isfinite(b['x']).all()
+
+
+def test_weather_mae_lazy_chunk_batches_resume(tmp_path):
+    "weather-mae over a lazy store trains on chunk batches (no random-order warning) and resumes bit for bit"
+    import warnings
+    from geoformers.data.chunks import ChunkBatchSampler
+    from geoformers.data.era5_synth import arco_like
+    from geoformers.train.loop import fit
+    from geoformers.train.tasks import get_task, resolve_config
+    arco_like(tmp_path/'era5.zarr', n_time=48, res=5.0)
+    over = [f'data.paths={tmp_path}/era5.zarr', 'data.variables=[2m_temperature, temperature]', 'data.levels=[500]',
+            'data.window={time: 4, lat: 8, lon: 8}', 'data.stride={time: 2, lat: 8, lon: 8}', 'model.dim=16',
+            'model.depth=1', 'model.heads=2', 'model.patch=[2, 4, 4]', 'model.window=[1, 2, 2]',
+            'model.decoder_dim=8', 'model.decoder_heads=2', 'train.batch_size=4', 'train.max_steps=6',
+            'train.val_every=null', 'train.progress=false', 'train.previews=false']
+    task = get_task('weather-mae')
+    cfg = resolve_config(task, None, over)
+    data = task.data(cfg)
+    assert isinstance(data['batch_sampler'], ChunkBatchSampler) and len(data['batch_sampler']) > 6
+    with warnings.catch_warnings():
+        warnings.filterwarnings('error', message='.*ChunkBatchSampler')
+        fit(task, cfg, tmp_path/'straight')
+        assert fit(get_task('weather-mae'), cfg, tmp_path/'resumed', stop_at=3)['stopped_at'] == 3
+        fit(get_task('weather-mae'), cfg, tmp_path/'resumed', resume=True)
+    a, b = (torch.load(tmp_path/r/'last.pt', weights_only=True)['model'] for r in ('straight', 'resumed'))
+    assert all(torch.equal(v, b[k]) for k, v in a.items())

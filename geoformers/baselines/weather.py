@@ -18,7 +18,7 @@ from ..metrics.captions import fact_scores, majority_captions
 # %% ../../nbs/61_baselines.weather.ipynb #7fbe7c4d
 def patch_mean_stats(target:torch.Tensor,   # [B, N, P] the MAE's reconstruction targets
                      mask:torch.Tensor,     # [B, N] 1 = masked
-                    )->dict:                # summed squared error of the patch-mean guess and the count of patches
+                    )->dict:                # summed squared error of the patch-mean guess; count
     "Summed loss of predicting each masked patch as its own mean"
     err = ((target - target.mean(-1, keepdim=True))**2).mean(-1)
     return {'zero_sum': (err * mask).sum(), 'n': mask.sum().float()}
@@ -37,13 +37,16 @@ def window_facts(dsw,                      # a `WindowDataset` with msl, u10, v1
     h0, w0 = hi*dsw.stride[1], wi*dsw.stride[2]
     lats = dsw.lat[h0:h0 + dsw.window[1]]
     lons = np.take(dsw.lon, np.arange(w0, w0 + dsw.window[2]), mode='wrap')
-    return day_facts(f['msl'], f['u10'], f['v10'], f['tp'], lats, lons, dsw.time_step / np.timedelta64(1, 'h'))
+    return day_facts(
+        f['msl'], f['u10'], f['v10'], f['tp'], lats, lons, dsw.time_step / np.timedelta64(1, 'h')
+    )
 
 def has_fact_channels(channels:list)->bool: return all(c in channels for c in FACT_CHANNELS)
 
 # %% ../../nbs/61_baselines.weather.ipynb #8c709805
 @torch.no_grad()
-def prefixed_nll(lm, tok, prefixes:list, captions:list, max_len:int=64, batch_size:int=32)->tuple: # -> (nll, n)
+def prefixed_nll(lm, tok, prefixes:list, captions:list, max_len:int=64,
+                 batch_size:int=32)->tuple: # (nll, n)
     "Summed NLL and count of the caption tokens of `[BOS] prefix [EOS] [BOS] caption [EOS]`"
     nll, n = 0., 0
     for s in range(0, len(captions), batch_size):
@@ -55,8 +58,9 @@ def prefixed_nll(lm, tok, prefixes:list, captions:list, max_len:int=64, batch_si
         ids, mask = pad_batch(rows, pad_id(tok))
         logits = lm(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-        for r, st in enumerate(starts): labels[r, :st] = -100          # the prefix and the caption's BOS
-        nll += float(F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction='sum'))
+        for r, st in enumerate(starts): labels[r, :st] = -100  # the prefix and the caption's BOS
+        nll += float(F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100,
+                                     reduction='sum'))
         n += int((labels != -100).sum())
     return nll, n
 
@@ -74,11 +78,11 @@ def greedy_after(lm, tok, prefix:str, max_new_tokens:int=64, max_len:int=64)->st
 
 # %% ../../nbs/61_baselines.weather.ipynb #beb4e87a
 def text_baselines(lm, tok,                 # the frozen text LM and its tokenizer
-                   val,                     # the validation `WindowDataset` (one fixed caption per window)
+                   val,                     # the validation `WindowDataset` (a fixed caption each)
                    val_idx,                 # its validation sample indices
-                   gen_idx,                 # the indices whose captions are generated and fact-scored
+                   gen_idx,                 # the indices whose captions are generated and scored
                    train_captions:list,     # the training captions (for `majority`)
-                   prior_captions:list=None, # samples of the LM alone, one per `gen_idx` (for `caption_prior`)
+                   prior_captions:list=None, # LM-alone samples, one per `gen_idx` (`caption_prior`)
                    max_len:int=64, max_new_tokens:int=64, batch_size:int=32)->dict:
     "`{baseline: {metric: value}}` for the text-only competitors of a captioning model"
     caps = [val[int(i)]['caption'] for i in val_idx]
@@ -87,12 +91,13 @@ def text_baselines(lm, tok,                 # the frozen text LM and its tokeniz
     out['no_prefix'] = {'loss': nll / n, 'perplexity': float(np.exp(nll / n))}
     refs = [val[int(i)]['caption'] for i in gen_idx]
     if has_fact_channels(val.channels):
-        text = {int(i): facts_caption(window_facts(val, int(i))) for i in set(map(int, val_idx)) | set(map(int, gen_idx))}
+        text = {i: facts_caption(window_facts(val, i))
+                for i in set(map(int, val_idx)) | set(map(int, gen_idx))}
         nll, n = prefixed_nll(lm, tok, [text[int(i)] for i in val_idx], caps, max_len, batch_size)
         gen = [greedy_after(lm, tok, text[int(i)], max_new_tokens, max_len) for i in gen_idx]
         analysis = fact_scores([text[int(i)] for i in gen_idx], refs)['fact_accuracy']
-        out['facts_prefix'] = {'loss': nll / n, 'perplexity': float(np.exp(nll / n)), **fact_scores(gen, refs),
-                               'analysis_fact_accuracy': analysis}
+        out['facts_prefix'] = {'loss': nll / n, 'perplexity': float(np.exp(nll / n)),
+                               **fact_scores(gen, refs), 'analysis_fact_accuracy': analysis}
     if prior_captions is not None: out['caption_prior'] = fact_scores(prior_captions, refs)
     out['majority'] = fact_scores([majority_captions(list(train_captions))] * len(refs), refs)
     return out

@@ -15,8 +15,12 @@ def train_tokenizer(texts, vocab_size:int=512, path=None):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=['<pad>', '<s>', '</s>'])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok._tokenizer, pad_token='<pad>', bos_token='<s>', eos_token='</s>')
+    tok.train_from_iterator(
+        list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=['<pad>', '<s>', '</s>']
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok._tokenizer, pad_token='<pad>', bos_token='<s>', eos_token='</s>'
+    )
     if path is not None: fast.save_pretrained(path)
     return fast
 
@@ -24,7 +28,8 @@ def pad_id(tok)->int: return tok.pad_token_id if tok.pad_token_id is not None el
 
 def caption_ids(tok, text:str, max_len:int)->list:
     "`[BOS, tokens..., EOS]`, the caption truncated to `max_len` ids in all"
-    return [tok.bos_token_id] + tok.encode(text, add_special_tokens=False)[:max_len - 2] + [tok.eos_token_id]
+    ids = tok.encode(text, add_special_tokens=False)[:max_len - 2]
+    return [tok.bos_token_id] + ids + [tok.eos_token_id]
 
 def pad_batch(rows:list, pad:int)->tuple: # lists of ids -> (ids [B, L], attention_mask [B, L])
     "Right-pad id lists into a batch"
@@ -39,7 +44,8 @@ def pad_batch(rows:list, pad:int)->tuple: # lists of ids -> (ids [B, L], attenti
 # %% ../../nbs/10d_data.caption_text.ipynb #22470316
 class CaptionText(Dataset):
     "Text-only LM samples: one caption, or (with `pair_prob`) two captions of the same date"
-    def __init__(self, captions, tok, max_len:int=64, pair_prob:float=0.5):   # captions: DataFrame (date, text)
+    def __init__(self, captions,     # DataFrame with `date` and `text` columns
+                 tok, max_len:int=64, pair_prob:float=0.5):
         self.texts, self.dates = list(captions['text']), list(captions['date'])
         self.by_date = {}
         for i, d in enumerate(self.dates): self.by_date.setdefault(d, []).append(i)
@@ -49,5 +55,6 @@ class CaptionText(Dataset):
         ids = caption_ids(self.tok, self.texts[i], self.max_len)
         others = [j for j in self.by_date[self.dates[i]] if j != i]
         if others and float(torch.rand(())) < self.pair_prob:
-            ids = caption_ids(self.tok, self.texts[others[int(torch.randint(len(others), ()))]], self.max_len) + ids
+            other = self.texts[others[int(torch.randint(len(others), ()))]]
+            ids = caption_ids(self.tok, other, self.max_len) + ids
         return ids

@@ -15,14 +15,18 @@ from ..errors import DataError
 
 # %% ../../nbs/10b_data.captions.ipynb #f8b62530
 def parse_offset(tz)->float|str|None:
-    "A UTC offset in hours from `-6`, `'CST-6'`, `'UTC+5:30'`; IANA names (`'Europe/London'`) and `None` pass through"
-    if tz is None or isinstance(tz, (int, float, np.integer, np.floating)): return None if tz is None else float(tz)
+    """A UTC offset in hours from `-6`, `'CST-6'`, `'UTC+5:30'`;
+    IANA names (`'Europe/London'`) and `None` pass through"""
+    if tz is None or isinstance(tz, (int, float, np.integer, np.floating)):
+        return None if tz is None else float(tz)
     m = re.search(r'([+-])(\d{1,2})(?::?(\d{2}))?$', str(tz).strip())
     if m: return (1 if m[1] == '+' else -1)*(int(m[2]) + int(m[3] or 0)/60)
     if str(tz).upper() in ('UTC', 'GMT', 'Z'): return 0.
     if '/' in str(tz): return str(tz)
-    raise DataError(f"time zone {tz!r} not understood; give hours (-6), a label ending in its offset ('CST-6') "
-                    "or an IANA name")
+    raise DataError(
+        f"time zone {tz!r} not understood; give hours (-6), a label ending in its offset ('CST-6') "
+        "or an IANA name"
+    )
 
 def local_dates(times, tz=None)->np.ndarray:
     "`YYYY-MM-DD` strings of the UTC instants `times` seen in zone `tz` (see `parse_offset`)"
@@ -35,11 +39,12 @@ def local_dates(times, tz=None)->np.ndarray:
 # %% ../../nbs/10b_data.captions.ipynb #e9008ca6
 _NUMERIC = r'^\s*(\d{1,2})([/.-])(\d{1,2})\2(\d{2}|\d{4})\b'
 
-def parse_dates(values,                  # strings (or dates) of one column
-                date_format:str=None,    # strftime format, e.g. '%d/%m/%Y'; None: ISO, inferred or refused
+def parse_dates(values,                   # strings (or dates) of one column
+                date_format:str=None,     # e.g. '%d/%m/%Y'; None: ISO, inferred or refused
                 what:str='caption dates', # what the values are, in messages
-                verbose:bool=True)->pd.Series:   # datetime64, NaT where a value is missing or unreadable
-    "Dates from `values`, day/month order never guessed: ISO, an unambiguous numeric order, or `date_format`"
+                verbose:bool=True)->pd.Series:   # datetime64, NaT where missing or unreadable
+    """Dates from `values`, day/month order never guessed:
+    ISO, an unambiguous numeric order, or `date_format`"""
     s = pd.Series(values, dtype=object).reset_index(drop=True)
     txt = s.where(s.isna(), s.astype(str).str.strip()).replace('', None)
     if date_format: return pd.to_datetime(txt, format=date_format, errors='coerce')
@@ -52,14 +57,19 @@ def parse_dates(values,                  # strings (or dates) of one column
         year = '%Y' if len(m[3][num].iloc[0]) == 4 else '%y'
         ex = txt[num].iloc[0]
         if (a > 12).any() and (b > 12).any():
-            raise DataError(f"{what} mix day-first and month-first forms ({txt[num][a > 12].iloc[0]!r}, "
-                            f"{txt[num][b > 12].iloc[0]!r}); fix the file or pass date_format")
+            raise DataError(
+                f"{what} mix day-first and month-first forms ({txt[num][a > 12].iloc[0]!r}, "
+                f"{txt[num][b > 12].iloc[0]!r}); fix the file or pass date_format"
+            )
         if not ((a > 12).any() or (b > 12).any()):
-            raise DataError(f"{what} such as {ex!r} are ambiguous: is that day/month or month/day? pass "
-                            f"date_format='%d{sep}%m{sep}{year}' or '%m{sep}%d{sep}{year}' (data.caption_date_format)")
+            raise DataError(f"{what} such as {ex!r} are ambiguous: is that day/month or month/day? "
+                            f"pass date_format='%d{sep}%m{sep}{year}' or '%m{sep}%d{sep}{year}' "
+                            "(data.caption_date_format)")
         fmt = f'%d{sep}%m{sep}{year}' if (a > 12).any() else f'%m{sep}%d{sep}{year}'
-        if verbose: print(f"{what} read as {fmt} (a {'first' if fmt[1] == 'd' else 'second'} field above 12, "
-                          f"e.g. {txt[num][(a if fmt[1] == 'd' else b) > 12].iloc[0]!r})")
+        day_first = fmt[1] == 'd'
+        if verbose:
+            print(f"{what} read as {fmt} (a {'first' if day_first else 'second'} field above 12, "
+                  f"e.g. {txt[num][(a if day_first else b) > 12].iloc[0]!r})")
         return pd.to_datetime(txt.str.extract(r'^\s*(\S+)')[0], format=fmt, errors='coerce')
     return pd.to_datetime(txt, format='mixed', errors='coerce')
 
@@ -67,39 +77,47 @@ def parse_dates(values,                  # strings (or dates) of one column
 def _read_csv(path, encoding:str)->pd.DataFrame:
     try: return pd.read_csv(path, low_memory=False, encoding=encoding)
     except UnicodeDecodeError as e:
-        raise DataError(f"captions file {path} is not {encoding} text (byte {e.object[e.start:e.start+1]!r} at "
-                        f"position {e.start}); pass its encoding, e.g. encoding='latin-1' (data.caption_encoding)") from None
-    except FileNotFoundError: raise DataError(f"captions file {path} does not exist (data.captions)") from None
+        raise DataError(f"captions file {path} is not {encoding} text (byte "
+                        f"{e.object[e.start:e.start + 1]!r} at position {e.start}); pass its "
+                        "encoding, e.g. encoding='latin-1' (data.caption_encoding)") from None
+    except FileNotFoundError:
+        raise DataError(f"captions file {path} does not exist (data.captions)") from None
 
 def load_captions(captions,                          # CSV path or DataFrame
                   date_col:str='date',               # column with local dates (see `parse_dates`)
                   text_col:str='event description',  # column with the caption text
-                  tz=None,                           # zone of all dates (see `parse_offset`); None = UTC
+                  tz=None,                           # zone of all dates (`parse_offset`); None: UTC
                   tz_col:str=None,                   # or a column with a zone per row
                   date_format:str=None,              # e.g. '%d/%m/%Y' (see `parse_dates`)
                   encoding:str='utf-8',              # of the CSV file, e.g. 'latin-1'
                   verbose:bool=True,
                  )->pd.DataFrame:
-    "Captions as a `DataFrame` with columns `date` (`YYYY-MM-DD`), `text`, `tz`; dropped rows in `.attrs`"
+    """Captions as a `DataFrame` with columns `date`
+    (`YYYY-MM-DD`), `text`, `tz`; dropped rows in `.attrs`"""
     df = captions if isinstance(captions, pd.DataFrame) else _read_csv(captions, encoding)
     for c in (date_col, text_col) + ((tz_col,) if tz_col else ()):
         if c not in df.columns:
-            raise DataError(f"captions have no column {c!r}; columns are {list(df.columns)}; set date_col/text_col/tz_col")
+            raise DataError(f"captions have no column {c!r}; columns are {list(df.columns)}; set "
+                            "date_col/text_col/tz_col")
     dates = parse_dates(df[date_col].values, date_format, verbose=verbose)
     text = df[text_col].astype(str).str.strip()
     has_text = df[text_col].notna().values & (text != '').values
-    out = pd.DataFrame({'date': dates.dt.strftime('%Y-%m-%d').values, 'text': df[text_col].astype(str).values,
+    out = pd.DataFrame({'date': dates.dt.strftime('%Y-%m-%d').values,
+                        'text': df[text_col].astype(str).values,
                         'tz': df[tz_col].values if tz_col else [tz]*len(df)})
     keep = has_text & dates.notna().values
     out = out[keep].reset_index(drop=True)
     out.attrs['read'] = len(df)
-    out.attrs['dropped'] = dict(undated=int((has_text & dates.isna().values).sum()), empty=int((~has_text).sum()))
+    out.attrs['dropped'] = dict(
+        undated=int((has_text & dates.isna().values).sum()), empty=int((~has_text).sum())
+    )
     return out
 
 def join_captions(times,                 # [N] anchor instants (UTC)
                   caps:pd.DataFrame,     # from `load_captions`
                  )->list:                # N int arrays of caption rows
-    "Row numbers of `caps` whose local date (in the row's zone) equals the local date of each anchor"
+    """Row numbers of `caps` whose local date (in the
+    row's zone) equals the local date of each anchor"""
     out = [[] for _ in range(len(times))]
     for tz, g in caps.groupby(caps.tz.astype(str).where(caps.tz.notna(), '__utc__'), sort=False):
         by_date = g.groupby('date').indices
@@ -109,10 +127,10 @@ def join_captions(times,                 # [N] anchor instants (UTC)
     return [np.sort(np.concatenate(o)) if o else np.zeros(0, dtype=int) for o in out]
 
 def caption_samples(index:np.ndarray,  # [N, k] window rows, time index first
-                    rows:list,           # caption rows per time index, from `join_captions`
-                    mode:str='random',   # 'random': rows as they are; 'all': one row per (window, caption)
-                    drop:bool=False,     # drop windows whose date has no caption
-                   )->np.ndarray:        # the rows, with the caption number appended in 'all' mode
+                    rows:list,         # caption rows per time index, from `join_captions`
+                    mode:str='random', # 'random': rows as they are; 'all': one per window, caption
+                    drop:bool=False,   # drop windows whose date has no caption
+                   )->np.ndarray:      # the rows, with the caption number appended in 'all' mode
     "Window rows after the caption policy"
     if drop: index = index[np.array([len(rows[ti]) > 0 for ti in index[:, 0]], dtype=bool)]
     if mode != 'all': return index
@@ -120,16 +138,18 @@ def caption_samples(index:np.ndarray,  # [N, k] window rows, time index first
     which = np.concatenate([np.arange(n) for n in k]) if len(k) else np.zeros(0, int)
     return np.concatenate([np.repeat(index, k, 0), which[:, None]], 1)
 
-def caption_report(caps:pd.DataFrame,     # from `load_captions`
-                   rows:list,             # from `join_captions`
-                   dates=None,            # the windows' dates, for the message
-                  )->dict:                # read, matched, unmatched, undated, empty and a one-line `text`
+def caption_report(caps:pd.DataFrame,  # from `load_captions`
+                   rows:list,          # from `join_captions`
+                   dates=None,         # the windows' dates, for the message
+                  )->dict:             # read, matched, unmatched, undated, empty; a one-line `text`
     "How many captions matched a window date, matched none, or were dropped (no date, no text)"
     used = np.unique(np.concatenate(rows)) if len(rows) else np.zeros(0, int)
     d = caps.attrs.get('dropped', dict(undated=0, empty=0))
-    r = dict(read=caps.attrs.get('read', len(caps)), matched=len(used), unmatched=len(caps) - len(used), **d)
+    r = dict(read=caps.attrs.get('read', len(caps)), matched=len(used),
+             unmatched=len(caps) - len(used), **d)
     span = lambda x: f"{min(x)} .. {max(x)}" if len(x) else 'none'
-    r['text'] = (f"captions: {r['read']} read, {r['matched']} matched a window date, {r['unmatched']} matched none, "
-                 f"{r['undated'] + r['empty']} dropped ({r['undated']} without a readable date, {r['empty']} without text)"
-                 + (f"; caption dates {span(caps.date)}, window dates {span(dates)}" if r['unmatched'] else ''))
+    r['text'] = (f"captions: {r['read']} read, {r['matched']} matched a window date, "
+                 f"{r['unmatched']} matched none, {r['undated'] + r['empty']} dropped "
+                 f"({r['undated']} without a readable date, {r['empty']} without text)")
+    if r['unmatched']: r['text'] += f"; caption dates {span(caps.date)}, window dates {span(dates)}"
     return r

@@ -10,11 +10,13 @@ import os
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.reduction import ForkingPickler
 
 import dask
 import numpy as np
 import torch
 from fastcore.basics import patch, store_attr
+from torch.multiprocessing.reductions import StorageWeakRef, reduce_tensor
 from torch.utils.data import Sampler
 
 # %% ../../nbs/10f_data.chunks.ipynb #4e283b35
@@ -25,27 +27,30 @@ def _wrap_slice(src, t0, t1, h0, h1, w0, w1, n):
 
 class ChunkReader:
     "An LRU cache of decoded time chunks of lazy channels, and copies of windows out of it"
-    def __init__(self, arrays:list,          # one dask array per channel, `([F,] T, H, W)`
-                 folded:bool=False,          # the arrays have a leading member axis `F`
-                 cache_mb:float=512,         # cache size; at least one chunk of every channel is kept
-                 io_threads:int=1,           # threads decoding chunks (1 = synchronous; more for URLs)
-                 reopen=None):               # a function giving the arrays again, called once in each new process
+    def __init__(self, arrays:list,    # one dask array per channel, `([F,] T, H, W)`
+                 folded:bool=False,    # the arrays have a leading member axis `F`
+                 cache_mb:float=512,   # cache size; at least one chunk of every channel is kept
+                 io_threads:int=1,     # threads decoding chunks (1 = synchronous; more for URLs)
+                 reopen=None):         # gives the arrays again; called once in each new process
         store_attr('arrays,folded,cache_mb,io_threads,reopen')
         self._pid = os.getpid()
         ax = 1 if folded else 0
         self.bounds = [np.cumsum((0,) + a.chunks[ax]) for a in arrays]
-        self.cache, self.finite, self.nbytes, self.decoded, self.redecoded = OrderedDict(), {}, 0, 0, 0
+        self.cache, self.finite, self.nbytes = OrderedDict(), {}, 0
+        self.decoded, self.redecoded = 0, 0
         self._seen, self._seen_pid, self._warned, self._pool = set(), os.getpid(), False, None
 
-    def __getstate__(self):                  # a copy (a spawned worker) starts with an empty cache and no pool
-        return {**self.__dict__, 'cache': OrderedDict(), 'finite': {}, 'nbytes': 0, '_seen': set(), '_pool': None}
+    def __getstate__(self):  # a copy (a spawned worker) starts with an empty cache and no pool
+        return {**self.__dict__, 'cache': OrderedDict(), 'finite': {}, 'nbytes': 0, '_seen': set(),
+                '_pool': None}
 
     def keys(self, t0:int, t1:int, f:int=0)->list:
         "Cache keys `(channel, chunk, member)` that steps `t0:t1` need"
         return [(c, k, f) for c, b in enumerate(self.bounds)
                 for k in range(np.searchsorted(b, t0, 'right') - 1, np.searchsorted(b, t1, 'left'))]
 
-    def chunk_bytes(self, key)->int:
+    def chunk_bytes(self, key:tuple)->int:
+        "Bytes of the decoded chunk `key` `(channel, chunk, member)` (float32)"
         c, k, _ = key
         a, b = self.arrays[c], self.bounds[c]
         return int((b[k + 1] - b[k]) * np.prod(a.shape[-2:]) * 4)
@@ -60,24 +65,27 @@ def _executor(self:ChunkReader)->ThreadPoolExecutor:
 @patch
 def _note(self:ChunkReader, key):
     "Count decodes, and decodes of chunks this process had already decoded (evicted since)"
-    if self._seen_pid != os.getpid(): self.clear()      # a forked worker counts its own decodes
-    self._seen_pid = os.getpid()
     self.decoded += 1
     if key in self._seen: self.redecoded += 1
     elif len(self._seen) < 200_000: self._seen.add(key)
     if not self._warned and self.redecoded >= 16 and self.redecoded > 0.25*self.decoded:
         self._warned = True
-        warnings.warn(f"lazy windows read in random order: {self.redecoded} of {self.decoded} chunk decodes were "
-                      "of chunks decoded before and evicted from the cache. Batch with "
-                      "ChunkBatchSampler(dsw, batch_size) (DataLoader(dsw, batch_sampler=...)) so that the windows "
-                      "of a batch share their chunks, or raise cache_mb", stacklevel=4)
+        warnings.warn(f"lazy windows read in random order: {self.redecoded} of {self.decoded} "
+                      "chunk decodes were of chunks decoded before and evicted from the cache. "
+                      "Batch with ChunkBatchSampler(dsw, batch_size) (DataLoader(dsw, "
+                      "batch_sampler=...)) so that the windows of a batch share their chunks, or "
+                      "raise cache_mb", stacklevel=4)
 
 @patch
 def prefetch(self:ChunkReader, keys):
     "Decode the missing chunks among `keys` in one `dask.compute`"
+    if self._seen_pid != os.getpid():                    # a forked worker: its own cache and counts
+        self.clear()
+        self._seen_pid = os.getpid()
     todo = sorted({k for k in keys if k not in self.cache})
     if not todo: return
-    if self.reopen is not None and self._pid != os.getpid():   # a forked worker: its own connections to the store
+    # a forked worker: its own connections to the store
+    if self.reopen is not None and self._pid != os.getpid():
         self.arrays, self._pid = self.reopen(), os.getpid()
     lazy = []
     for c, k, f in todo:
@@ -88,7 +96,8 @@ def prefetch(self:ChunkReader, keys):
     for key, v in zip(todo, vals):
         v = np.asarray(v, dtype='float32')
         self.cache[key] = v
-        self.finite[key] = bool(np.isfinite(v.sum()))       # one pass per chunk: windows of finite chunks skip it
+        # one pass per chunk: windows of finite chunks skip it
+        self.finite[key] = bool(np.isfinite(v.sum()))
         self.nbytes += v.nbytes
         self._note(key)
 
@@ -105,7 +114,8 @@ def evict(self:ChunkReader, keep:set=frozenset()):
 @patch
 def fill(self:ChunkReader, out:np.ndarray,  # [T, H, W] destination of channel `c`
          c:int, f:int, t0:int, h0:int, w0:int, n_lon:int)->bool:
-    "Copy channel `c` (member `f`) of the window starting at `(t0, h0, w0)` into `out`; whether its chunks are finite"
+    """Copy channel `c` (member `f`) of the window starting at
+    `(t0, h0, w0)` into `out`; whether its chunks are finite"""
     T, H, W = out.shape
     b = self.bounds[c]
     ks = range(int(np.searchsorted(b, t0, 'right')) - 1, int(np.searchsorted(b, t0 + T, 'left')))
@@ -126,53 +136,153 @@ def clear(self:ChunkReader):
     self._seen = set()
 
 # %% ../../nbs/10f_data.chunks.ipynb #bf1f3880
-class ChunkBatchSampler(Sampler):
-    "Batches of sample indices that share time chunks; with `num_workers` each worker gets its own chunks"
-    def __init__(self, dsw,                  # a `WindowDataset`
-                 batch_size:int,
-                 shuffle:bool=True, drop_last:bool=False, seed:int=0,
-                 num_workers:int=0):         # the DataLoader's workers: batch k goes to worker k % num_workers
-        self.batch_size, self.shuffle, self.drop_last, self.seed = batch_size, shuffle, drop_last, seed
-        self.num_workers, self.epoch = num_workers, 0
-        self.group = dsw.chunk_groups()
+def _dist_place(rank:int=None, world:int=None)->tuple:
+    "`(rank, world)`: as given, else from `torch.distributed` when it is initialised, else `(0, 1)`"
+    on = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if world is None: world = torch.distributed.get_world_size() if on else 1
+    if rank is None: rank = torch.distributed.get_rank() if on and world > 1 else 0
+    return rank, world
 
-    def set_epoch(self, epoch:int): self.epoch = epoch
+class ChunkBatchSampler(Sampler):
+    """Batches of sample indices that share time chunks;
+    each worker (and each DDP rank) gets its own chunks"""
+    def __init__(self, dsw,                  # a `WindowDataset`, or a `Subset` of one
+                 batch_size:int,
+                 shuffle:bool=True,          # shuffle the groups and the windows inside each
+                 drop_last:bool=False,       # drop the batches smaller than `batch_size`
+                 seed:int=0,                 # the order is a function of `(seed, epoch)`
+                 num_workers:int=0,          # the DataLoader's workers (batch k to worker k % it)
+                 rank:int=None,              # DDP: this process (default: from torch.distributed)
+                 world:int=None):            # DDP: the number of processes (default: the same)
+        store_attr('batch_size,shuffle,drop_last,seed,num_workers')
+        self.epoch = 0
+        self.rank, self.world = _dist_place(rank, world)
+        base = getattr(dsw, 'dataset', dsw)
+        self.group = base.chunk_groups()
+        # positions in the Subset
+        if base is not dsw: self.group = self.group[np.asarray(dsw.indices)]
+
+    def set_epoch(self, epoch:int):
+        "Take the order of `epoch` (call it before each epoch, as with `DistributedSampler`)"
+        self.epoch = epoch
+
     def __len__(self): return len(self._batches())
     def __iter__(self): yield from (b.tolist() for b in self._batches())
 
-    def _lane(self, groups, rng)->np.ndarray:
-        "Sample indices of `groups`, group after group (shuffled inside each group)"
-        parts = [np.flatnonzero(self.group == g) for g in groups]
-        if self.shuffle: parts = [rng.permutation(ix) for ix in parts]
-        return np.concatenate(parts)
 
-    def _batches(self)->list:
-        rng, bs = np.random.default_rng((self.seed, self.epoch)), self.batch_size
-        groups = np.unique(self.group)
-        if self.shuffle: groups = rng.permutation(groups)
-        W = max(self.num_workers, 1)
-        size, load, parts = np.bincount(self.group), np.zeros(W), [[] for _ in range(W)]
-        for g in groups:                                            # deal groups to the least loaded worker
-            w = int(np.argmin(load))
-            parts[w].append(g)
-            load[w] += size[g]
-        lanes = [self._lane(p, rng) for p in parts if p]
-        lanes = [[lane[k:k + bs] for k in range(0, len(lane), bs)] for lane in lanes]
-        out = [lane[k] for k in range(max(map(len, lanes))) for lane in lanes if k < len(lane)]   # interleave
-        return [b for b in out if len(b) == bs] if self.drop_last else out
+# %% ../../nbs/10f_data.chunks.ipynb #b17e966e
+@patch
+def _lanes(self:ChunkBatchSampler, rng, L:int)->list:
+    """Groups in `L` lanes of consecutive groups (about
+    equal in samples), block edges moved each epoch"""
+    groups = np.unique(self.group)                              # in time order
+    if self.shuffle: groups = np.roll(groups, -int(rng.integers(len(groups))))
+    size = np.bincount(self.group)[groups]
+    cum = np.cumsum(size)
+    lane = np.minimum((cum - size/2)*L//cum[-1], L - 1).astype(int)
+    return [self._lane(groups[lane == k], rng) for k in range(L)]
+
+@patch
+def _lane(self:ChunkBatchSampler, groups, rng)->np.ndarray:
+    "Sample indices of `groups`, group after group (groups and samples shuffled if `shuffle`)"
+    if self.shuffle: groups = rng.permutation(groups)
+    parts = [np.flatnonzero(self.group == g) for g in groups]
+    if self.shuffle: parts = [rng.permutation(ix) for ix in parts]
+    return np.concatenate(parts) if parts else np.zeros(0, 'int64')
+
+@patch
+def _batches(self:ChunkBatchSampler)->list:
+    "This rank's batches of this epoch"
+    rng, bs, R = np.random.default_rng((self.seed, self.epoch)), self.batch_size, self.world
+    lanes = self._lanes(rng, max(self.num_workers, 1)*R)
+    lanes = [[lane[k:k + bs] for k in range(0, len(lane), bs)] for lane in lanes]
+    if self.drop_last: lanes = [[b for b in lane if len(b) == bs] for lane in lanes]
+    per_rank = []
+    for r in range(R):  # rank r: lanes r, r + R, ...; interleaved
+        mine = lanes[r::R]
+        n = max(map(len, mine))
+        per_rank.append([lane[k] for k in range(n) for lane in mine if k < len(lane)])
+    if R > 1 and not all(per_rank):  # fewer groups than lanes: deal batches
+        n = max(map(len, per_rank))
+        every = [p[k] for k in range(n) for p in per_rank if k < len(p)]
+        per_rank = [every[r::R] for r in range(R)]
+    out, n = per_rank[self.rank], max(map(len, per_rank))
+    if self.drop_last: return out[:min(map(len, per_rank))]
+    while 0 < len(out) < n: out = out + out[:n - len(out)]  # every rank the same number of batches
+    return out
 
 # %% ../../nbs/10f_data.chunks.ipynb #1e822c93
 class WindowBatch(list):
     "Samples of one batch whose `x` are views of one buffer `x` `[B, C, T, H, W]`"
-    x:torch.Tensor = None
+    def __init__(self, items=(),             # the samples (dicts with `x`)
+                 x:torch.Tensor=None):       # the buffer their `x` are views of
+        super().__init__(items)
+        self.x = x
+
+def _shared(n:int)->torch.Tensor:
+    "A float32 tensor of `n` values in (new) shared memory"
+    return torch.empty(0).new(torch.empty(0)._typed_storage()._new_shared(n, device='cpu'))
+
+class _Ring:
+    """Shared batch buffers of one DataLoader worker, handed
+    out again once the main process has freed them"""
+    # n slots: the batches in flight per worker (prefetch_factor) + 2 or more
+    def __init__(self, n:int=6):
+        # 1: out, not yet freed by the receiver
+        self.flags = torch.zeros(n, dtype=torch.int32).share_memory_()
+        self.bufs, self.slot, self.allocated = [None]*n, {}, 0
+
+    def take(self, shape:tuple)->torch.Tensor:
+        """A buffer of `shape`: a free slot's (grown if too
+        small), or a fresh one when every slot is out"""
+        m = int(np.prod(shape))
+        free = [k for k in range(len(self.bufs)) if not self.flags[k]]
+        self.allocated += 1
+        if not free: return _shared(m).view(shape)
+        fits = [k for k in free if self.bufs[k] is not None and self.bufs[k].numel() >= m]
+        k = fits[0] if fits else free[0]
+        if fits: self.allocated -= 1
+        else:
+            if self.bufs[k] is not None: self.slot.pop(self.bufs[k].data_ptr())
+            self.bufs[k] = _shared(m)
+            self.slot[self.bufs[k].data_ptr()] = k
+        self.flags[k] = 1
+        return self.bufs[k][:m].view(shape)
 
 def _buffer(shape:tuple)->torch.Tensor:
-    "An empty float32 tensor, in shared memory when made in a DataLoader worker"
+    """An empty float32 tensor, in shared memory from this
+    worker's ring when made in a DataLoader worker"""
     if torch.utils.data.get_worker_info() is None: return torch.empty(shape)
-    st = torch.empty(0)._typed_storage()._new_shared(int(np.prod(shape)), device='cpu')
-    return torch.empty(0).new(st).view(shape)
+    return _ring().take(shape)
 
 def batch_x(items:list)->torch.Tensor:
     "`x` of a batch: the buffer of a `WindowBatch`, or the samples' `x` stacked"
     x = getattr(items, 'x', None)
     return x if x is not None else torch.stack([it['x'] for it in items])
+
+# %% ../../nbs/10f_data.chunks.ipynb #c048827b
+_RINGS, _HELD = {}, []  # this process's ring (a worker); ring buffers received (the main process)
+
+def _ring()->_Ring:
+    "This worker's ring, made on first use together with the reducer that notes its buffers"
+    if os.getpid() not in _RINGS:
+        _RINGS.clear()
+        _RINGS[os.getpid()] = _Ring()
+        ForkingPickler.register(torch.Tensor, _reduce_noted)
+    return _RINGS[os.getpid()]
+
+def _reduce_noted(t:torch.Tensor):
+    "PyTorch's reduction of `t`, with the ring slot added when `t` is a view of a ring buffer"
+    fn, args = reduce_tensor(t)
+    ring = _RINGS.get(os.getpid())
+    k = ring.slot.get(t.untyped_storage().data_ptr()) if ring is not None else None
+    return (fn, args) if k is None else (_received, (fn, args, ring.flags, k))
+
+def _received(fn, args, flags:torch.Tensor, k:int)->torch.Tensor:
+    "Rebuild a ring buffer's tensor (main process); release the slots of those freed since"
+    t = fn(*args)
+    for h in [h for h in _HELD if h[0].expired()]:
+        h[1][h[2]] = 0
+        _HELD.remove(h)
+    _HELD.append((StorageWeakRef(t.untyped_storage()), flags, k))
+    return t

@@ -15,7 +15,8 @@ import pandas as pd
 import xarray as xr
 
 # %% ../../nbs/10a_data.era5_synth.ipynb #15f5d2e5
-G, OMEGA, RHO = 9.80665, 7.292e-5, 1.25      # gravity (m s-2), Earth rotation (s-1), air density (kg m-3)
+# gravity (m s-2), Earth rotation (s-1), air density (kg m-3)
+G, OMEGA, RHO = 9.80665, 7.292e-5, 1.25
 R_EARTH = 6.371e6
 
 _CF = {  # name: (long_name, units, standard_name), as ERA5 on the CDS writes them
@@ -29,12 +30,14 @@ _CF = {  # name: (long_name, units, standard_name), as ERA5 on the CDS writes th
 }
 
 def _lows(n_days:int, lat, lon, rng)->list:
-    "Random low tracks: start hour, life (h), start position, velocity (deg/h), peak depth (hPa), radius (deg)"
+    """Random low tracks: start hour, life (h), start position,
+    velocity (deg/h), peak depth (hPa), radius (deg)"""
     n = max(2, round(1.2*n_days) + 1)
     starts = np.sort(rng.uniform(-36, 24*n_days - 12, n))
     return [dict(t0=t0, life=rng.uniform(48, 96),
                  lat0=rng.uniform(lat.min() + 0.25*np.ptp(lat), lat.max() + 2),
-                 lon0=lon.min() - rng.uniform(0, 6), vlat=rng.uniform(-0.08, 0.08), vlon=rng.uniform(0.25, 0.55),
+                 lon0=lon.min() - rng.uniform(0, 6), vlat=rng.uniform(-0.08, 0.08),
+                 vlon=rng.uniform(0.25, 0.55),
                  depth=rng.uniform(12, 40), radius=rng.uniform(4, 7)) for t0 in starts]
 
 def _smooth_noise(shape, rng, scale:int=6)->np.ndarray:
@@ -44,22 +47,24 @@ def _smooth_noise(shape, rng, scale:int=6)->np.ndarray:
     yi, xi = np.linspace(0, c.shape[0]-1.001, H), np.linspace(0, c.shape[1]-1.001, W)
     y0, x0 = yi.astype(int), xi.astype(int)
     fy, fx = (yi - y0)[:, None], (xi - x0)[None]
-    return (c[y0][:, x0]*(1-fy)*(1-fx) + c[y0+1][:, x0]*fy*(1-fx) + c[y0][:, x0+1]*(1-fy)*fx + c[y0+1][:, x0+1]*fy*fx)
+    return (c[y0][:, x0]*(1-fy)*(1-fx) + c[y0+1][:, x0]*fy*(1-fx)
+            + c[y0][:, x0+1]*(1-fy)*fx + c[y0+1][:, x0+1]*fy*fx)
 
 # %% ../../nbs/10a_data.era5_synth.ipynb #ca57cb5c
 _CHUNK_DAYS = 64   # days per block of the float64 work once the lows are placed
 
 def synth_era5(n_days:int=4,                      # days of hourly data
                seed:int=0,
-               lat_range=(62., 46.),              # north, south edge (deg); latitude is stored descending
-               lon_range=(-20., 4.),              # west, east edge (deg east)
-               res:float=0.5,                     # grid spacing (deg)
-               levels=(850, 500),                 # pressure levels (hPa) of `t` and `z`
+               lat_range=(62., 46.),  # north, south edge (deg); latitude is stored descending
+               lon_range=(-20., 4.),  # west, east edge (deg east)
+               res:float=0.5,         # grid spacing (deg)
+               levels=(850, 500),     # pressure levels (hPa) of `t` and `z`
                start:str='2019-03-01',
                path=None,                         # write to this `.nc` or `.zarr` path as well
                time_chunk:int=24,                 # time chunk (steps) when writing
               )->xr.Dataset:
-    "ERA5-like hourly fields `u10 v10 t2m msl tp` and `t z` on `levels`, CF-compliant, deterministic under `seed`"
+    """ERA5-like hourly fields `u10 v10 t2m msl tp` and `t z`
+    on `levels`, CF-compliant, deterministic under `seed`"""
     rng = np.random.default_rng(seed)
     lat = np.arange(lat_range[0], lat_range[1] - res/2, -res)
     lon = np.arange(lon_range[0], lon_range[1] + res/2, res)
@@ -76,25 +81,32 @@ def synth_era5(n_days:int=4,                      # days of hourly data
     msl, tp, warm, cold = (np.zeros(shape) for _ in range(4))
     for lo in lows:
         age = hrs - lo['t0']
-        i = np.flatnonzero((age >= 0) & (age <= lo['life']))              # every hour of this low's life at once: [n, H, W]
+        # every hour of this low's life at once: [n, H, W]
+        i = np.flatnonzero((age >= 0) & (age <= lo['life']))
         age = age[i, None, None]
         depth = lo['depth']*np.sin(np.pi*(age/lo['life']))**0.7            # deepens, then fills
         clat, clon = lo['lat0'] + lo['vlat']*age, lo['lon0'] + lo['vlon']*age
         ddy, ddx = LAT - clat, (LON - clon)*np.cos(np.deg2rad(clat))
         r2 = (ddy**2 + ddx**2)/lo['radius']**2
         g = np.exp(-r2/2)
-        msl[i] = np.minimum(msl[i], -depth*g)                              # overlapping lows merge, never add up
-        front = np.exp(-((ddx - 0.4*lo['radius'] + 0.3*ddy)**2)/2) * (ddy < 0.5) * np.exp(-(ddy/(2*lo['radius']))**2)
+        msl[i] = np.minimum(msl[i], -depth*g)  # overlapping lows merge, never add up
+        front = (np.exp(-((ddx - 0.4*lo['radius'] + 0.3*ddy)**2)/2) * (ddy < 0.5)
+                 * np.exp(-(ddy/(2*lo['radius']))**2))
         tp[i] += depth/80*(1.2*np.exp(-r2) + 0.8*front)                     # mm/h
-        warm[i] += depth/12*np.exp(-((ddx - 0.8*lo['radius'])**2 + (ddy + 0.8*lo['radius'])**2)/(2*lo['radius']**2))
+        warm[i] += depth/12*np.exp(-((ddx - 0.8*lo['radius'])**2 + (ddy + 0.8*lo['radius'])**2)
+                                   / (2*lo['radius']**2))
         cold[i] += depth/8*g
     msl += base
-    # The rest works on `_CHUNK_DAYS` days at a time, into float32 fields: the float64 peak stays at the four arrays above.
-    # Each noise field is drawn chunk after chunk (the same numbers as one draw of the whole), one field after another.
+    # The rest works on `_CHUNK_DAYS` days at a time, into float32
+    # fields: the float64 peak stays at the four arrays above.
+    # Each noise field is drawn chunk after chunk (the same
+    # numbers as one draw of the whole), one field after another.
     chunks = [slice(s, s + 24*_CHUNK_DAYS) for s in range(0, len(times), 24*_CHUNK_DAYS)]
-    ang = np.deg2rad(20)                             # friction turns the wind towards low pressure (counter-clockwise)
+    # friction turns the wind towards low pressure (counter-clockwise)
+    ang = np.deg2rad(20)
     def geostrophic(c):
-        dpdy = -np.gradient(msl[c]*100, axis=1)/dy   # latitude is descending: minus turns index order into northward
+        # latitude is descending: minus turns index order into northward
+        dpdy = -np.gradient(msl[c]*100, axis=1)/dy
         dpdx = np.gradient(msl[c]*100, axis=2)/dx
         return -dpdy/(RHO*f), dpdx/(RHO*f)
     lev = np.asarray(levels, dtype='int64')
@@ -103,47 +115,62 @@ def synth_era5(n_days:int=4,                      # days of hourly data
     for c in chunks:
         ug, vg = geostrophic(c)
         out['u10'][c] = 0.65*(ug*np.cos(ang) - vg*np.sin(ang)) + 0.8*rng.standard_normal(ug.shape)
-    for c in chunks:                                 # recomputed: keeping ug, vg would cost two more hourly float64 arrays
+    for c in chunks:  # recomputed: keeping ug, vg would cost two more hourly float64 arrays
         ug, vg = geostrophic(c)
         out['v10'][c] = 0.65*(ug*np.sin(ang) + vg*np.cos(ang)) + 0.8*rng.standard_normal(ug.shape)
     for c in chunks:
         solar = (times.hour.values[c, None, None] + LON[None]/15 - 14)/24*2*np.pi
-        t2m = tbase + 3.5*np.cos(solar) + warm[c] - 0.3*cold[c] + 0.3*rng.standard_normal(solar.shape)
+        t2m = (tbase + 3.5*np.cos(solar) + warm[c] - 0.3*cold[c]
+               + 0.3*rng.standard_normal(solar.shape))
         out['t2m'][c], out['msl'][c] = t2m, msl[c]*100
-        tl[c] = np.stack([t2m - 0.0065*(1013-p)*8.5 - (1-p/1000)*cold[c]*2 for p in lev], 1)                   # K
-        zl[c] = np.stack([G*(8.0*(1013-p) + (1.2 + 0.5*(1-p/1000))*(msl[c]-1013)*8 + (1-p/1000)*40*(t2m-281)) for p in lev], 1)
+        tl[c] = np.stack([t2m - 0.0065*(1013-p)*8.5 - (1-p/1000)*cold[c]*2 for p in lev], 1)  # K
+        zl[c] = np.stack([G*(8.0*(1013-p) + (1.2 + 0.5*(1-p/1000))*(msl[c]-1013)*8
+                             + (1-p/1000)*40*(t2m-281)) for p in lev], 1)
     for c in chunks:
-        out['tp'][c] = np.clip(tp[c] - 0.05 + 0.03*rng.standard_normal(tp[c].shape), 0, None)/1000        # m per hour, as ERA5
+        # m per hour, as ERA5
+        out['tp'][c] = np.clip(tp[c] - 0.05 + 0.03*rng.standard_normal(tp[c].shape), 0, None)/1000
     dims = ('time', 'latitude', 'longitude')
     ds = xr.Dataset({k: (dims, v) for k, v in out.items()})
     ds['t'] = (('time', 'level') + dims[1:], tl)
     ds['z'] = (('time', 'level') + dims[1:], zl)
-    ds = ds.assign_coords(time=('time', times, {'standard_name': 'time', 'long_name': 'time', 'axis': 'T'}),
-                          level=('level', lev, {'units': 'millibars', 'long_name': 'pressure_level', 'positive': 'down',
-                                                'standard_name': 'air_pressure', 'axis': 'Z'}),
-                          latitude=('latitude', lat, {'units': 'degrees_north', 'standard_name': 'latitude', 'axis': 'Y'}),
-                          longitude=('longitude', lon, {'units': 'degrees_east', 'standard_name': 'longitude', 'axis': 'X'}))
+    ds = ds.assign_coords(
+        time=('time', times, {'standard_name': 'time', 'long_name': 'time', 'axis': 'T'}),
+        level=('level', lev, {'units': 'millibars', 'long_name': 'pressure_level',
+                              'positive': 'down', 'standard_name': 'air_pressure', 'axis': 'Z'}),
+        latitude=('latitude', lat, {'units': 'degrees_north', 'standard_name': 'latitude',
+                                    'axis': 'Y'}),
+        longitude=('longitude', lon, {'units': 'degrees_east', 'standard_name': 'longitude',
+                                      'axis': 'X'}))
     for v, (ln, u, sn) in _CF.items(): ds[v].attrs = dict(long_name=ln, units=u, standard_name=sn)
-    ds.attrs = dict(Conventions='CF-1.8', title='Synthetic ERA5-like fields (geoformers.data.era5_synth)',
-                    source=f'synth_era5(n_days={n_days}, seed={seed})', history='generated, not observed')
+    ds.attrs = dict(Conventions='CF-1.8',
+                    title='Synthetic ERA5-like fields (geoformers.data.era5_synth)',
+                    source=f'synth_era5(n_days={n_days}, seed={seed})',
+                    history='generated, not observed')
     if path is not None: write_era5(ds, path, time_chunk)
     return ds
 
 def write_era5(ds:xr.Dataset, path, time_chunk:int=24)->Path:
     "Write `ds` to NetCDF (`.nc`, zlib) or Zarr (`.zarr`) chunked by `time_chunk` steps"
     path = Path(path)
-    enc_t = {'units': 'hours since 1900-01-01 00:00:00.0', 'calendar': 'gregorian', 'dtype': 'int64'}
+    enc_t = {'units': 'hours since 1900-01-01 00:00:00.0', 'calendar': 'gregorian',
+             'dtype': 'int64'}
     if path.suffix == '.nc':
-        enc = {v: {'zlib': True, 'complevel': 1, 'chunksizes': (min(time_chunk, ds.sizes['time']),) + ds[v].shape[1:]}
+        step = min(time_chunk, ds.sizes['time'])
+        enc = {v: {'zlib': True, 'complevel': 1, 'chunksizes': (step,) + ds[v].shape[1:]}
                for v in ds.data_vars}
         ds.to_netcdf(path, encoding={**enc, 'time': enc_t})
     elif path.suffix == '.zarr':
-        ds.chunk({'time': time_chunk}).to_zarr(path, mode='w', encoding={'time': enc_t}, zarr_format=2, consolidated=True)
-    else: raise ValueError(f"write_era5: unknown format for {path.name!r}; use a '.nc' or '.zarr' path")
+        ds.chunk({'time': time_chunk}).to_zarr(
+            path, mode='w', encoding={'time': enc_t}, zarr_format=2, consolidated=True
+        )
+    else:
+        raise ValueError(f"write_era5: unknown format for {path.name!r}; use a '.nc' or '.zarr' "
+                         "path")
     return path
 
 # %% ../../nbs/10a_data.era5_synth.ipynb #743dcf1d
-_COMPASS = ['north', 'north-east', 'east', 'south-east', 'south', 'south-west', 'west', 'north-west']
+_COMPASS = ['north', 'north-east', 'east', 'south-east', 'south', 'south-west', 'west',
+            'north-west']
 
 def _compass(deg:float)->str: return _COMPASS[int(((deg % 360) + 22.5)//45) % 8]
 
@@ -155,13 +182,15 @@ def _region(lat:float, lon:float, lats, lons)->str:
     return (f'{ns}-{ew}' if ns and ew else ns or ew) or 'centre'
 
 def _track(msl:np.ndarray, i0:int, y0:int, x0:int, radius:int=6)->list:
-    "Follow a pressure minimum `[T, H, W]` from `(i0, y0, x0)` forwards and backwards in time, `radius` cells per step"
+    """Follow a pressure minimum `[T, H, W]` from `(i0, y0, x0)`
+    forwards and backwards in time, `radius` cells per step"""
     H, W = msl.shape[1:]
     pos = {i0: (y0, x0)}
     for step in (1, -1):
         y, x, i = y0, x0, i0 + step
         while 0 <= i < len(msl):
-            ys, xs = slice(max(y-radius, 0), min(y+radius+1, H)), slice(max(x-radius, 0), min(x+radius+1, W))
+            ys = slice(max(y-radius, 0), min(y+radius+1, H))
+            xs = slice(max(x-radius, 0), min(x+radius+1, W))
             dy, dx = np.unravel_index(int(np.argmin(msl[i, ys, xs])), msl[i, ys, xs].shape)
             y, x = ys.start + dy, xs.start + dx
             pos[i] = (y, x)
@@ -170,7 +199,8 @@ def _track(msl:np.ndarray, i0:int, y0:int, x0:int, radius:int=6)->list:
 
 def _facts(msl, u, v, tp,       # one day's `msl` (Pa), `u10`, `v10`, `tp` (m): [T, H, W] arrays
            lats, lons)->dict:
-    "What one day of fields shows: deepest low, its movement and trend, strongest winds, wettest region"
+    """What one day of fields shows: deepest low, its
+    movement and trend, strongest winds, wettest region"""
     msl = msl/100
     i0, y0, x0 = np.unravel_index(int(np.argmin(msl)), msl.shape)
     tr = _track(msl, i0, y0, x0)
@@ -182,81 +212,103 @@ def _facts(msl, u, v, tp,       # one day's `msl` (Pa), `u10`, `v10`, `tp` (m): 
     top = spd >= np.quantile(spd, 0.9)
     rain = tp.sum(0)*1000                                                 # mm/day
     H, W = rain.shape
-    blocks = {(a, b): rain[a*H//3:(a+1)*H//3, b*W//3:(b+1)*W//3].mean() for a in range(3) for b in range(3)}
+    blocks = {(a, b): rain[a*H//3:(a+1)*H//3, b*W//3:(b+1)*W//3].mean()
+              for a in range(3) for b in range(3)}
     (a, b), wet = max(blocks.items(), key=lambda kv: kv[1])
-    return dict(min_msl_hpa=round(float(msl.min())), low_lat=float(lats[y0]), low_lon=float(lons[x0]),
+    return dict(min_msl_hpa=round(float(msl.min())), low_lat=float(lats[y0]),
+                low_lon=float(lons[x0]),
                 low_region=_region(lats[y0], lons[x0], lats, lons),
-                low_motion='stationary' if speed < 8 else _compass(math.degrees(math.atan2(dlon, dlat))),
+                low_motion=('stationary' if speed < 8
+                            else _compass(math.degrees(math.atan2(dlon, dlat)))),
                 low_trend='deepens' if p1 < p0 - 3 else 'fills' if p1 > p0 + 3 else 'steady',
                 wind_from=_compass(math.degrees(math.atan2(-u[top].mean(), -v[top].mean()))),
                 wind_ms=round(float(np.quantile(spd, 0.95)), 1),
-                rain_region=_region(lats[(2*a+1)*H//6], lons[(2*b+1)*W//6], lats, lons), rain_mm=round(float(wet), 1))
+                rain_region=_region(lats[(2*a+1)*H//6], lons[(2*b+1)*W//6], lats, lons),
+                rain_mm=round(float(wet), 1))
 
 # %% ../../nbs/10a_data.era5_synth.ipynb #ad6205b3
 def _words(f:dict)->dict:
     p = f['min_msl_hpa']
     kind = 'deep low' if p < 980 else 'low' if p < 1000 else 'shallow low'
-    wind = 'gale-force' if f['wind_ms'] > 17 else 'strong' if f['wind_ms'] > 11 else 'moderate' if f['wind_ms'] > 6 else 'light'
-    rain = 'heavy rain' if f['rain_mm'] > 10 else 'rain' if f['rain_mm'] > 3 else 'light rain' if f['rain_mm'] > 0.5 else 'mostly dry weather'
+    ws, mm = f['wind_ms'], f['rain_mm']
+    wind = 'gale-force' if ws > 17 else 'strong' if ws > 11 else 'moderate' if ws > 6 else 'light'
+    rain = ('heavy rain' if mm > 10 else 'rain' if mm > 3 else 'light rain' if mm > 0.5
+            else 'mostly dry weather')
     where = 'the centre' if f['low_region'] == 'centre' else f"the {f['low_region']}"
     rwhere = 'the centre' if f['rain_region'] == 'centre' else f"the {f['rain_region']}"
-    move = 'stays nearly stationary' if f['low_motion'] == 'stationary' else f"moves {f['low_motion']}"
+    move = f"moves {f['low_motion']}"
+    if f['low_motion'] == 'stationary': move = 'stays nearly stationary'
     trend = {'deepens': ' and deepens', 'fills': ' and fills', 'steady': ''}[f['low_trend']]
-    wdir = f['wind_from'].replace('north-east', 'north-easterly').replace('north-west', 'north-westerly') \
-        .replace('south-east', 'south-easterly').replace('south-west', 'south-westerly')
-    wdir = {'north': 'northerly', 'south': 'southerly', 'east': 'easterly', 'west': 'westerly'}.get(wdir, wdir)
-    return dict(kind=kind, p=p, where=where, move=move, trend=trend, wind=wind, wdir=wdir, wfrom=f['wind_from'],
-                rain=rain, rwhere=rwhere, Kind=kind[0].upper() + kind[1:])
+    wdir = f['wind_from']
+    for d in ('north-east', 'north-west', 'south-east', 'south-west'):
+        wdir = wdir.replace(d, d + 'erly')
+    wdir = {'north': 'northerly', 'south': 'southerly', 'east': 'easterly',
+            'west': 'westerly'}.get(wdir, wdir)
+    return dict(kind=kind, p=p, where=where, move=move, trend=trend, wind=wind, wdir=wdir,
+                wfrom=f['wind_from'], rain=rain, rwhere=rwhere, Kind=kind[0].upper() + kind[1:])
 
 _TEMPLATES = [
     "A {kind} of {p} hPa over {where} {move}{trend}; {wind} {wdir} winds and {rain} in {rwhere}.",
-    "{Kind} pressure ({p} hPa) centred over {where} {move}{trend}. Winds are {wind} from the {wfrom}, with {rain} over {rwhere}.",
-    "{rain_cap} in {rwhere} as a {p} hPa {kind} over {where} {move}{trend}; expect {wind} {wdir} winds.",
-    "{wind_cap} {wdir} winds around a {kind} ({p} hPa) over {where} that {move}{trend}; {rain} in {rwhere}.",
+    ("{Kind} pressure ({p} hPa) centred over {where} {move}{trend}. Winds are {wind} from the "
+     "{wfrom}, with {rain} over {rwhere}."),
+    ("{rain_cap} in {rwhere} as a {p} hPa {kind} over {where} {move}{trend}; expect {wind} {wdir} "
+     "winds."),
+    ("{wind_cap} {wdir} winds around a {kind} ({p} hPa) over {where} that {move}{trend}; {rain} in "
+     "{rwhere}."),
 ]
 
 def synth_captions(ds:xr.Dataset,        # fields with `msl`, `u10`, `v10`, `tp` and a `time` axis
                    n_phrasings:int=3,    # captions per date (at most 4)
                    path=None,            # also write the table as CSV here
                   )->pd.DataFrame:
-    "Captions per UTC date (`date`, `event description`) derived from the fields, plus the facts behind them"
+    """Captions per UTC date (`date`, `event description`)
+    derived from the fields, plus the facts behind them"""
     missing = [v for v in ('msl', 'u10', 'v10', 'tp') if v not in ds]
-    if missing: raise ValueError(f"synth_captions needs msl, u10, v10 and tp; {missing} not in {list(ds.data_vars)}")
-    if not 1 <= n_phrasings <= len(_TEMPLATES): raise ValueError(f"n_phrasings must be in 1..{len(_TEMPLATES)}, got {n_phrasings}")
+    if missing:
+        raise ValueError(f"synth_captions needs msl, u10, v10 and tp; {missing} not in "
+                         f"{list(ds.data_vars)}")
+    if not 1 <= n_phrasings <= len(_TEMPLATES):
+        raise ValueError(f"n_phrasings must be in 1..{len(_TEMPLATES)}, got {n_phrasings}")
     rows = []
     days = pd.DatetimeIndex(ds.time.values).normalize()
-    codes, dates = pd.factorize(days)                                                # dates in order of appearance
-    steps = np.split(np.argsort(codes, kind='stable'), np.cumsum(np.bincount(codes))[:-1])   # each date's time steps
+    codes, dates = pd.factorize(days)  # dates in order of appearance
+    # each date's time steps
+    steps = np.split(np.argsort(codes, kind='stable'), np.cumsum(np.bincount(codes))[:-1])
     fields = [ds[v].values for v in ('msl', 'u10', 'v10', 'tp')]
     lats, lons = ds.latitude.values, ds.longitude.values
     for d, i in zip(dates, steps):
         f = _facts(*(a[i] for a in fields), lats, lons)
         w = _words(f)
-        w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
+        w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:],
+                 wind_cap=w['wind'][0].upper() + w['wind'][1:])
         for k in range(n_phrasings):
-            rows.append({'date': d.strftime('%Y-%m-%d'), 'event description': _TEMPLATES[k].format(**w), 'phrasing': k, **f})
+            rows.append({'date': d.strftime('%Y-%m-%d'),
+                         'event description': _TEMPLATES[k].format(**w), 'phrasing': k, **f})
     df = pd.DataFrame(rows)
     if path is not None: df.to_csv(path, index=False)
     return df
 
 # %% ../../nbs/10a_data.era5_synth.ipynb #01a6fddb
-def day_facts(msl, u10, v10, tp,          # [T, H, W] arrays: Pa, m/s, m/s, m of precipitation per step
-              lats, lons,                 # coordinates of the grid
-              hours_per_step:float=1.,    # the time step: precipitation is summed over the day
+def day_facts(msl, u10, v10, tp,        # [T, H, W]: Pa, m/s, m/s, m of precipitation per step
+              lats, lons,               # coordinates of the grid
+              hours_per_step:float=1.,  # the time step: precipitation is summed over the day
              )->dict:
-    "The facts a caption states about one day of fields (what `synth_captions` computes from hourly fields)"
+    """The facts a caption states about one day of fields
+    (what `synth_captions` computes from hourly fields)"""
     return _facts(np.asarray(msl), np.asarray(u10), np.asarray(v10), np.asarray(tp)*hours_per_step,
                   np.asarray(lats), np.asarray(lons))
 
 def facts_caption(facts:dict, phrasing:int=0)->str:
     "The caption `synth_captions` writes for `facts` in phrasing `phrasing` (0-3)"
     w = _words(facts)
-    w.update(rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:])
+    w.update(
+        rain_cap=w['rain'][0].upper() + w['rain'][1:], wind_cap=w['wind'][0].upper() + w['wind'][1:]
+    )
     return _TEMPLATES[phrasing].format(**w)
 
 # %% ../../nbs/10a_data.era5_synth.ipynb #9457c26d
-ERA5_LEVELS = (1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350, 400, 450, 500, 550,
-               600, 650, 700, 750, 775, 800, 825, 850, 875, 900, 925, 950, 975, 1000)
+ERA5_LEVELS = (1, 2, 3, 5, 7, 10, 20, 30, 50, 70, 100, 125, 150, 175, 200, 225, 250, 300, 350, 400,
+               450, 500, 550, 600, 650, 700, 750, 775, 800, 825, 850, 875, 900, 925, 950, 975, 1000)
 
 def arco_like(path,                         # a `.zarr` folder to write
               n_time:int=24,                # hourly steps from `start`
@@ -264,7 +316,8 @@ def arco_like(path,                         # a `.zarr` folder to write
               levels=ERA5_LEVELS,           # pressure levels (hPa) of `temperature`
               start:str='2020-01-01',
               seed:int=0)->Path:
-    "Write a small Zarr store laid out like the analysis-ready ERA5 one: global grid, levels, one step per chunk"
+    """Write a small Zarr store laid out like the analysis-ready
+    ERA5 one: global grid, levels, one step per chunk"""
     rng = np.random.default_rng(seed)
     lat, lon = np.linspace(90, -90, int(round(180/res)) + 1), np.arange(0, 360, res)
     times = pd.date_range(start, periods=n_time, freq='1h')
@@ -274,10 +327,13 @@ def arco_like(path,                         # a `.zarr` folder to write
     wave = np.cos(LAT)*np.sin(LON - 2*np.pi*hour/24)                                    # [T, H, W]
     t2m = (250 + 40*np.cos(LAT) + 3*wave + rng.standard_normal(wave.shape)).astype('float32')
     lapse = (1 - (lev/1000.)**0.19)[None, :, None, None]
-    temp = (t2m[:, None] - 120*lapse + 2*wave[:, None]*lev[None, :, None, None]/1000).astype('float32')
+    temp = t2m[:, None] - 120*lapse + 2*wave[:, None]*lev[None, :, None, None]/1000
+    temp = temp.astype('float32')
     dims = ('time', 'latitude', 'longitude')
-    ds = xr.Dataset({'2m_temperature': (dims, t2m, {'units': 'K', 'long_name': '2 metre temperature'}),
-                     'temperature': (('time', 'level') + dims[1:], temp, {'units': 'K', 'long_name': 'Temperature'})},
+    ds = xr.Dataset({'2m_temperature': (dims, t2m, {'units': 'K',
+                                                    'long_name': '2 metre temperature'}),
+                     'temperature': (('time', 'level') + dims[1:], temp,
+                                     {'units': 'K', 'long_name': 'Temperature'})},
                     coords={'time': times, 'level': ('level', lev, {'units': 'millibars'}),
                             'latitude': ('latitude', lat, {'units': 'degrees_north'}),
                             'longitude': ('longitude', lon, {'units': 'degrees_east'})})

@@ -28,37 +28,43 @@ class ChannelStats:
     def save(self, path)->Path:
         "Write as JSON (`{channel: {mean, std}}`)"
         path = Path(path)
-        path.write_text(json.dumps({c: {'mean': float(m), 'std': float(s)} for c, m, s in zip(self.channels, self.mean, self.std)}, indent=1))
+        stats = {c: {'mean': float(m), 'std': float(s)}
+                 for c, m, s in zip(self.channels, self.mean, self.std)}
+        path.write_text(json.dumps(stats, indent=1))
         return path
 
     @classmethod
     def load(cls, path):
         "Read what `save` wrote"
         d = json.loads(Path(path).read_text())
-        return cls(list(d), np.array([v['mean'] for v in d.values()]), np.array([v['std'] for v in d.values()]))
+        mean, std = [np.array([v[k] for v in d.values()]) for k in ('mean', 'std')]
+        return cls(list(d), mean, std)
 
     def check(self, channels:list,
-              have:str='the data has',                                                    # what `channels` are, in the message
-              fix:str='recompute them (normalise=True) or select the same variables and levels'): # what to do, in the message
+              have:str='the data has',  # what `channels` are, in the message
+              # what to do, in the message
+              fix:str='recompute them (normalise=True) or select the same variables and levels'):
         "Raise if these statistics were computed for other channels"
         if list(channels) != list(self.channels):
-            raise DataError(f"normalisation statistics are for channels {self.channels} but {have} {list(channels)}; "
-                            f"{fix}")
+            raise DataError(f"normalisation statistics are for channels {self.channels} but {have} "
+                            f"{list(channels)}; {fix}")
 
-    def __call__(self, x:np.ndarray, inverse:bool=False, out:np.ndarray=None)->np.ndarray: # [C, ...] -> [C, ...]
+    def __call__(self, x:np.ndarray,       # [C, ...]
+                 inverse:bool=False, out:np.ndarray=None)->np.ndarray: # [C, ...]
         "Normalise `x` (or undo it with `inverse`), channel first"
         m = self.mean.astype(x.dtype).reshape((-1,) + (1,)*(x.ndim-1))
         s = self.std.astype(x.dtype).reshape(m.shape)
         if inverse: return np.add(np.multiply(x, s, out=out), m, out=out)
         return np.divide(np.subtract(x, m, out=out), s, out=out)
 
-def channel_stats(arrays:list,            # one numpy or dask array per channel, time first
-                  channels:list,          # their names
-                  chunk:int=None,         # time steps per block for numpy arrays (default: about 4M values a block)
-                  min_std:float=1e-6,     # floor for constant channels
+def channel_stats(arrays:list,         # one numpy or dask array per channel, time first
+                  channels:list,       # their names
+                  chunk:int=None,      # time steps per block of numpy arrays (default: ~4M values)
+                  min_std:float=1e-6,  # floor for constant channels
                  )->ChannelStats:
     "Mean and std of every channel, non-finite values (NaN, inf) left out, in one streaming pass"
-    if len(arrays) != len(channels): raise ValueError(f"{len(arrays)} arrays for {len(channels)} channel names")
+    if len(arrays) != len(channels):
+        raise ValueError(f"{len(arrays)} arrays for {len(channels)} channel names")
     todo = []
     for a in arrays:
         if not isinstance(a, da.Array):
@@ -70,14 +76,17 @@ def channel_stats(arrays:list,            # one numpy or dask array per channel,
         todo += [ref, d.sum(), (d*d).sum(), ok.sum()]
     res = np.array(dask.compute(*todo), dtype='float64').reshape(-1, 4)
     ref, s1, s2, n = res.T
-    if (n == 0).any(): raise DataError(f"channels {[c for c, k in zip(channels, n) if k == 0]} have no finite values")
+    if (n == 0).any():
+        empty = [c for c, k in zip(channels, n) if k == 0]
+        raise DataError(f"channels {empty} have no finite values")
     mean = ref + s1/n
     std = np.sqrt(np.maximum(s2/n - (s1/n)**2, 0))
     return ChannelStats(list(channels), mean, np.maximum(std, min_std))
 
 # %% ../../nbs/10c_data.normalise.ipynb #977e8dc0
 def nan_map(arrays:list)->np.ndarray:
-    "Where any channel is non-finite (NaN or inf): `[..., T, H, W]` bool from one array per channel of that shape"
+    """Where any channel is non-finite (NaN or inf): `[..., T, H, W]` bool from one array per
+    channel of that shape"""
     m = None
     for a in arrays:
         n = ~da.isfinite(a) if isinstance(a, da.Array) else ~np.isfinite(a)

@@ -22,7 +22,9 @@ import xarray as xr
 from ..errors import DataError
 
 # %% ../../nbs/10e_data.sources.ipynb #a19cbd43
-ROLES = {'time': ('time', 'valid_time'), 'lat': ('latitude', 'lat', 'y'), 'lon': ('longitude', 'lon', 'x'),
+ROLES = {'time': ('time', 'valid_time'),
+         'lat': ('latitude', 'lat', 'y'),
+         'lon': ('longitude', 'lon', 'x'),
          'level': ('level', 'isobaricInhPa', 'pressure_level', 'plev')}
 
 def detect_dims(ds:xr.Dataset, dims:dict=None)->dict:
@@ -31,8 +33,10 @@ def detect_dims(ds:xr.Dataset, dims:dict=None)->dict:
     out.update(dims or {})
     for r in ('time', 'lat', 'lon'):
         if out[r] not in ds.dims:
-            raise DataError(f"no {r} dimension found among {list(ds.dims)} (looked for {ROLES[r]}); "
-                            f"pass dims={{'{r}': name}}")
+            raise DataError(
+                f"no {r} dimension found among {list(ds.dims)} (looked for {ROLES[r]}); "
+                f"pass dims={{'{r}': name}}"
+            )
     return out
 
 # %% ../../nbs/10e_data.sources.ipynb #7bdb0fd2
@@ -49,11 +53,15 @@ def _open_zarr(path:str, chunks, storage_options:dict=None)->xr.Dataset:
         try:
             if pkg: __import__(pkg)
         except ImportError:
-            raise DataError(f"reading {proto}:// needs the package {pkg!r}: pip install 'geoformers[cloud]'") from None
-    try: return xr.open_zarr(path, chunks=chunks or {}, consolidated=True, storage_options=storage_options or None)
+            raise DataError(f"reading {proto}:// needs the package {pkg!r}: pip install "
+                            "'geoformers[cloud]'") from None
+    try:
+        return xr.open_zarr(path, chunks=chunks or {}, consolidated=True,
+                            storage_options=storage_options or None)
     except (FileNotFoundError, KeyError) as e:
-        raise DataError(f"no Zarr store with consolidated metadata at {path} ({type(e).__name__}: {e}); "
-                        "check the path, or write the store with consolidated=True") from None
+        raise DataError(f"no Zarr store with consolidated metadata at {path} ({type(e).__name__}: "
+                        f"{e}); check the path, or write the store with consolidated=True"
+                        ) from None
     except OSError as e:                                   # network errors (aiohttp's are OSErrors)
         raise DataError(f"could not reach the Zarr store at {path}: {e}") from None
 
@@ -65,7 +73,8 @@ def _check_file(f:str)->str:
         with xr.open_dataset(f, chunks={}) as ds: ds.sizes
     except Exception as e:
         first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        return f"{f} ({p.stat().st_size:,} bytes) is not a readable NetCDF file (truncated or corrupt?): {first}"
+        return (f"{f} ({p.stat().st_size:,} bytes) is not a readable NetCDF file (truncated or "
+                f"corrupt?): {first}")
     return ''
 
 def _time_range(f:str):
@@ -78,19 +87,26 @@ def _overlaps(files:list)->list:
     rng = sorted((_time_range(f) + (f,) for f in files), key=lambda r: r[0])
     return [(a[2], b[2], b[0], a[1]) for a, b in zip(rng, rng[1:]) if b[0] <= a[1]]
 
-def open_data(paths,                   # a path, glob, list of paths, a `.zarr` store or a URL to one
-              chunks:dict=None,        # dask chunks (default: as stored)
+def open_data(paths,             # a path, glob, list of paths, a `.zarr` store or a URL to one
+              chunks:dict=None,  # dask chunks (default: as stored)
               storage_options:dict=None, # passed to fsspec for URLs
              )->xr.Dataset:
-    "Open a Zarr store (local or URL), GRIB or NetCDF files lazily with dask; errors name the file at fault"
+    """Open a Zarr store (local or URL), GRIB or NetCDF
+    files lazily with dask; errors name the file at fault"""
     if is_url(paths): return _open_zarr(paths, chunks, storage_options)
-    files = sorted(glob.glob(str(paths))) if isinstance(paths, (str, Path)) else [str(p) for p in paths]
-    if not files: raise DataError(f"no file matches {str(paths)!r}; check the path or glob (data.paths)")
-    if len(files) == 1 and files[0].rstrip('/').endswith('.zarr'): return _open_zarr(files[0], chunks)
+    if isinstance(paths, (str, Path)): files = sorted(glob.glob(str(paths)))
+    else: files = [str(p) for p in paths]
+    if not files:
+        raise DataError(f"no file matches {str(paths)!r}; check the path or glob (data.paths)")
+    if len(files) == 1 and files[0].rstrip('/').endswith('.zarr'):
+        return _open_zarr(files[0], chunks)
     if all(f.endswith(('.grib', '.grb', '.grib2')) for f in files):
         try: import cfgrib  # noqa: F401
-        except ImportError: raise DataError("reading GRIB needs the optional extra: pip install cfgrib eccodes") from None
-        return xr.open_mfdataset(files, engine='cfgrib', chunks=chunks or {}, backend_kwargs={'indexpath': ''})
+        except ImportError:
+            raise DataError("reading GRIB needs the optional extra: pip install cfgrib "
+                            "eccodes") from None
+        return xr.open_mfdataset(files, engine='cfgrib', chunks=chunks or {},
+                                 backend_kwargs={'indexpath': ''})
     bad = [m for m in map(_check_file, files) if m]
     if bad: raise DataError('; '.join(bad))
     try: return xr.open_mfdataset(files, chunks=chunks or {}, combine='by_coords')
@@ -99,8 +115,10 @@ def open_data(paths,                   # a path, glob, list of paths, a `.zarr` 
         over = _overlaps(files)
         if not over: raise
         a, b, t0, t1 = over[0]
-        raise DataError(f"{a} and {b} overlap in time ({str(t0)[:16]} .. {str(t1)[:16]} is in both); "
-                        "remove the duplicate file or pass a glob that selects each period once") from None
+        raise DataError(
+            f"{a} and {b} overlap in time ({str(t0)[:16]} .. {str(t1)[:16]} is in both); "
+            "remove the duplicate file or pass a glob that selects each period once"
+        ) from None
 
 # %% ../../nbs/10e_data.sources.ipynb #1ae750eb
 class _Handler(SimpleHTTPRequestHandler):
@@ -130,20 +148,24 @@ def time_axis(ds:xr.Dataset, name:str)->pd.DatetimeIndex:
     "The time coordinate `name` as dates, refused unless it holds datetimes that strictly increase"
     v = ds[name]
     if not np.issubdtype(v.dtype, np.datetime64):
-        raise DataError(f"time coordinate {name!r} holds {v.dtype} values ({v.values[:3].tolist()} ...), not dates; "
-                        "give it CF units such as 'hours since 1900-01-01' (xr.decode_cf) or convert it with "
-                        f"pd.to_datetime before making windows")
+        raise DataError(f"time coordinate {name!r} holds {v.dtype} values "
+                        f"({v.values[:3].tolist()} ...), not dates; give it CF units such as "
+                        "'hours since 1900-01-01' (xr.decode_cf) or convert it with pd.to_datetime "
+                        "before making windows")
     t = pd.DatetimeIndex(v.values)
-    if t.hasnans: raise DataError(f"time coordinate {name!r} has {int(t.isna().sum())} missing (NaT) values")
+    if t.hasnans:
+        raise DataError(f"time coordinate {name!r} has {int(t.isna().sum())} missing (NaT) values")
     back = np.flatnonzero(np.diff(t.asi8) <= 0)
     if len(back):
         i = back[0]
-        raise DataError(f"time {name!r} is not strictly increasing: {t[i]} is followed by {t[i+1]} (position {i+1}); "
-                        f"sort and deduplicate first, e.g. ds.sortby('{name}').drop_duplicates('{name}')")
+        raise DataError(f"time {name!r} is not strictly increasing: {t[i]} is followed by "
+                        f"{t[i + 1]} (position {i + 1}); sort and deduplicate first, e.g. "
+                        f"ds.sortby('{name}').drop_duplicates('{name}')")
     return t
 
-def time_gaps(t:pd.DatetimeIndex)->tuple: # -> (step, [(index after the gap, last time before it, first time after)])
-    "The regular time step (the most common spacing) and every place the spacing differs from it"
+def time_gaps(t:pd.DatetimeIndex)->tuple: # (step, gaps)
+    """The regular time step (the most common spacing) and every place the spacing differs from it:
+    `gaps` lists `(index after the gap, last time before it, first time after)`"""
     if len(t) < 2: return None, []
     d = np.diff(t.values.astype('datetime64[ns]')).astype('int64')
     vals, counts = np.unique(d, return_counts=True)
@@ -182,7 +204,8 @@ def _channels_of(v:str, a:xr.DataArray, dims:dict, levels, order:list)->dict:
     if miss: raise DataError(f"levels {miss} not in {v!r}; it has {have.tolist()}")
     return {_level_name(v, lev): a.sel({dims['level']: lev}).transpose(*order) for lev in want}
 
-def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dict=None, fold:str=None)->dict:
+def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dict=None,
+                    fold:str=None)->dict:
     "`{channel: DataArray}` with dims `([fold,] time, lat, lon)`, one per variable and level"
     variables = [variables] if isinstance(variables, str) else list(variables)
     core = {dims['time'], dims['lat'], dims['lon']}
@@ -190,12 +213,15 @@ def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dic
     for v in variables:
         if v not in ds.data_vars:
             near = difflib.get_close_matches(v, list(ds.data_vars), n=3, cutoff=0.3)
-            raise DataError(f"unknown variable {v!r}; nearest names: {near}; the dataset has {list(ds.data_vars)}")
+            raise DataError(f"unknown variable {v!r}; nearest names: {near}; the dataset has "
+                            f"{list(ds.data_vars)}")
         a = ds[v].sel({k: s for k, s in (select or {}).items() if k in ds[v].dims})
         for d in set(a.dims) - core - {dims['level'], fold}:
             if a.sizes[d] != 1:
-                raise DataError(f"variable {v!r} has an extra dimension {d!r} (size {a.sizes[d]}); pass "
-                                f"select={{'{d}': value}} to pick one or fold='{d}' to make each its own sample")
+                raise DataError(
+                    f"variable {v!r} has an extra dimension {d!r} (size {a.sizes[d]}); pass "
+                    f"select={{'{d}': value}} to pick one or fold='{d}' to make each its own sample"
+                )
             a = a.squeeze(d, drop=True)
         order = ([fold] if fold in a.dims else []) + [dims['time'], dims['lat'], dims['lon']]
         out.update(_channels_of(v, a, dims, levels, order))
@@ -204,7 +230,8 @@ def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dic
     return out
 
 # %% ../../nbs/10e_data.sources.ipynb #134255d2
-def open_channels(paths, chunks, storage_options, variables, dims, levels, select, fold, time_start, time_end)->list:
+def open_channels(paths, chunks, storage_options, variables, dims, levels, select, fold, time_start,
+                  time_end)->list:
     "The channels' dask arrays of `paths`, selected as `WindowDataset` selects them"
     ds = open_data(paths, chunks, storage_options).sel({dims['time']: slice(time_start, time_end)})
     return [a.data for a in select_channels(ds, variables, dims, levels, select, fold).values()]

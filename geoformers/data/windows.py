@@ -16,68 +16,74 @@ import xarray as xr
 from fastcore.basics import patch, store_attr
 from torch.utils.data import Dataset
 
-from .captions import caption_report, caption_samples, join_captions, load_captions, local_dates
-from .chunks import (ChunkBatchSampler, ChunkReader, WindowBatch, _buffer, _wrap_slice,  # noqa: F401
-                                    batch_x)
+from .captions import (caption_report, caption_samples, join_captions, load_captions,
+                                      local_dates)
+from .chunks import (ChunkBatchSampler, ChunkReader, WindowBatch,  # noqa: F401
+                                    _buffer, _wrap_slice, batch_x)
 from .normalise import ChannelStats, channel_stats, nan_map, window_nan_counts
-from .sources import (clear_of_gaps, describe_gaps, detect_dims, is_url, open_channels, open_data, select_channels,
-                                     step_text, time_axis, time_gaps)
+from .sources import (clear_of_gaps, describe_gaps, detect_dims, is_url,
+                                     open_channels, open_data, select_channels, step_text,
+                                     time_axis, time_gaps)
 from ..errors import ConfigError, DataError
 
 # %% ../../nbs/10_data.windows.ipynb #275460af
 def n_windows(n:int, w:int, s:int, wrap:bool=False)->int:
     "Number of whole windows of size `w`, stride `s` on an axis of `n` points (a circle if `wrap`)"
-    if w < 1 or s < 1: raise ConfigError(f"window and stride must be >= 1, got window={w}, stride={s}")
+    if w < 1 or s < 1:
+        raise ConfigError(f"window and stride must be >= 1, got window={w}, stride={s}")
     if wrap: return -(-n//s) if w <= n else 0
     return (n - w)//s + 1 if n >= w else 0
 
 # %% ../../nbs/10_data.windows.ipynb #84054196
-_CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all'), nan=('raise', 'fill', 'drop'),
-                gaps=('raise', 'skip', 'index'))
+_CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all'),
+                nan=('raise', 'fill', 'drop'), gaps=('raise', 'skip', 'index'))
 
 class WindowDataset(Dataset):
-    "Windows `x` `[C, T, H, W]` of `variables` over an xarray Dataset, with anchor time, date and optional captions"
-    def __init__(self, ds_or_paths,              # `xr.Dataset`, or NetCDF/Zarr/GRIB path(s) or a Zarr URL
-                 variables,                      # variable names; level variables give one channel per level
-                 window:dict=None,               # sizes by role or dim name, default {'time': 8, 'lat': 64, 'lon': 64}
+    "Windows `x` `[C, T, H, W]` of `variables` over xarray data, with anchor time, date, captions"
+    def __init__(self, ds_or_paths,              # `xr.Dataset`, NetCDF/Zarr/GRIB path(s), Zarr URL
+                 variables,                      # names; a level variable: a channel per level
+                 window:dict=None,               # sizes by role or dim (time 8, lat 64, lon 64)
                  stride:dict=None,               # strides, default = window (no overlap)
                  levels=None,                    # pressure levels to keep (default all)
                  time_start=None,                # first time kept (inclusive)
                  time_end=None,                  # last time kept (inclusive)
                  anchor:str='last',              # which step dates a window: first|middle|last
-                 captions=None,                  # CSV path or DataFrame with a date and a text column
-                 caption_mode:str='random',      # 'random': one caption per visit; 'all': a sample per caption
+                 captions=None,                  # CSV path or DataFrame with date and text columns
+                 caption_mode:str='random',      # 'random': one caption per visit; 'all': one each
                  drop_if_no_caption:bool=False,  # keep only windows whose date has captions
                  date_col:str='date',            # captions: the date column
-                 text_col:str='event description', # captions: the text column
-                 date_format:str=None,           # captions: e.g. '%d/%m/%Y' (None: ISO, or refused if ambiguous)
+                 text_col:str='event description',   # captions: the text column
+                 date_format:str=None,           # captions: e.g. '%d/%m/%Y'; None: ISO or refused
                  encoding:str='utf-8',           # captions: file encoding, e.g. 'latin-1'
                  tz=None,                        # zone of caption dates (see `parse_offset`)
                  tz_col:str=None,                # or a column of zones, one per caption
                  dims:dict=None,                 # dimension names by role, when not detected
-                 select:dict=None,               # values of extra dimensions to pick, e.g. {'number': 0}
+                 select:dict=None,               # values of extra dimensions, e.g. {'number': 0}
                  fold:str=None,                  # an extra dimension whose members become samples
                  wrap_lon:bool=False,            # longitude is periodic (global grid)
-                 normalise=None,                 # None, True (compute), a `ChannelStats` or a JSON path
-                 nan:str='raise',                # non-finite values: 'raise' | 'fill' (0, + 'nan_mask') | 'drop'
-                 gaps:str='raise',               # irregular time steps: 'raise' | 'skip' windows over a gap | 'index'
-                 chunks:dict=None,               # dask chunks when opening paths (default: as stored)
+                 normalise=None,                 # None, True (compute), `ChannelStats`, JSON path
+                 nan:str='raise',                # non-finite: 'raise', 'fill' (+'nan_mask'), 'drop'
+                 gaps:str='raise',               # irregular time: 'raise', 'skip' windows, 'index'
+                 chunks:dict=None,               # dask chunks when opening paths (default: stored)
                  storage_options:dict=None,      # fsspec options for URLs, e.g. {'token': 'anon'}
                  cache_mb:float=512,             # decoded chunks kept per process (lazy data)
                  io_threads:int=None,            # threads decoding chunks: default 1, or 8 for URLs
                  verbose:bool=True,              # print caption counts and reported gaps
                  seed:int=0):
         for k, ok in _CHOICES.items():
-            if locals()[k] not in ok: raise ConfigError(f"{k} must be one of {'|'.join(ok)}, got {locals()[k]!r}")
+            if locals()[k] not in ok:
+                raise ConfigError(f"{k} must be one of {'|'.join(ok)}, got {locals()[k]!r}")
         store_attr('anchor,caption_mode,nan,gaps,wrap_lon,verbose,seed,cache_mb')
         self.source = ds_or_paths if isinstance(ds_or_paths, (str, Path)) else 'an xarray Dataset'
-        ds = ds_or_paths if isinstance(ds_or_paths, xr.Dataset) else open_data(ds_or_paths, chunks, storage_options)
+        ds = ds_or_paths
+        if not isinstance(ds, xr.Dataset): ds = open_data(ds_or_paths, chunks, storage_options)
         self.dims = d = detect_dims(ds, dims)
         time_axis(ds, d['time'])
         ds = ds.sel({d['time']: slice(time_start, time_end)})
         self.arrays = select_channels(ds, variables, d, levels, select, fold)
         self.channels = list(self.arrays) + (['nan_mask'] if nan == 'fill' else [])
-        self.times, self.lat, self.lon = ds[d['time']].values, ds[d['lat']].values, ds[d['lon']].values
+        self.times = ds[d['time']].values
+        self.lat, self.lon = ds[d['lat']].values, ds[d['lon']].values
         a0 = next(iter(self.arrays.values()))
         self.n_fold = a0.sizes[fold] if fold in a0.dims else 0
         self._make_grid(window, stride)
@@ -87,12 +93,17 @@ class WindowDataset(Dataset):
         self._dates = local_dates(self.anchors, self.tz)
         self.caps, self.cap_rows, self.epoch = None, None, None
         if captions is not None:
-            self._join_captions(captions, date_col, text_col, date_format, encoding, tz, tz_col, drop_if_no_caption)
+            self._join_captions(
+                captions, date_col, text_col, date_format, encoding, tz, tz_col, drop_if_no_caption
+            )
         if not len(self.index):
-            raise DataError("no windows left after dropping windows without captions, with non-finite values or "
-                            "over time gaps; check the caption dates (date_format, tz) and the data")
-        reopen = partial(open_channels, ds_or_paths, chunks, storage_options, variables, d, levels, select, fold,
-                         time_start, time_end) if is_url(ds_or_paths) else None
+            raise DataError("no windows left after dropping windows without captions, with "
+                            "non-finite values or over time gaps; check the caption dates "
+                            "(date_format, tz) and the data")
+        reopen = None
+        if is_url(ds_or_paths):
+            reopen = partial(open_channels, ds_or_paths, chunks, storage_options, variables, d,
+                             levels, select, fold, time_start, time_end)
         self._make_reader(io_threads if io_threads else (8 if is_url(ds_or_paths) else 1), reopen)
         self.stats = None
         if normalise is True: self.stats = self.compute_stats()
@@ -105,7 +116,8 @@ class WindowDataset(Dataset):
 # %% ../../nbs/10_data.windows.ipynb #b1a62bcf
 @patch
 def _make_grid(self:WindowDataset, window:dict, stride:dict):
-    "Window and stride sizes, the number of windows along each axis and the table `index` of `(ti, hi, wi, fi)`"
+    """Window and stride sizes, the number of windows along
+    each axis and the table `index` of `(ti, hi, wi, fi)`"""
     d = self.dims
     alias = {d['time']: 'time', d['lat']: 'lat', d['lon']: 'lon'}
     def sizes(x, default): return {**default, **{alias.get(k, k): v for k, v in (x or {}).items()}}
@@ -115,16 +127,20 @@ def _make_grid(self:WindowDataset, window:dict, stride:dict):
     self.window, self.stride = tuple(w[r] for r in roles), tuple(s[r] for r in roles)
     if self.wrap_lon:
         span = (len(self.lon)*abs(float(self.lon[1] - self.lon[0]))) if len(self.lon) > 1 else 0
-        if abs(span - 360) > 1e-3: raise DataError(f"wrap_lon needs a global longitude axis; this one spans {span:g}°")
+        if abs(span - 360) > 1e-3:
+            raise DataError(f"wrap_lon needs a global longitude axis; this one spans {span:g}°")
     shape = (len(self.times), len(self.lat), len(self.lon))
     self.grid = tuple(n_windows(n, w_, s_, self.wrap_lon and r == 'lon')
                       for n, w_, s_, r in zip(shape, self.window, self.stride, roles))
     if 0 in self.grid:
-        why = [f"{n} {r} steps < window {w_}" for n, w_, g, r in zip(shape, self.window, self.grid, roles) if g == 0]
-        rng = f"{str(self.times[0])[:16]}..{str(self.times[-1])[:16]}" if len(self.times) else 'empty'
-        raise DataError(f"No windows: {'; '.join(why)} (time range {rng}); shrink the window or widen "
-                        "time_start/time_end")
-    self.anchor_offset = {'first': 0, 'middle': (self.window[0] - 1)//2, 'last': self.window[0] - 1}[self.anchor]
+        why = [f"{n} {r} steps < window {w_}"
+               for n, w_, g, r in zip(shape, self.window, self.grid, roles) if g == 0]
+        rng = 'empty'
+        if len(self.times): rng = f"{str(self.times[0])[:16]}..{str(self.times[-1])[:16]}"
+        raise DataError(f"No windows: {'; '.join(why)} (time range {rng}); shrink the window or "
+                        "widen time_start/time_end")
+    T = self.window[0]
+    self.anchor_offset = {'first': 0, 'middle': (T - 1)//2, 'last': T - 1}[self.anchor]
     self.anchors = self.times[np.arange(self.grid[0])*self.stride[0] + self.anchor_offset]
     self.index = np.indices(self.grid + (max(self.n_fold, 1),)).reshape(4, -1).T      # time-major
 
@@ -140,15 +156,20 @@ def _drop_gaps(self:WindowDataset):
     step, gaps = time_gaps(pd.DatetimeIndex(self.times))
     self.time_step, self.time_gaps = step, gaps
     if not gaps: return
-    what = f"the time axis is not regular: {len(gaps)} gap(s) against its usual step of {step_text(step)} ({describe_gaps(gaps)})"
+    what = (f"the time axis is not regular: {len(gaps)} gap(s) against its usual step of "
+            f"{step_text(step)} ({describe_gaps(gaps)})")
     if self.gaps == 'raise':
-        raise DataError(f"{what}; pass gaps='skip' to cut windows only between gaps (data.gaps in a task) or "
-                        "gaps='index' to cut by index regardless")
+        raise DataError(
+            f"{what}; pass gaps='skip' to cut windows only between gaps (data.gaps in a task) or "
+            "gaps='index' to cut by index regardless"
+        )
     if self.gaps == 'index':
         if self.verbose: print(f"windows are cut by index although {what}")
         return
     keep = clear_of_gaps(self.index[:, 0]*self.stride[0], self.window[0], gaps, len(self.times))
-    if self.verbose: print(f"{int((~keep).sum())} of {len(keep)} windows dropped: they span a gap ({describe_gaps(gaps)})")
+    if self.verbose:
+        print(f"{int((~keep).sum())} of {len(keep)} windows dropped: they span a gap "
+              f"({describe_gaps(gaps)})")
     self.index = self.index[keep]
 
 # %% ../../nbs/10_data.windows.ipynb #9301c482
@@ -161,19 +182,26 @@ def _nan_policy(self:WindowDataset):
     nm, counts = nan_map([a.data for a in self.arrays.values()]), np.zeros(len(g), dtype='int64')
     for f in range(max(self.n_fold, 1)):
         m = g[:, 3] == f
-        counts[m] = window_nan_counts(nm[f] if self.n_fold else nm, self.starts(g[m]), self.window, self.wrap_lon)
+        counts[m] = window_nan_counts(
+            nm[f] if self.n_fold else nm, self.starts(g[m]), self.window, self.wrap_lon
+        )
     self.n_nan_windows = int((counts > 0).sum())
     if self.nan == 'drop': self.index = g[counts == 0]
 
 # %% ../../nbs/10_data.windows.ipynb #ffe068e6
 @patch
-def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format, encoding, tz, tz_col, drop):
-    "Attach captions by date: `caps`, `cap_rows` (caption rows per time index); drop windows without one if `drop`"
-    self.caps = load_captions(captions, date_col, text_col, tz, tz_col, date_format=date_format, encoding=encoding)
+def _join_captions(self:WindowDataset, captions, date_col, text_col, date_format, encoding, tz,
+                   tz_col, drop):
+    """Attach captions by date: `caps`, `cap_rows` (caption
+    rows per time index); drop windows without one if `drop`"""
+    self.caps = load_captions(
+        captions, date_col, text_col, tz, tz_col, date_format=date_format, encoding=encoding
+    )
     self.cap_rows = join_captions(self.anchors, self.caps)
     rep = caption_report(self.caps, self.cap_rows, self._dates)
     if self.verbose: print(rep['text'])
-    if not rep['matched']: raise DataError(rep['text'] + "; check date_format (day/month order), tz and the files")
+    if not rep['matched']:
+        raise DataError(rep['text'] + "; check date_format (day/month order), tz and the files")
     self.index = caption_samples(self.index, self.cap_rows, self.caption_mode, drop)
 
 # %% ../../nbs/10_data.windows.ipynb #0c472adf
@@ -183,13 +211,17 @@ def _make_reader(self:WindowDataset, io_threads:int, reopen=None):
     self.lazy = any(a.chunks is not None for a in self.arrays.values())
     arrays = list(self.arrays.values())
     self.reader = None
-    if self.lazy: self.reader = ChunkReader([a.data for a in arrays], bool(self.n_fold), self.cache_mb, io_threads, reopen)
+    if self.lazy:
+        self.reader = ChunkReader([a.data for a in arrays], bool(self.n_fold), self.cache_mb,
+                                  io_threads, reopen)
     self._np = None if self.lazy else [np.asarray(a.values, dtype='float32') for a in arrays]
-    self._maybe_nan = self.lazy or any(not np.isfinite(np.sum(a, dtype='float64')) for a in self._np)
+    self._maybe_nan = self.lazy or any(not np.isfinite(np.sum(a, dtype='float64'))
+                                       for a in self._np)
 
 @patch
 def compute_stats(self:WindowDataset, path=None)->ChannelStats:
-    "Per-channel mean/std over the selected time range, non-finite values left out; saved to `path` (JSON) if given"
+    """Per-channel mean/std over the selected time range,
+    non-finite values left out; saved to `path` (JSON) if given"""
     st = channel_stats([a.data for a in self.arrays.values()], list(self.arrays))
     if path is not None: st.save(path)
     return st
@@ -203,14 +235,18 @@ def _fill(self:WindowDataset, i:int, out:np.ndarray):
     C = len(self.arrays)
     if self.lazy: clean = all([self.reader.fill(out[c], c, fi, t0, h0, w0, n) for c in range(C)])
     else:
-        for c in range(C): out[c] = _wrap_slice(self._np[c][fi] if self.n_fold else self._np[c], t0, t0+T, h0, h0+H, w0, w0+W, n)
+        for c in range(C):
+            src = self._np[c][fi] if self.n_fold else self._np[c]
+            out[c] = _wrap_slice(src, t0, t0+T, h0, h0+H, w0, w0+W, n)
         clean = not self._maybe_nan
     x = out[:C]
-    bad = None if clean or np.isfinite(x.sum()) else ~np.isfinite(x)   # lazy: the chunks were checked once each
+    # lazy: the chunks were checked once each
+    bad = None if clean or np.isfinite(x.sum()) else ~np.isfinite(x)
     if bad is not None and self.nan == 'raise':
         chans = [c for c, b in zip(self.channels, bad.any((1, 2, 3))) if b]
-        raise DataError(f"{self.window_id(i)} (sample {i}, {self.source}) has {int(bad.sum())} non-finite values "
-                        f"(NaN or inf) in channels {chans}; pass nan='fill' or nan='drop' (data.nan in a task)")
+        raise DataError(f"{self.window_id(i)} (sample {i}, {self.source}) has {int(bad.sum())} "
+                        f"non-finite values (NaN or inf) in channels {chans}; pass nan='fill' or "
+                        "nan='drop' (data.nan in a task)")
     if self.stats is not None: self.stats(x, out=x)
     if self.nan == 'fill':
         if bad is not None: x[bad] = 0
@@ -221,7 +257,8 @@ def window_id(self:WindowDataset, i:int)->str:
     "A short name of sample `i`: its anchor time and the corner of its patch"
     ti, hi, wi = (int(v) for v in self.index[i, :3])
     t = str(self.anchors[ti])[:13]
-    return f"window {t} ({float(self.lat[hi*self.stride[1]]):g}, {float(self.lon[wi*self.stride[2] % len(self.lon)]):g})"
+    lat, lon = self.lat[hi*self.stride[1]], self.lon[wi*self.stride[2] % len(self.lon)]
+    return f"window {t} ({float(lat):g}, {float(lon):g})"
 
 @patch
 def _meta(self:WindowDataset, i:int)->dict:
@@ -238,7 +275,8 @@ def _meta(self:WindowDataset, i:int)->dict:
 
 @patch
 def _caption(self:WindowDataset, i:int, ti:int)->str:
-    "The caption of sample `i`: its own (`all`), or one of its date's drawn per visit or per epoch (`random`)"
+    """The caption of sample `i`: its own (`all`), or one of
+    its date's drawn per visit or per epoch (`random`)"""
     rows = self.cap_rows[ti]
     if self.caption_mode == 'all': k = int(self.index[i, 4])
     elif not len(rows): return ''
@@ -256,8 +294,10 @@ def __getitem__(self:WindowDataset, i:int)->dict:
 # %% ../../nbs/10_data.windows.ipynb #67a1f94a
 @patch
 def chunk_groups(self:WindowDataset)->np.ndarray:
-    "A group number per sample: samples of a group start in the same time chunk (or block of `window` steps)"
-    if getattr(self, '_groups', None) is not None and len(self._groups) == len(self.index): return self._groups
+    """A group number per sample: samples of a group start
+    in the same time chunk (or block of `window` steps)"""
+    if getattr(self, '_groups', None) is not None and len(self._groups) == len(self.index):
+        return self._groups
     t0 = self.index[:, 0]*self.stride[0]
     if not self.lazy: g = t0//max(self.window[0], 1)
     elif np.median(np.diff(self.reader.bounds[0])) >= self.window[0]:
@@ -268,7 +308,8 @@ def chunk_groups(self:WindowDataset)->np.ndarray:
 
 @patch
 def __getitems__(self:WindowDataset, idx:list)->WindowBatch:
-    "Samples `idx` read into one buffer, chunk group after chunk group (their chunks decoded together)"
+    """Samples `idx` read into one buffer, chunk group
+    after chunk group (their chunks decoded together)"""
     x = _buffer((len(idx), len(self.channels)) + self.window)
     xs = x.numpy()
     idx = [int(i) for i in idx]
@@ -291,12 +332,11 @@ def __getitems__(self:WindowDataset, idx:list)->WindowBatch:
             keys.update(new)
         todo.extend(js.tolist())
     flush()
-    out = WindowBatch(dict(x=x[j], **self._meta(i)) for j, i in enumerate(idx))
-    out.x = x
-    return out
+    return WindowBatch([dict(x=x[j], **self._meta(i)) for j, i in enumerate(idx)], x)
 
 def collate_windows(items:list)->dict:
-    "Batch window dicts: `x` `[B, C, T, H, W]`, `time` as datetime64, `ids` naming the samples, the rest as lists"
+    """Batch window dicts: `x` `[B, C, T, H, W]`, `time` as
+    datetime64, `ids` naming the samples, the rest as lists"""
     out = {k: [it[k] for it in items] for k in items[0] if k not in ('x', 'id')}
     out['x'] = batch_x(items)
     out['time'] = np.array(out['time'], dtype='datetime64[ns]')
@@ -318,5 +358,6 @@ def set_epoch(self:WindowDataset, epoch:int):
 def check_channels(self:WindowDataset, in_chans:int, what:str='the encoder'):
     "Raise unless a model with `in_chans` input channels fits these windows"
     if in_chans != len(self.channels):
-        raise DataError(f"{what} expects in_chans={in_chans} but the windows have {len(self.channels)} channels: "
-                        f"{self.channels}; change `variables`/`levels` or the encoder's in_chans")
+        raise DataError(f"{what} expects in_chans={in_chans} but the windows have "
+                        f"{len(self.channels)} channels: {self.channels}; change "
+                        "`variables`/`levels` or the encoder's in_chans")

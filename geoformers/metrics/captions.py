@@ -19,7 +19,8 @@ _FACTS = {
     'wind_from': rf'\b({_D})erly\b|from the ({_D})\b',
     'wind_strength': r'\b(gale-force|strong|moderate|light)\b(?! rain)',
     'rain': r'(heavy rain|light rain|mostly dry|\brain\b)',
-    'rain_region': rf'(?:rain|dry weather) (?:in|over) the ({_D}|centre)\b|in the ({_D}|centre) as a',
+    'rain_region': (rf'(?:rain|dry weather) (?:in|over) the ({_D}|centre)\b'
+                    rf'|in the ({_D}|centre) as a'),
 }
 
 def caption_facts(text:str)->dict:
@@ -35,7 +36,8 @@ def caption_facts(text:str)->dict:
 
 def fact_scores(generated:list,   # captions, or fact dicts (a baseline that states facts directly)
                 references:list)->dict:
-    "Per-fact accuracy of generated captions against reference captions (facts the reference states)"
+    """Per-fact accuracy of generated captions against
+    reference captions (facts the reference states)"""
     hits, n = Counter(), Counter()
     for g, r in zip(generated, references):
         fg, fr = g if isinstance(g, dict) else caption_facts(g), caption_facts(r)
@@ -48,7 +50,8 @@ def fact_scores(generated:list,   # captions, or fact dicts (a baseline that sta
     return out
 
 def majority_captions(captions:list)->dict:
-    "The most common value of each fact in `captions` (the caption-prior baseline of a model that ignores the data)"
+    """The most common value of each fact in `captions` (the
+    caption-prior baseline of a model that ignores the data)"""
     facts = [caption_facts(c) for c in captions]
     return {k: Counter(f[k] for f in facts if f[k] is not None).most_common(1)[0][0]
             for k in _FACTS if any(f[k] is not None for f in facts)}

@@ -20,24 +20,30 @@ from ..train.loop import TRAIN_DEFAULTS, fit
 from ..train.tasks import Task
 
 # %% ../../nbs/25a_models.text_lm.ipynb #6861c18d
-def lm_nll(lm, ids:torch.Tensor, mask:torch.Tensor, hrm_act:bool=False)->tuple: # [B, L] -> (loss, nll sum, tokens)
+def lm_nll(lm, ids:torch.Tensor,          # [B, L]
+           mask:torch.Tensor, hrm_act:bool=False)->tuple: # (loss, nll sum, tokens)
     "Next-token CE of a causal LM on padded ids (HRM: plus its halting loss in training)"
     out = lm(input_ids=ids, attention_mask=mask)
     labels = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-    nll = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction='sum')
+    nll = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
+                          ignore_index=-100, reduction='sum')
     n = (labels != -100).sum()
-    loss = hrm_loss(out, F.pad(labels, (0, 1), value=-100))['loss'] if hrm_act else nll / n.clamp(min=1)
+    if hrm_act: loss = hrm_loss(out, F.pad(labels, (0, 1), value=-100))['loss']
+    else: loss = nll / n.clamp(min=1)
     return loss, nll, n
 
 def build_text_lm(kind:str, vocab_size:int, dim:int=64, depth:int=2, heads:int=4, max_len:int=256):
     "A fresh `llama` (HF `LlamaForCausalLM`) or `hrm` (`HRMForCausalLM`) of the given size"
     if kind == 'hrm':
-        return HRMForCausalLM(vocab_size, dim, heads, h_layers=max(depth // 2, 1), l_layers=max(depth // 2, 1), max_len=max_len)
+        return HRMForCausalLM(vocab_size, dim, heads, h_layers=max(depth // 2, 1),
+                              l_layers=max(depth // 2, 1), max_len=max_len)
     if kind != 'llama': raise ValueError(f"text LM kind must be 'llama' or 'hrm', got {kind!r}")
     from transformers import LlamaConfig, LlamaForCausalLM
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab_size, hidden_size=dim, intermediate_size=4*dim, num_hidden_layers=depth,
-                                        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_len,
-                                        pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True))
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=dim, intermediate_size=4*dim,
+                      num_hidden_layers=depth, num_attention_heads=heads, num_key_value_heads=heads,
+                      max_position_embeddings=max_len, pad_token_id=0, bos_token_id=1,
+                      eos_token_id=2, tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg)
 
 class TextLMTask(Task):
     "Text-only pretraining of a small LM on captions (used inside `weather-text`, not registered)"
@@ -47,7 +53,8 @@ class TextLMTask(Task):
     def collate(self, rows): return pad_batch(rows, pad_id(self.tok))
     def data(self, cfg): return dict(train=self.train_ds, val=self.val_ds, collate=self.collate)
     def model(self, cfg): return build_text_lm(self.kind, len(self.tok), **self.size)
-    def loss(self, model, batch, cfg): return {'loss': lm_nll(model, *batch, hrm_act=self.kind == 'hrm')[0]}
+    def loss(self, model, batch, cfg):
+        return {'loss': lm_nll(model, *batch, hrm_act=self.kind == 'hrm')[0]}
     def eval_step(self, model, batch, cfg):
         _, nll, n = lm_nll(model, *batch)
         return {'nll': nll, 'ntok': n.float()}
@@ -58,20 +65,26 @@ class TextLMTask(Task):
 def pretrain_text_lm(folder, train_caps, val_caps,     # DataFrames with `date`, `text`
                      kind:str='llama', vocab_size:int=512, size:dict=None, max_len:int=64,
                      steps:int=400, batch_size:int=32, lr:float=3e-3, seed:int=0)->tuple:
-    "Train (or reload from `folder` when the settings match) a tokenizer and a text-only LM; returns `(lm, tok)`"
+    """Train (or reload from `folder` when the settings match)
+    a tokenizer and a text-only LM; returns `(lm, tok)`"""
     from transformers import PreTrainedTokenizerFast
     folder = Path(folder)
     size = dict(size or {})
-    spec = dict(kind=kind, vocab_size=vocab_size, size=size, max_len=max_len, steps=steps, batch_size=batch_size, lr=lr,
-                seed=seed, n_train=len(train_caps), first=str(train_caps['text'].iloc[0]))
+    spec = dict(kind=kind, vocab_size=vocab_size, size=size, max_len=max_len, steps=steps,
+                batch_size=batch_size, lr=lr, seed=seed, n_train=len(train_caps),
+                first=str(train_caps['text'].iloc[0]))
     cached = (folder/'spec.json').exists() and json.loads((folder/'spec.json').read_text()) == spec
     grouped = dist.is_available() and dist.is_initialized()
-    if not cached and (not grouped or dist.get_rank() == 0):    # under DDP rank 0 trains, the others wait for its files
+    # under DDP rank 0 trains, the others wait for its files
+    if not cached and (not grouped or dist.get_rank() == 0):
         folder.mkdir(parents=True, exist_ok=True)
         tok = train_tokenizer(train_caps['text'], vocab_size, folder/'tokenizer')
-        task = TextLMTask(CaptionText(train_caps, tok, max_len), CaptionText(val_caps, tok, max_len, pair_prob=0.), tok, kind, size)
-        cfg = dict(task=task.name, seed=seed, data={}, model={}, train={**TRAIN_DEFAULTS, 'max_steps': steps, 'batch_size': batch_size,
-                   'lr': lr, 'drop_last': False, 'warmup_steps': min(20, steps), 'val_every': None, 'log_every': 20, 'progress': False, 'device': 'cpu'})
+        task = TextLMTask(CaptionText(train_caps, tok, max_len),
+                          CaptionText(val_caps, tok, max_len, pair_prob=0.), tok, kind, size)
+        train = {**TRAIN_DEFAULTS, 'max_steps': steps, 'batch_size': batch_size, 'lr': lr,
+                 'drop_last': False, 'warmup_steps': min(20, steps), 'val_every': None,
+                 'log_every': 20, 'progress': False, 'device': 'cpu'}
+        cfg = dict(task=task.name, seed=seed, data={}, model={}, train=train)
         fit(task, cfg, folder, distributed=False)
         (folder/'spec.json').write_text(json.dumps(spec))
     if grouped: dist.barrier()

@@ -17,23 +17,29 @@ from fastcore.xtras import obj2dict
 from torch.utils.data import DataLoader, Subset
 
 from ..baselines.weather import patch_mean_stats
-from ..data.weather_inputs import collate_cubes, split_by_date, weather_windows
+from ..data.weather_inputs import (chunk_batches, collate_cubes, split_by_date,
+                                            weather_windows)
 from ..errors import ConfigError, DataError
 from ..models.swin_mae import SatSwinMAE, random_token_mask, show_reconstruction
 from ..train.loop import make_loader
 from ..train.tasks import Task, register_task
 
 # %% ../../nbs/41_tasks.weather.ipynb #a0d26aa0
-MAE_KEYS = ('dim', 'depth', 'heads', 'patch', 'window', 'decoder_dim', 'decoder_heads', 'mask_ratio', 'norm_pix_loss')
+MAE_KEYS = ('dim', 'depth', 'heads', 'patch', 'window', 'decoder_dim', 'decoder_heads',
+            'mask_ratio', 'norm_pix_loss')
 
 def mae_from_config(m, in_chans:int)->SatSwinMAE:
-    "A SatSwinMAE from the `model:` section of a weather-mae config (keys it lacks keep SatSwinMAE's defaults)"
+    """A SatSwinMAE from the `model:` section of a weather-mae
+    config (keys it lacks keep SatSwinMAE's defaults)"""
     m = obj2dict(m)
-    return SatSwinMAE(in_chans, **{k: tuple(m[k]) if isinstance(m[k], list) else m[k] for k in MAE_KEYS if k in m})
+    return SatSwinMAE(
+        in_chans, **{k: tuple(m[k]) if isinstance(m[k], list) else m[k] for k in MAE_KEYS if k in m}
+    )
 
 def _fixed_mask(model, x, seed:int=0):
     n = int(np.prod(model.grid(x)))
-    return random_token_mask(len(x), n, model.mask_ratio, x.device, torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    return random_token_mask(len(x), n, model.mask_ratio, x.device, gen)
 
 @register_task
 class WeatherMAETask(Task):
@@ -49,9 +55,12 @@ class WeatherMAETask(Task):
         dsw = weather_windows(cfg.data)
         tr, va, _, _ = split_by_date(dsw, cfg.data.val_frac)
         self.channels, self.windows, self.val_idx = dsw.channels, dsw, va
-        return dict(train=Subset(dsw, tr), val=Subset(dsw, va), collate=collate_cubes)
+        train = Subset(dsw, tr)
+        return dict(train=train, val=Subset(dsw, va), collate=collate_cubes,
+                    batch_sampler=chunk_batches(train, cfg))
 
-    def model(self, cfg): return mae_from_config(cfg.model, len(self.channels or cfg.data.variables))
+    def model(self, cfg):
+        return mae_from_config(cfg.model, len(self.channels or cfg.data.variables))
     def loss(self, model, batch, cfg): return {'loss': model(batch['x'])['loss']}
 
     def eval_step(self, model, batch, cfg):
@@ -78,11 +87,13 @@ class WeatherMAETask(Task):
 
     def describe(self, model, data, cfg):
         x = data['train'][0]['x'][None]
-        return dict(channels=self.channels, tokens_per_window=int(np.prod(model.grid(x))), window_shape=list(x.shape[1:]))
+        return dict(channels=self.channels, tokens_per_window=int(np.prod(model.grid(x))),
+                    window_shape=list(x.shape[1:]))
 
 # %% ../../nbs/41_tasks.weather.ipynb #71016fb6
 def _new_windows(task, cfg, data, captions:bool=False, caption_path=None):
-    "Windows of `data` (None: the run's validation split) normalised as in training, with the run's channels"
+    """Windows of `data` (None: the run's validation split)
+    normalised as in training, with the run's channels"""
     if data is None: return task.windows, task.val_idx
     dsw = weather_windows(cfg.data, captions=captions, stats=task.windows.stats, paths=str(data),
                           caption_path=caption_path, verbose=False)
@@ -92,10 +103,13 @@ def _new_windows(task, cfg, data, captions:bool=False, caption_path=None):
 def _bounds(dsw, idx)->dict:
     "Coordinates of windows `idx`: id, anchor time, date and lat/lon bounds"
     m = [dsw._meta(int(i)) for i in idx]
-    return dict(window=[x['id'] for x in m], time=('window', np.array([x['time'] for x in m], 'datetime64[ns]')),
+    return dict(window=[x['id'] for x in m],
+                time=('window', np.array([x['time'] for x in m], 'datetime64[ns]')),
                 date=('window', [x['date'] for x in m]),
-                lat_first=('window', [x['lat'][0] for x in m]), lat_last=('window', [x['lat'][1] for x in m]),
-                lon_first=('window', [x['lon'][0] for x in m]), lon_last=('window', [x['lon'][1] for x in m]))
+                lat_first=('window', [x['lat'][0] for x in m]),
+                lat_last=('window', [x['lat'][1] for x in m]),
+                lon_first=('window', [x['lon'][0] for x in m]),
+                lon_last=('window', [x['lon'][1] for x in m]))
 
 @patch
 @torch.no_grad()
@@ -110,13 +124,16 @@ def predict(self:WeatherMAETask, model, cfg, data=None, out=None, batch_size:int
         emb.append(model.encode_tokens(x).mean(1).float().cpu())
         if reconstruct:
             o = model(x, _fixed_mask(model, x))
-            r = model.unpatchify(torch.where(o['mask'][..., None], o['pred'], model.target(x)), model.grid(x))
+            filled = torch.where(o['mask'][..., None], o['pred'], model.target(x))
+            r = model.unpatchify(filled, model.grid(x))
             r = r.float().cpu().numpy()
             rec.append(np.stack([dsw.stats(ri, inverse=True) for ri in r]) if dsw.stats else r)
     vars_ = {'embedding': (('window', 'feature'), torch.cat(emb).numpy())}
     if reconstruct:
         vars_['reconstruction'] = (('window', 'channel', 'step', 'y', 'x'), np.concatenate(rec))
-    ds = xr.Dataset(vars_, coords={**_bounds(dsw, idx), **({'channel': dsw.channels} if reconstruct else {})})
+    ds = xr.Dataset(
+        vars_, coords={**_bounds(dsw, idx), **({'channel': dsw.channels} if reconstruct else {})}
+    )
     ds.embedding.attrs = dict(long_name='mean of the encoder tokens of each window')
     ds.attrs = {k: str(v) for k, v in (attrs or {}).items()}
     ds.to_netcdf(out)
@@ -127,23 +144,27 @@ def eval_data(self:WeatherMAETask, cfg, path)->dict:
     "Windows of the fields at `path`, normalised with the training statistics"
     dsw, idx = _new_windows(self, cfg, path)
     return dict(val=Subset(dsw, idx), collate=collate_cubes, name=Path(path).stem,
-                note='loss: mean squared error of the masked patches (fixed mask), inputs normalised with the '
-                     'training statistics')
+                note='loss: mean squared error of the masked patches (fixed mask), inputs '
+                     'normalised with the training statistics')
 
 # %% ../../nbs/41_tasks.weather.ipynb #7c2e0782
 def find_mae_checkpoint(spec:str, root='runs')->Path|None:
     "`auto`: the newest `runs/weather-mae*/best.pt`; `none`: no checkpoint; else the path"
     if spec == 'none': return None
     if spec != 'auto':
-        if not Path(spec).is_file(): raise ConfigError(f"model.mae_ckpt={spec}: no such checkpoint file")
+        if not Path(spec).is_file():
+            raise ConfigError(f"model.mae_ckpt={spec}: no such checkpoint file")
         return Path(spec)
     found = sorted(Path(root).glob('weather-mae*/best.pt'), key=lambda p: p.stat().st_mtime)
-    if not found: raise ConfigError(f"no weather-mae checkpoint under {root}/; run `geoformers_train weather-mae` "
-                                    "first or pass --set model.mae_ckpt=PATH (or none for a random encoder)")
+    if not found:
+        raise ConfigError(f"no weather-mae checkpoint under {root}/; run `geoformers_train "
+                          "weather-mae` first or pass --set model.mae_ckpt=PATH (or none for a "
+                          "random encoder)")
     return found[-1]
 
 def _ckpt_channels(path:Path, ck:dict)->list:
-    "The channels a weather-mae checkpoint was trained on (its run's summary.json), else its variables"
+    """The channels a weather-mae checkpoint was trained
+    on (its run's summary.json), else its variables"""
     summary = path.parent/'summary.json'
     if summary.exists():
         ch = json.loads(summary.read_text()).get('channels')
@@ -151,25 +172,31 @@ def _ckpt_channels(path:Path, ck:dict)->list:
     return list(ck.get('config', {}).get('data', {}).get('variables', []))
 
 def load_encoder(spec:str, channels:list, fallback:dict)->SatSwinMAE:
-    "The SatSwinMAE of a weather-mae checkpoint (architecture from its config), or a random one from `fallback`"
+    """The SatSwinMAE of a weather-mae checkpoint (architecture
+    from its config), or a random one from `fallback`"""
     path = find_mae_checkpoint(spec)
     if path is None: return mae_from_config(fallback, len(channels))
     ck = torch.load(path, map_location='cpu', weights_only=True)
     task = ck.get('config', {}).get('task')
     if task != 'weather-mae':
-        raise ConfigError(f"model.mae_ckpt={path}: this checkpoint is from task {task!r}, not weather-mae; "
-                          "pass a runs/weather-mae*/best.pt")
-    n = ck['model']['embed.proj.weight'].shape[1] if 'embed.proj.weight' in ck['model'] else len(channels)
+        raise ConfigError(
+            f"model.mae_ckpt={path}: this checkpoint is from task {task!r}, not weather-mae; "
+            "pass a runs/weather-mae*/best.pt"
+        )
+    n = len(channels)
+    if 'embed.proj.weight' in ck['model']: n = ck['model']['embed.proj.weight'].shape[1]
     if n != len(channels):
-        raise DataError(f"the weather-mae checkpoint {path} was trained on {n} channels {_ckpt_channels(path, ck)} "
-                        f"but the windows have {len(channels)}: {channels}; use the same data.variables/levels")
+        raise DataError(f"the weather-mae checkpoint {path} was trained on {n} channels "
+                        f"{_ckpt_channels(path, ck)} but the windows have {len(channels)}: "
+                        f"{channels}; use the same data.variables/levels")
     enc = mae_from_config(ck['config']['model'], len(channels))
     enc.load_state_dict(ck['model'])
     return enc
 
 # %% ../../nbs/41_tasks.weather.ipynb #38ffba2f
 def caption_cli():
-    "`geoformers_caption --date YYYY-MM-DD --run RUN`: captions of one date (user errors: one line, exit code 2)"
+    """`geoformers_caption --date YYYY-MM-DD --run RUN`:
+    captions of one date (user errors: one line, exit code 2)"""
     from geoformers.errors import run_cli
     from geoformers.tasks.weather_text import caption_date
     run_cli(caption_date)

@@ -19,18 +19,20 @@ from torch.utils.data import DataLoader, Subset
 
 from ..baselines.weather import text_baselines
 from ..data.caption_text import caption_ids, pad_batch, pad_id
-from ..data.weather_inputs import caption_table, collate_cubes, split_by_date, weather_windows
+from ..data.weather_inputs import (caption_table, chunk_batches, collate_cubes,
+                                            split_by_date, weather_windows)
 from ..errors import ConfigError, DataError
 from ..metrics.captions import fact_scores
-from ..models.prefixer import Prefixer, TokenPool, VisionTextModel, add_lora, load_causal_lm
+from ..models.prefixer import (Prefixer, TokenPool, VisionTextModel, add_lora,
+                                        load_causal_lm)
 from ..models.text_lm import pretrain_text_lm
 from ..train.loop import make_loader
 from ..train.tasks import Task, register_task
 from .weather import _new_windows, find_mae_checkpoint, load_encoder
 
 # %% ../../nbs/41b_tasks.weather_text.ipynb #ab601b3a
-_FALLBACK = dict(dim=64, depth=2, heads=4, patch=[2, 4, 4], window=[2, 4, 4], decoder_dim=32, decoder_heads=4,
-                 mask_ratio=0.75)
+_FALLBACK = dict(dim=64, depth=2, heads=4, patch=[2, 4, 4], window=[2, 4, 4], decoder_dim=32,
+                 decoder_heads=4, mask_ratio=0.75)
 
 @register_task
 class WeatherTextTask(Task):
@@ -39,17 +41,21 @@ class WeatherTextTask(Task):
     output_suffix = '.csv'
     model_needs_data = True
 
-    def __init__(self, prefix:bool=True): self.prefix, self._lang_key = prefix, None   # prefix=False: LM alone
+    def __init__(self, prefix:bool=True):   # False: the LM alone, no vision prefix
+        self.prefix, self._lang_key = prefix, None
 
     def language(self, cfg)->tuple:
-        "`(lm, tokenizer)`: trained here (`embedded` Llama or `hrm`) or loaded by name/folder; cached on the task"
+        """`(lm, tokenizer)`: trained here (`embedded` Llama or
+        `hrm`) or loaded by name/folder; cached on the task"""
         m = cfg.model
         if self._lang_key == (m.lm, m.lm_dir): return self._lang
         if m.lm in ('embedded', 'hrm'):
-            lang = pretrain_text_lm(m.lm_dir, self.train_caps, self.val_caps, kind='llama' if m.lm == 'embedded' else 'hrm',
-                                    vocab_size=m.vocab_size, size=dict(dim=m.lm_dim, depth=m.lm_depth, heads=m.lm_heads),
-                                    max_len=cfg.data.max_len, steps=m.lm_steps, batch_size=m.lm_batch_size,
-                                    lr=m.lm_pretrain_lr, seed=cfg.seed)
+            lang = pretrain_text_lm(m.lm_dir, self.train_caps, self.val_caps,
+                                    kind='llama' if m.lm == 'embedded' else 'hrm',
+                                    vocab_size=m.vocab_size,
+                                    size=dict(dim=m.lm_dim, depth=m.lm_depth, heads=m.lm_heads),
+                                    max_len=cfg.data.max_len, steps=m.lm_steps,
+                                    batch_size=m.lm_batch_size, lr=m.lm_pretrain_lr, seed=cfg.seed)
         else:
             from transformers import AutoTokenizer
             lang = load_causal_lm(m.lm), AutoTokenizer.from_pretrained(m.lm)
@@ -57,21 +63,28 @@ class WeatherTextTask(Task):
         return lang
 
     def data(self, cfg):
-        "Captioned windows split by date (validation: one fixed caption per window), and the language side"
+        """Captioned windows split by date (validation: one
+        fixed caption per window), and the language side"""
         d = cfg.data
-        ck = find_mae_checkpoint(cfg.model.mae_ckpt)        # recorded as an absolute path in the run's config.json,
-        if ck is not None: cfg.model['mae_ckpt'] = str(ck.resolve())   # so the run rebuilds from any folder
+        # recorded as an absolute path in the run's config.json,
+        ck = find_mae_checkpoint(cfg.model.mae_ckpt)
+        # so the run rebuilds from any folder
+        if ck is not None: cfg.model['mae_ckpt'] = str(ck.resolve())
         train = weather_windows(d, captions=True)
         val = weather_windows(d, captions=True, stats=train.stats, verbose=False)
         val.set_epoch(0)
         tr, va, trd, vad = split_by_date(train, d.val_frac)
-        self.channels, self.train_caps, self.val_caps = train.channels, caption_table(d, trd), caption_table(d, vad)
+        self.channels = train.channels
+        self.train_caps, self.val_caps = caption_table(d, trd), caption_table(d, vad)
         _, self.tok = self.language(cfg)
         self.windows, self.val_windows, self.val_idx, self.max_len = train, val, va, d.max_len
-        return dict(train=Subset(train, tr), val=Subset(val, va), collate=self.collate)
+        train = Subset(train, tr)
+        return dict(train=train, val=Subset(val, va), collate=self.collate,
+                    batch_sampler=chunk_batches(train, cfg))
 
-    def collate(self, items:list)->dict: # -> x [B, C, T, H, W], ids [B, L], mask [B, L], caption, date, ids
-        ids, mask = pad_batch([caption_ids(self.tok, it['caption'], self.max_len) for it in items], pad_id(self.tok))
+    def collate(self, items:list)->dict: # x, tokens and mask [B, L], caption, date, ids
+        ids = [caption_ids(self.tok, it['caption'], self.max_len) for it in items]
+        ids, mask = pad_batch(ids, pad_id(self.tok))
         out = collate_cubes(items)
         return dict(x=out['x'], date=out['date'], ids=out['ids'], tokens=ids, mask=mask,
                     caption=[it['caption'] for it in items])
@@ -82,21 +95,26 @@ class WeatherTextTask(Task):
         lm = copy.deepcopy(self.language(cfg)[0])
         if m.lora_r: lm = add_lora(lm, r=m.lora_r, alpha=2 * m.lora_r)
         enc = load_encoder(m.mae_ckpt, self.channels, _FALLBACK)
-        for p in enc.decoder_parameters(): p.requires_grad_(False)     # captions never use the MAE decoder
+        # captions never use the MAE decoder
+        for p in enc.decoder_parameters(): p.requires_grad_(False)
         grid = tuple(m.pool_grid) if m.pool_grid else None
         pool = TokenPool(m.num_tokens, dim=enc.dim, mode=m.pool, pool_grid=grid)
-        pf = Prefixer(enc.dim, lm.get_input_embeddings().embedding_dim, depth=m.prefixer_depth, act=m.act,
-                      residual=m.residual, layerscale=m.layerscale)
+        pf = Prefixer(enc.dim, lm.get_input_embeddings().embedding_dim, depth=m.prefixer_depth,
+                      act=m.act, residual=m.residual, layerscale=m.layerscale)
         return VisionTextModel(enc, lm, pool, pf, freeze_encoder=not m.train_encoder,
                                unfreeze_last_block=m.unfreeze_last_block)
 
     def param_groups(self, model, cfg):
         m = cfg.model
-        def trainable(prefix): return [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(prefix)]
+        def trainable(prefix):
+            return [p for n, p in model.named_parameters()
+                    if p.requires_grad and n.startswith(prefix)]
         groups = [dict(name='adapter', params=trainable(('pool', 'prefixer'))),
                   dict(name='lm', params=trainable('lm'), lr=m.lm_lr),
-                  dict(name='encoder', params=trainable('encoder'), lr=m.encoder_lr, freeze_epochs=m.encoder_freeze_epochs)]
-        return [g for g in groups if g['params']]              # LM and encoder groups only when something there trains
+                  dict(name='encoder', params=trainable('encoder'), lr=m.encoder_lr,
+                       freeze_epochs=m.encoder_freeze_epochs)]
+        # LM and encoder groups only when something there trains
+        return [g for g in groups if g['params']]
 
     def loss(self, model, batch, cfg):
         return {'loss': model(batch['x'], batch['tokens'], batch['mask'], prefix=self.prefix).loss}
@@ -111,12 +129,15 @@ class WeatherTextTask(Task):
 
 # %% ../../nbs/41b_tasks.weather_text.ipynb #c08fce6b
 @patch
-def generate(self:WeatherTextTask, model, x, cfg, prefix:bool=True, temperature:float=None, seed:int=0)->list:
-    "Captions for cubes `x` `[B, C, T, H, W]` (or, with `prefix=False`, as many samples of the text-only LM)"
+def generate(self:WeatherTextTask, model, x, cfg, prefix:bool=True, temperature:float=None,
+             seed:int=0)->list:
+    """Captions for cubes `x` `[B, C, T, H, W]` (or, with
+    `prefix=False`, as many samples of the text-only LM)"""
     e = cfg.eval
     t = e.temperature if temperature is None else temperature
-    ids = model.generate(x if prefix else None, self.tok.bos_token_id, self.tok.eos_token_id, batch_size=len(x),
-                         max_new_tokens=e.max_new_tokens, temperature=t, top_p=e.top_p, seed=seed)
+    ids = model.generate(x if prefix else None, self.tok.bos_token_id, self.tok.eos_token_id,
+                         batch_size=len(x), max_new_tokens=e.max_new_tokens, temperature=t,
+                         top_p=e.top_p, seed=seed)
     return [self.tok.decode(r, skip_special_tokens=True).strip() for r in ids]
 
 @patch
@@ -132,7 +153,8 @@ def baselines(self:WeatherTextTask, data, cfg, run_dir):
     pos = self._gen_idx(data, cfg)
     batches = list(make_loader(Subset(data['val'], pos), cfg, data['collate']))
     prior = [t for i, b in enumerate(batches)
-             for t in self.generate(model, b['x'], cfg, prefix=False, temperature=cfg.eval.prior_temperature, seed=i)]
+             for t in self.generate(model, b['x'], cfg, prefix=False,
+                                    temperature=cfg.eval.prior_temperature, seed=i)]
     lm, tok = self.language(cfg)
     return text_baselines(lm, tok, self.val_windows, self.val_idx, [self.val_idx[p] for p in pos],
                           self.train_caps['text'], prior, max_len=self.max_len,
@@ -149,7 +171,8 @@ def preview(self:WeatherTextTask, model, batch, cfg):
     ax.axis('off')
     ax.set_title(f"{batch['date'][0]}: {self.channels[ch]} (last step)", fontsize=8)
     wrap = lambda s: '\n'.join(textwrap.wrap(s, 90))
-    fig.text(0.02, 0.02, wrap(f"generated: {text}") + '\n' + wrap(f"reference: {batch['caption'][0]}"), fontsize=6)
+    both = wrap(f"generated: {text}") + '\n' + wrap(f"reference: {batch['caption'][0]}")
+    fig.text(0.02, 0.02, both, fontsize=6)
     fig.subplots_adjust(bottom=0.35)
     return fig
 
@@ -161,49 +184,56 @@ def describe(self:WeatherTextTask, model, data, cfg):
     gen = [t for b in batches for t in self.generate(model, b['x'].to(dev), cfg)]
     refs = [c for b in batches for c in b['caption']]
     dates = [d for b in batches for d in b['date']]
-    return dict(channels=self.channels, prompt_tokens=cfg.model.num_tokens, vocab_size=len(self.tok),
-                generation=fact_scores(gen, refs),
-                samples=[dict(date=dt, generated=g, reference=r) for dt, g, r in zip(dates, gen, refs)][:6])
+    samples = [dict(date=dt, generated=g, reference=r) for dt, g, r in zip(dates, gen, refs)]
+    return dict(channels=self.channels, prompt_tokens=cfg.model.num_tokens,
+                vocab_size=len(self.tok), generation=fact_scores(gen, refs), samples=samples[:6])
 
 # %% ../../nbs/41b_tasks.weather_text.ipynb #9a69689b
 def _fields_and_captions(cfg, path)->tuple:
-    "`(fields, captions)` of `path`: a folder with `captions.csv` beside the fields, or fields + `data.captions`"
+    """`(fields, captions)` of `path`: a folder with `captions.csv`
+    beside the fields, or fields + `data.captions`"""
     p = Path(path)
     if p.is_dir() and (p/'captions.csv').exists():
         fields = [str(f) for f in sorted(p.iterdir()) if f.suffix in ('.nc', '.zarr', '.grib')]
         return (fields[0] if len(fields) == 1 else fields), p/'captions.csv'
     if not cfg.data.captions:
-        raise DataError(f"{path}: captions are needed to score weather-text on other data; give a folder with the "
-                        "fields and a captions.csv (date, event description)")
+        raise DataError(f"{path}: captions are needed to score weather-text on other data; give a "
+                        "folder with the fields and a captions.csv (date, event description)")
     return str(path), cfg.data.captions
 
 @patch
 @torch.no_grad()
-def predict(self:WeatherTextTask, model, cfg, data=None, out=None, batch_size:int=None, device='cpu',
-            attrs:dict=None, dates=None, **kw)->Path:
+def predict(self:WeatherTextTask, model, cfg, data=None, out=None, batch_size:int=None,
+            device='cpu', attrs:dict=None, dates=None, **kw)->Path:
     "CSV `date, window, caption` of greedy captions for the windows of `data` (on `dates` if given)"
     dsw, idx = _new_windows(self, cfg, data)
     if dates is not None:
-        want = [pd.Timestamp(d).strftime('%Y-%m-%d') for d in ([dates] if isinstance(dates, str) else dates)]
-        idx = np.concatenate([np.intersect1d(dsw.windows_for_date(d), idx) for d in want]).astype(int)
+        dates = [dates] if isinstance(dates, str) else dates
+        want = [pd.Timestamp(d).strftime('%Y-%m-%d') for d in dates]
+        idx = np.concatenate([np.intersect1d(dsw.windows_for_date(d), idx) for d in want])
+        idx = idx.astype(int)
         if not len(idx):
             span = f"{str(dsw.anchors[0])[:10]} .. {str(dsw.anchors[-1])[:10]}"
-            raise DataError(f"no window is anchored on {', '.join(want)} (anchor={cfg.data.anchor}); the data covers {span}")
+            raise DataError(f"no window is anchored on {', '.join(want)} "
+                            f"(anchor={cfg.data.anchor}); the data covers {span}")
     bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
     rows = []
     for b in DataLoader(Subset(dsw, idx), batch_size=bs, collate_fn=collate_cubes):
-        for d, w, c in zip(b['date'], b['ids'], self.generate(model, b['x'].to(device), cfg, seed=kw.get('seed', 0))):
+        caps = self.generate(model, b['x'].to(device), cfg, seed=kw.get('seed', 0))
+        for d, w, c in zip(b['date'], b['ids'], caps):
             rows.append(dict(date=d, window=w, caption=c))
     pd.DataFrame(rows, columns=['date', 'window', 'caption']).to_csv(out, index=False)
     return Path(out)
 
 @patch
 def eval_data(self:WeatherTextTask, cfg, path)->dict:
-    "Captioned windows of other data, normalised with the training statistics, one fixed caption per window"
+    """Captioned windows of other data, normalised with the
+    training statistics, one fixed caption per window"""
     fields, caps = _fields_and_captions(cfg, path)
     dsw, idx = _new_windows(self, cfg, fields, captions=True, caption_path=caps)
     return dict(val=Subset(dsw, idx), collate=self.collate, name=Path(path).stem,
-                note='perplexity of the captions of windows with captions on their date, one fixed caption each')
+                note='perplexity of the captions of windows with captions on their date, one fixed '
+                     'caption each')
 
 def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's data)
                  run:str='runs/weather-text',  # a weather-text run folder (config.json, best.pt)
@@ -213,13 +243,15 @@ def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's
                  top_p:float=None,             # nucleus sampling (default: the run's eval.top_p)
                  max_samples:int=4,            # at most this many windows
                  seed:int=0):
-    "Generated weather narratives for the windows anchored on `date` (printed, and returned as a list)"
+    """Generated weather narratives for the windows
+    anchored on `date` (printed, and returned as a list)"""
     if not date: raise ConfigError("pass --date YYYY-MM-DD")
     task, cfg, model = _load_run(run)
     for k, v in dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p).items():
         if v is not None: cfg.eval[k] = v
     with tempfile.TemporaryDirectory() as d:
-        df = pd.read_csv(task.predict(model, cfg, data, Path(d)/'c.csv', dates=[date], seed=seed), keep_default_na=False)
+        csv = task.predict(model, cfg, data, Path(d)/'c.csv', dates=[date], seed=seed)
+        df = pd.read_csv(csv, keep_default_na=False)
         df = df.head(max_samples)
     for r in df.itertuples(): print(f"{r.date} {r.window}: {r.caption}")
     return list(df.caption)
@@ -228,5 +260,6 @@ def _load_run(run)->tuple:
     "`(task, cfg, model)` of a weather-text run folder"
     from geoformers.train.predict import load_run
     task, cfg, model = load_run(run)
-    if task.name != 'weather-text': raise ConfigError(f"{run} is a run of {task.name!r}, not weather-text")
+    if task.name != 'weather-text':
+        raise ConfigError(f"{run} is a run of {task.name!r}, not weather-text")
     return task, cfg, model

@@ -475,12 +475,15 @@ def nonfinite_inputs(batch, ids: list) -> dict:
 
 # %% ../../nbs/30_train.loop.ipynb #a47a5ced
 def make_loader(
-    ds, cfg, collate=None, sampler=None, seed: int = 0, train: bool = False
+    ds, cfg, collate=None, sampler=None, seed: int = 0, train: bool = False, batch_sampler=None
 ) -> DataLoader:
     "The DataLoader of `fit`: the validation protocol (no shuffle, `val_batch_size`) unless `train`"
     tc = cfg.train
     g = torch.Generator()
     g.manual_seed(seed)  # own generator: the global RNG is not consumed by loader workers
+    if batch_sampler is not None:  # lists of indices: they set the batch size and order
+        kw = dict(collate_fn=collate, num_workers=tc.num_workers, generator=g)
+        return DataLoader(ds, batch_sampler=batch_sampler, **kw)
     bs = tc.batch_size if train else (tc.val_batch_size or tc.batch_size)
     return DataLoader(
         ds,
@@ -544,9 +547,16 @@ def setup(self: Trainer):
         raise TypeError(f"{type(train).__name__}, an IterableDataset, needs __len__ (samples per "
                         "rank and epoch) and set_epoch(epoch, start) to train with fit")
     seed = cfg.get('seed', 0)
-    self.sampler = None if self.stream else ResumableSampler(len(train), shuffle=True, seed=seed)
-    bs, accum, n = tc.batch_size, tc.grad_accum, len(train) if self.stream else len(self.sampler)
-    per_epoch = n // bs // accum if tc.drop_last else math.ceil(math.ceil(n / bs) / accum)
+    self.batches = self.data.get('batch_sampler')  # the task's own training batches, or None
+    if self.batches is not None and (self.stream or not hasattr(self.batches, 'set_epoch')):
+        raise TypeError("data()['batch_sampler'] needs a map-style training split, __len__ "
+                        "(batches per rank and epoch) and set_epoch(epoch) to train with fit")
+    own = self.stream or self.batches is not None
+    self.sampler = None if own else ResumableSampler(len(train), shuffle=True, seed=seed)
+    bs, accum, n = tc.batch_size, tc.grad_accum, len(train) if own else len(self.sampler)
+    nb = n // bs if tc.drop_last else math.ceil(n / bs)
+    nb = len(self.batches) if self.batches is not None else nb
+    per_epoch = nb // accum if tc.drop_last else math.ceil(nb / accum)
     if per_epoch == 0:
         raise ConfigError(
             f"the training split has {n} samples per process, fewer than train.batch_size * "
@@ -754,8 +764,13 @@ def train(self: Trainer) -> dict:
                 frozen = now_frozen
                 self.model = ddp(_unwrap(self.model))
                 self.model.train()
-            epochs = self.data['train'] if self.stream else self.sampler
-            epochs.set_epoch(st['epoch'], start=st['batches'] * tc.batch_size)
+            order = None
+            if self.batches is not None:  # the task's batches, from the first one not trained
+                self.batches.set_epoch(st['epoch'])
+                order = list(self.batches)[st['batches'] :]
+            else:
+                epochs = self.data['train'] if self.stream else self.sampler
+                epochs.set_epoch(st['epoch'], start=st['batches'] * tc.batch_size)
             loader = make_loader(
                 self.data['train'],
                 cfg,
@@ -763,6 +778,7 @@ def train(self: Trainer) -> dict:
                 self.sampler,
                 cfg.get('seed', 0) + st['epoch'],
                 train=True,
+                batch_sampler=order,
             )
             it = iter(loader)
             while st['step'] < self.total:
