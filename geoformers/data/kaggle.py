@@ -28,7 +28,7 @@ def write_kaggle(folder,                    # the Kaggle-style folder to write i
                  events_per_group:int=250,  # events per Parquet row group
                  split:str='train',         # 'train' (meta with labels) or 'test' (meta without)
                  detector:Detector=None,    # default IceCube-86 (Kaggle sensor ids)
-                 seed:int=0, first_batch:int=1, **kw)->Path: # kw: `synth_event` options
+                 seed:int=0, first_batch:int=1, **kw)->Path: # kw: synth_event options
     "Write synthetic events as `<split>/batch_<k>.parquet` and `<split>_meta.parquet`"
     folder = Path(folder)
     det = icecube86() if detector is None else detector
@@ -181,7 +181,7 @@ _NO_TARGET.flags.writeable = False
 
 class EventChunk:
     "Checked pulse columns of consecutive events of one file; event dicts on demand"
-    def __init__(self, sensor_id, time, charge, auxiliary, # [N] each, in `event_cols` dtypes
+    def __init__(self, sensor_id, time, charge, auxiliary, # [N] each, in event_cols dtypes
                  bounds:np.ndarray,     # [E + 1] pulse range of each event
                  event_ids:np.ndarray,  # [E]
                  targets:np.ndarray,    # [E, 2] (azimuth, zenith), or None (unlabelled)

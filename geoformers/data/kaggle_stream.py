@@ -20,7 +20,7 @@ from ..errors import DataError
 # %% ../../nbs/13d_data.kaggle_stream.ipynb #c085550a
 class KaggleStream(IterableDataset):
     "Events of Kaggle batch files by row groups: sharded by rank and worker, shuffled, resumable"
-    def __init__(self, files:list,             # batch files (see `batch_files`)
+    def __init__(self, files:list,             # batch files (see batch_files)
                  detector:Detector=None,       # default IceCube-86
                  labels:bool=True,             # read and check azimuth/zenith
                  shuffle:bool=True,            # at file and chunk level, and in the buffer

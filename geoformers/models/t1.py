@@ -253,7 +253,7 @@ def _check(self:DOMTransformer, batch:dict)->None:
                          f"{ids.dtype}")
 
 @patch
-def iter_doms(self:DOMTransformer, batch:dict): # `collate_dom_packing` output
+def iter_doms(self:DOMTransformer, batch:dict): # collate_dom_packing output
     "Yield `(module index [k], embedding [k, D])` per mini-batch; modules are whole where yielded"
     self._check(batch)
     backend = self.resolve_backend(batch['packed_sequences'].device)
@@ -268,7 +268,7 @@ def iter_doms(self:DOMTransformer, batch:dict): # `collate_dom_packing` output
         yield doms, sums / n_pulses[doms].to(sums)[:, None]
 
 @patch
-def forward(self:DOMTransformer, batch:dict)->Tensor: # `collate_dom_packing` output -> [n_dom, D]
+def forward(self:DOMTransformer, batch:dict)->Tensor: # collate_dom_packing output -> [n_dom, D]
     "One embedding per module of the batch"
     out = []
     for doms, emb in self.iter_doms(batch):
