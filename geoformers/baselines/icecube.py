@@ -26,7 +26,7 @@ def linefit(event:dict, detector:Detector)->tuple: # event dict -> (azimuth, zen
     return vector_to_angles(-v)
 
 def first_hit_linefit(pos:Tensor,              # [n, 3] module positions (any scale)
-                      dom_features:Tensor,     # [n, 4] `collate_dom_packing`'s `dom_features`
+                      dom_features:Tensor,     # [n, 4] collate_dom_packing's dom_features
                       dom_to_event_idx:Tensor, # [n] event index in 0..B-1
                       batch_size:int)->Tensor: # [B, 3] unit origin direction (0 when undetermined)
     "Charge-weighted LineFit through the first hit of every module, noise-like modules left out"

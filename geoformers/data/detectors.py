@@ -127,13 +127,13 @@ def index_of_ids(self:Detector,
     if ids.dtype.kind not in 'iu':
         raise DataError(f"sensor ids{' in ' + source if source else ''} must be integers, got "
                         f"{ids.dtype}")
+    if self._identity and (not len(ids) or (ids.min() >= 0 and ids.max() < self.n_sensors)):
+        return ids.astype(np.int64)      # the common case: two reductions, no temporary mask
     ids = ids.astype(np.int64)
     if self._identity:
         bad = (ids < 0) | (ids >= self.n_sensors)
-        if bad.any():
-            raise self._unknown('sensor ids', ids[bad], source, None if event_ids is None else
-                                np.asarray(event_ids)[bad])
-        return ids
+        raise self._unknown('sensor ids', ids[bad], source, None if event_ids is None else
+                            np.asarray(event_ids)[bad])
     sorted_ids = self.ids[self._id_order]
     j = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
     bad = sorted_ids[j] != ids

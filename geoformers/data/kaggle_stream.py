@@ -20,7 +20,7 @@ from ..errors import DataError
 # %% ../../nbs/13d_data.kaggle_stream.ipynb #c085550a
 class KaggleStream(IterableDataset):
     "Events of Kaggle batch files by row groups: sharded by rank and worker, shuffled, resumable"
-    def __init__(self, files:list,             # batch files (see `batch_files`)
+    def __init__(self, files:list,             # batch files (see batch_files)
                  detector:Detector=None,       # default IceCube-86
                  labels:bool=True,             # read and check azimuth/zenith
                  shuffle:bool=True,            # at file and chunk level, and in the buffer
@@ -105,23 +105,36 @@ def _resume(self:KaggleStream, workers:int, nb:int)->tuple: # (taken per worker,
     return taken, w
 
 # %% ../../nbs/13d_data.kaggle_stream.ipynb #9bff5726
-def _through_buffer(buf:list, new:list, size:int, rng)->list:
-    "Put `new` events into the shuffle buffer `buf` (in place); return the events that leave it"
+def _through_buffer(buf:np.ndarray, new:np.ndarray, # [n] event references each
+                    size:int, rng)->tuple:           # -> (buffer, leaving)
+    "Put `new` events into the shuffle buffer `buf`; return the buffer and the events that leave it"
     take = min(max(0, size - len(buf)), len(new))
-    buf += new[:take]
+    buf = np.concatenate([buf, new[:take]])
     new = new[take:]
-    if not new:
-        return []
+    if not len(new):
+        return buf, new
     if len(new) <= len(buf):                   # each new event takes the place of a random one
-        slots = rng.choice(len(buf), len(new), replace=False).tolist()
-        out = [buf[j] for j in slots]
-        for j, ev in zip(slots, new):
-            buf[j] = ev
-        return out
-    pool = buf + new
-    perm = rng.permutation(len(pool)).tolist()
-    buf[:] = [pool[j] for j in perm[:size]]
-    return [pool[j] for j in perm[size:]]
+        slots = rng.choice(len(buf), len(new), replace=False)
+        out = buf[slots]
+        buf[slots] = new
+        return buf, out
+    pool = np.concatenate([buf, new])
+    perm = rng.permutation(len(pool))
+    return pool[perm[:size]], pool[perm[size:]]
+
+def _emit(chunks:dict, refs:np.ndarray)->list: # {k: EventChunk}, [n] references `k << 32 | i`
+    "Event dicts of the referenced events, in order"
+    if not len(refs):
+        return []
+    k = refs >> 32
+    if (k == k[0]).all():
+        return chunks[int(k[0])].events(refs & 0xFFFFFFFF)
+    out = [None] * len(refs)
+    for c in np.unique(k).tolist():
+        at = np.flatnonzero(k == c)
+        for j, ev in zip(at.tolist(), chunks[c].events(refs[at] & 0xFFFFFFFF)):
+            out[j] = ev
+    return out
 
 @patch
 def _events(self:KaggleStream):
@@ -136,8 +149,9 @@ def _events(self:KaggleStream):
     lo, hi, _ = self._share(worker, workers)
     skip = taken[worker] * self.batch_size
     rng = np.random.default_rng((self.seed, self.epoch, rank, worker, 1))
-    files, buf, pos, emitted = {}, [], 0, 0
-    for f, c, a, b in self._units():
+    # the buffer holds references (chunk << 32 | event) to the columns of the chunks it draws on
+    files, chunks, buf, pos, emitted = {}, {}, np.zeros(0, np.int64), 0, 0
+    for k, (f, c, a, b) in enumerate(self._units()):
         n = b - a
         if pos + n <= lo or pos >= hi:
             pos += n
@@ -147,11 +161,14 @@ def _events(self:KaggleStream):
         if f not in files:
             # one file open at a time
             files = {f: BatchFile(self.files[f], None, self.detector, self.labels)}
-        out = files[f].read(c, a + s, a + e)
+        chunks[k] = files[f].read_chunk(c, a + s, a + e)
+        out = (k << 32) + np.arange(len(chunks[k]), dtype=np.int64)
         if self.shuffle:
-            out = _through_buffer(buf, out, self.buffer, rng)
+            buf, out = _through_buffer(buf, out, self.buffer, rng)
         first = max(0, skip - emitted)
         emitted += len(out)
-        yield from out[first:]
-    out = [buf[i] for i in rng.permutation(len(buf)).tolist()]
-    yield from out[max(0, skip - emitted):]
+        yield from _emit(chunks, out[first:])
+        live = set(np.unique(buf >> 32).tolist())
+        chunks = {j: ch for j, ch in chunks.items() if j in live}
+    out = buf[rng.permutation(len(buf))]
+    yield from _emit(chunks, out[max(0, skip - emitted):])

@@ -39,7 +39,7 @@ class EventAccumulator:
 @patch
 def add_batch(self:EventAccumulator,
               dom_embeddings:Tensor, # [k, D] embeddings of the modules `doms` of a collated batch
-              metadata:dict,         # that batch's metadata (`collate_dom_packing`)
+              metadata:dict,         # that batch's metadata (collate_dom_packing)
               doms:Tensor=None):     # [k] their index among the batch's modules (default: all)
     "Add module embeddings of one T1 mini-batch (events may be partial)"
     eidx_all = metadata['dom_to_event_idx'].to(dom_embeddings.device)
@@ -182,7 +182,7 @@ class IceCubeModel(nn.Module):
 
 # %% ../../nbs/28_models.events.ipynb #b70860fe
 @patch
-def forward(self:IceCubeModel, batch:dict)->tuple: # `collate_dom_packing` output
+def forward(self:IceCubeModel, batch:dict)->tuple: # collate_dom_packing output
     "Direction vectors `[B, 3]`, targets `[B, 2]` and event ids `[B]`, in the batch's event order"
     md = batch['metadata']
     B = len(md['event_ids'])

@@ -82,42 +82,63 @@ def segments(ids:Tensor)->tuple: # [R, S] -> flat valid index [N]; start, length
     length = torch.diff(start, append=torch.tensor([len(v_ids)], device=ids.device))
     return pos, start, length, v_ids[start]
 
+def _ranges(first:Tensor, n:Tensor)->Tensor: # [P] each -> [sum(n)]
+    "`first[i], first[i] + 1, ..., first[i] + n[i] - 1` for every i, concatenated"
+    off = torch.cumsum(n, 0) - n
+    return torch.repeat_interleave(first - off, n) + torch.arange(int(n.sum()), device=n.device)
+
 def bucket_plan(start:Tensor, length:Tensor, # [P] run starts and lengths in the flat pulses
-                exact:int=8)->list:           # lengths up to `exact` get buckets of their own
-    "Group runs of 2+ pulses into buckets: exact lengths up to `exact`, then powers of two"
+                exact:int=8)->tuple:          # lengths up to `exact` get buckets of their own
+    "Bucket layout: an `order` [N] of the pulses (1-pulse runs, then bucket by bucket), a plan"
     pow2 = 2**torch.ceil(torch.log2(length.float())).long()
     L_b = torch.where(length <= exact, length, pow2)
-    plan = []
-    for L in L_b.unique().tolist():
-        if L == 1:
-            # softmax over one key: its value
-            continue
-        sel = L_b == L
-        idx = start[sel, None] + torch.arange(L, device=start.device)      # [P_b, L]
-        ok = torch.arange(L, device=start.device) < length[sel, None]
-        if ok.all():
-            plan.append((idx, None, idx.reshape(-1), None))
-        else:
-            gather = torch.where(ok, idx, start[sel, None])
-            plan.append((gather, rearrange(ok, 'p l -> p 1 1 l'), idx[ok], ok.reshape(-1)))
-    # [(gather [P_b, L], mask, scatter, kept)]
-    return plan
+    runs = torch.argsort(L_b, stable=True)                   # runs by bucket, in order within
+    order = _ranges(start[runs], length[runs])
+    L_b, n = L_b[runs], length[runs]
+    plan, o = [], 0
+    for L, P in zip(*(t.tolist() for t in torch.unique_consecutive(L_b, return_counts=True))):
+        n_b = n[L_b == L]
+        if L > 1:
+            # [P, L] slots of each run in the layout; padding points at the run's first pulse
+            rs = o + torch.cumsum(n_b, 0) - n_b
+            slots = torch.arange(L, device=start.device)
+            ok = slots < n_b[:, None]
+            gather = None if ok.all() else torch.where(ok, rs[:, None] + slots, rs[:, None])
+            plan.append((o, P, L, gather, None if gather is None else ok))
+        o += int(n_b.sum())
+    # [(offset, runs P, length L, gather [P, L] or None, valid [P, L] or None)]
+    return order, plan
 
-def bucket_attend(q:Tensor, k:Tensor, v:Tensor, # [N, h, d] each
-                  plan:list                     # `bucket_plan(start, length)`
-                 )->Tensor:                     # [N, h, d]
+def _attend_runs(q:Tensor, k:Tensor, v:Tensor, # [P, L, h, d] each: P runs of L pulses
+                 valid:Tensor=None              # [P, L] True = a pulse, or None (all)
+                )->Tensor:                      # [P, L, h, d]
+    "Attention within each run: broadcast products for runs of up to 4 pulses, else SDPA"
+    if valid is None and q.shape[1] <= 4:
+        s = (q[:, :, None] * k[:, None]).sum(-1) * q.shape[-1] ** -0.5      # [P, L, L, h]
+        return (s.softmax(2)[..., None] * v[:, None]).sum(2)
+    m = None if valid is None else rearrange(valid, 'p l -> p 1 1 l')
+    o = F.scaled_dot_product_attention(*(rearrange(t, 'p l h d -> p h l d') for t in (q, k, v)),
+                                       attn_mask=m)
+    return rearrange(o, 'p h l d -> p l h d')
+
+def bucket_attend(q:Tensor, k:Tensor, v:Tensor, # [N, h, d] each, in the plan's `order`
+                  plan:list                     # from `bucket_plan(start, length)`
+                 )->Tensor:                     # [N, h, d], in the same order
     "Attention within each run, bucket by bucket; 1-pulse runs return `v`"
-    out = v.clone()
-    for idx, mask, dst, kept in plan:
-        g = lambda t: rearrange(t[idx], 'p l h d -> p h l d')
-        o = F.scaled_dot_product_attention(g(q), g(k), g(v), attn_mask=mask)
-        o = rearrange(o, 'p h l d -> (p l) h d')
-        out[dst] = o if kept is None else o[kept]
-    return out
+    if not plan:
+        return v
+    outs = [v[:plan[0][0]]]
+    for o, P, L, gather, valid in plan:
+        if gather is None:                     # every run exactly L long: views, no copies
+            qb, kb, vb = (rearrange(t[o:o + P*L], '(p l) h d -> p l h d', l=L) for t in (q, k, v))
+            outs.append(rearrange(_attend_runs(qb, kb, vb), 'p l h d -> (p l) h d'))
+        else:
+            outs.append(_attend_runs(q[gather], k[gather], v[gather], valid)[valid])
+    return torch.cat(outs)
 
 # %% ../../nbs/27_models.t1.ipynb #82fb6d34
-def flat_attend(plan:list): # `bucket_plan(start, length)`, or None for no attention
-    "An `attend` for `Block` over flat pulses `[1, h, N, d]`: per-run buckets, or the values alone"
+def flat_attend(plan:list): # `bucket_plan(start, length)[1]`, or None for no attention
+    "An `attend` for `Block` over flat pulses `[1, h, N, d]` in the plan's order: buckets, or `v`"
     def attend(q, k, v):
         if plan is None:
             return v
@@ -175,8 +196,13 @@ def encode_rows(self:DOMTransformer, x:Tensor, ids:Tensor, backend:str)->tuple:
     "Blocks on a mini-batch `[R, S, F]`, `[R, S]`: pulse embeddings `[N, D]`, module ids `[N]`"
     if backend in ('bucket', 'none'):
         pos, start, length, _ = segments(ids)
+        plan = None
+        if backend == 'bucket':
+            # the pulses in bucket order: each bucket a contiguous block (pooling ignores order)
+            order, plan = bucket_plan(start, length)
+            pos = pos[order]
         h = self.proj(rearrange(x, 'r s f -> (r s) f')[pos])[None]                       # [1, N, D]
-        attend = flat_attend(bucket_plan(start, length) if backend == 'bucket' else None)
+        attend = flat_attend(plan)
         for blk in self.blocks:
             h = blk(h, attend=attend)
         return self.norm(h[0]), ids.reshape(-1)[pos]
@@ -227,7 +253,7 @@ def _check(self:DOMTransformer, batch:dict)->None:
                          f"{ids.dtype}")
 
 @patch
-def iter_doms(self:DOMTransformer, batch:dict): # `collate_dom_packing` output
+def iter_doms(self:DOMTransformer, batch:dict): # collate_dom_packing output
     "Yield `(module index [k], embedding [k, D])` per mini-batch; modules are whole where yielded"
     self._check(batch)
     backend = self.resolve_backend(batch['packed_sequences'].device)
@@ -242,7 +268,7 @@ def iter_doms(self:DOMTransformer, batch:dict): # `collate_dom_packing` output
         yield doms, sums / n_pulses[doms].to(sums)[:, None]
 
 @patch
-def forward(self:DOMTransformer, batch:dict)->Tensor: # `collate_dom_packing` output -> [n_dom, D]
+def forward(self:DOMTransformer, batch:dict)->Tensor: # collate_dom_packing output -> [n_dom, D]
     "One embedding per module of the batch"
     out = []
     for doms, emb in self.iter_doms(batch):
