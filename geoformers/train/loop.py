@@ -460,7 +460,7 @@ class Preempted(BaseException):
         self.signal, self.step = signal, step
 
 # %% ../../nbs/30_train.loop.ipynb #dd35d4fd
-class NonFiniteLoss(FloatingPointError):
+class NonFiniteLoss(UserError, FloatingPointError):
     "The loss became NaN or inf: names step, loss terms, the batch's samples, the checkpoint"
 
     def __init__(
@@ -879,6 +879,14 @@ def finish(self: Trainer) -> dict:
             return dict(
                 task=self.cfg.task, stopped_at=st['step'], signal=p.signal, during='baselines'
             )
+        except Exception as e:
+            kept = [f for f in ('best.pt', 'last.pt') if (self.out / f).exists()]
+            _note(
+                e,
+                f"the baselines failed after training: the model is saved in {self.out} "
+                f"({', '.join(kept)}); summary.json was not written",
+            )
+            raise
         summary.update(self.task.describe(_unwrap(self.model), self.data, self.cfg) or {})
         summary['runtime_s'] = round(time.time() - self.t0, 2)  # training, evaluation and baselines
         if self.warnings:
