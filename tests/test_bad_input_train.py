@@ -114,7 +114,9 @@ def test_resume_and_overwrite_together(run4):
 
 def test_resume_a_folder_without_a_run(tmp_path):
     (tmp_path / 'empty').mkdir()
-    assert_user_error(train('toy', '--out', tmp_path / 'empty', '--resume'), 'not a run folder')
+    assert_user_error(
+        train('toy', '--out', tmp_path / 'empty', '--resume'), 'cannot resume', 'not a run folder'
+    )
     assert_user_error(train('toy', '--resume', cwd=tmp_path), 'no run of', 'toy')
 
 
@@ -139,6 +141,14 @@ def test_resume_a_folder_without_a_run(tmp_path):
         (['--set', 'train.schedule=linear'], ['train.schedule', "'cosine', 'constant'"]),
         (['--set', 'data.n_val=0'], ['data.n_val=0', '>= 1']),
         (['--set', 'model.dropout=1.5'], ['model.dropout=1.5', '< 1']),
+        (['--set', 'train.betas=[0.9, 1.5]'], ['train.betas=[0.9, 1.5]', '[0, 1)']),
+        (['--set', 'train.betas=[-0.1, 0.9]'], ['train.betas', '[0, 1)']),
+        (['--set', 'model.act=relu6'], ['model.act', "'relu6'", "'gelu'"]),
+        (['--set', 'model.act=null'], ['model.act=None', "'gelu'"]),
+        (
+            ['--max_steps', '1', '--set', 'train.max_steps=2.5'],
+            ['train.max_steps is given twice', '--max_steps 1', 'keep one'],
+        ),
     ],
 )
 def test_out_of_range_values_are_refused_before_anything_runs(tmp_path, args, words):
@@ -523,3 +533,58 @@ def test_checkpoint_of_another_task_given_as_a_pretrained_part(run4):
         load_checkpoint(run4 / 'best.pt', torch.nn.Linear(3, 3))
     with pytest.raises(CheckpointError, match='is a folder'):
         load_checkpoint(run4, torch.nn.Linear(3, 3))
+
+
+def test_eval_and_predict_refuse_batch_sizes_below_one(tmp_path, run4):
+    pd.DataFrame({f'x{i}': [0.5] for i in range(8)} | {'y': [1.0]}).to_csv(
+        tmp_path / 'd.csv', index=False
+    )
+    for bs in ('0', '-1'):
+        for cmd in (eval_cli, predict_cli):
+            out = tmp_path / f'{cmd.__name__}{bs}.json'
+            r = run_inproc(cmd, run4, '--data', tmp_path / 'd.csv', '--out', out, '--batch_size', bs)
+            assert_user_error(r, f'--batch_size {bs}', '>= 1')
+            assert not out.exists()
+
+
+def test_save_pretrained_into_a_run_folder_is_refused(run4):
+    from geoformers.train.hub import GeoformersModel
+    from geoformers.errors import RunFolderError
+
+    before = snapshot(run4)
+    with pytest.raises(RunFolderError, match='holds a training run .*folder of its own'):
+        GeoformersModel.from_run(run4).save_pretrained(run4)
+    assert snapshot(run4) == before
+
+
+class FailingBaseline(ToyTask):
+    def baselines(self, data, cfg, out):
+        raise RuntimeError('baseline broke')
+
+
+def test_failing_baseline_after_training_says_the_model_is_saved(tmp_path):
+    cfg = resolve_config(ToyTask(), overrides=['train.progress=false', 'train.max_steps=3'])
+    with pytest.raises(RuntimeError, match='baseline broke') as e:
+        fit(FailingBaseline(), cfg, tmp_path / 'r')
+    notes = ' '.join(getattr(e.value, '__notes__', []))
+    assert 'best.pt' in notes and 'last.pt' in notes and 'summary.json was not written' in notes
+    assert (tmp_path / 'r' / 'best.pt').exists() and not (tmp_path / 'r' / 'summary.json').exists()
+
+
+def test_nonfinite_loss_from_the_command_is_one_message_exit_2(tmp_path):
+    r = train(
+        'toy', '--out', tmp_path / 'r', '--max_steps', '30',
+        '--set', 'train.progress=false', 'train.lr=1e30', 'train.grad_clip=0',
+    )
+    assert_user_error(r, 'non-finite loss', 'train.lr', 'train row')
+
+
+def test_resume_with_another_log_every_and_a_cut_last_log_line(run4):
+    "log_every may change on resume; a line cut short by kill -9 is dropped, not kept"
+    with open(run4 / 'metrics.jsonl', 'a') as f:
+        f.write('{"split": "tr')
+    r = train('toy', '--out', run4, '--resume', '--max_steps', '6', *QUIET, 'train.log_every=1')
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in (run4 / 'metrics.jsonl').read_text().splitlines()]
+    steps = [m['step'] for m in recs if m['split'] == 'train']
+    assert steps == sorted(set(steps)) and steps[-2:] == [5, 6]

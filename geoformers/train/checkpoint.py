@@ -119,6 +119,8 @@ IGNORE_ON_RESUME = (
     'train.device',
     'train.num_threads',
     'train.num_workers',
+    'train.log_every',
+    'train.rank_logs',
 )
 
 

@@ -24,7 +24,10 @@ def run_config(task, out) -> dict:
     "The config a run folder was trained with (`config.json`), renamed keys under their new names"
     p = Path(out) / 'config.json'
     if not p.exists():
-        raise RunFolderError(f"{out} is not a run folder (no config.json); pass the --out of a run")
+        raise RunFolderError(
+            f"cannot resume {out}: it is not a run folder (no config.json, no last.pt); "
+            "pass the --out of a run"
+        )
     try:
         cfg = json.loads(p.read_text())
     except json.JSONDecodeError as e:
@@ -116,6 +119,12 @@ def train_cli(
         print('\n'.join(list_tasks()))
         return
     opts = dict(wandb=wandb, device=device, max_steps=max_steps)
+    given = {o.split('=', 1)[0].strip() for o in set or []}
+    for k, v in opts.items():
+        if v is not None and f'train.{k}' in given:
+            raise ConfigError(
+                f"train.{k} is given twice (--{k} {v} and --set train.{k}=...): keep one"
+            )
     overrides = [*(set or []), *(f'train.{k}={v}' for k, v in opts.items() if v is not None)]
     return run_task(task, config, overrides, out, resume, overwrite, print_config, dry_run)
 

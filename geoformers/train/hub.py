@@ -96,6 +96,21 @@ def _save_pretrained(self: GeoformersModel, save_directory: Path):
 
 GeoformersModel._save_pretrained = _save_pretrained
 
+
+def _save_to_own_folder(self: GeoformersModel, save_directory, **kwargs):
+    "`save_pretrained`, refusing a training run's folder (its config.json would be replaced)"
+    d = Path(save_directory)
+    run_files = [f for f in ('last.pt', 'best.pt', 'metrics.jsonl') if (d / f).exists()]
+    if run_files:
+        raise RunFolderError(
+            f"{d} holds a training run ({', '.join(run_files)}): save the model to a folder "
+            "of its own"
+        )
+    return PyTorchModelHubMixin.save_pretrained(self, save_directory, **kwargs)
+
+
+GeoformersModel.save_pretrained = _save_to_own_folder
+
 # %% ../../nbs/32b_train.hub.ipynb #772ab0f0
 def _from_pretrained(
     cls,

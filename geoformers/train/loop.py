@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['TRAIN_DEFAULTS', 'TRAIN_RANGES', 'as_config', 'dist_env', 'init_distributed', 'all_reduce_sum', 'user_device',
-           'ResumableSampler', 'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate', 'RunLog',
-           'read_metrics', 'trim_metrics', 'StopSignals', 'Preempted', 'NonFiniteLoss', 'batch_ids', 'nonfinite_inputs',
-           'make_loader', 'Trainer', 'fit']
+           'ResumableSampler', 'ShardSampler', 'make_optimizer', 'lr_lambda', 'apply_freeze', 'autocast', 'evaluate',
+           'RunLog', 'read_metrics', 'trim_metrics', 'StopSignals', 'Preempted', 'NonFiniteLoss', 'batch_ids',
+           'nonfinite_inputs', 'make_loader', 'Trainer', 'fit']
 
 # %% ../../nbs/30_train.loop.ipynb #999fc049
 import itertools
@@ -126,14 +126,46 @@ def init_distributed(device: torch.device) -> bool:
     return True
 
 
-def all_reduce_sum(stats: dict) -> dict:
-    "Sum a dict of tensors over ranks (a no-op when not distributed); keys must match across ranks"
+def _shapes_everywhere(stats: dict) -> dict:
+    "`{key: shape}` of the union of every rank's `stats` (a rank without batches has none)"
+    mine = {k: tuple(torch.as_tensor(v).shape) for k, v in stats.items()}
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    out = {}
+    for d in every:
+        for k, s in d.items():
+            if out.setdefault(k, s) != s:
+                msg = f"statistic {k!r} has shape {out[k]} on one rank and {s} on another"
+                raise ValueError(msg)
+    return out
+
+
+def all_reduce_sum(
+    stats: dict,  # `{name: tensor}` of any shapes (scalars, histograms, confusion matrices)
+    union: bool = False,  # first agree on the keys and shapes (a rank may have none of them)
+) -> dict:  # the element-wise sums, float64, each of its own shape
+    "Sum a dict of tensors over ranks (a no-op when not distributed), keeping every tensor's shape"
     if not (dist.is_available() and dist.is_initialized()):
         return stats
-    keys = sorted(stats)
-    flat = torch.stack([torch.as_tensor(stats[k], dtype=torch.float64).sum() for k in keys])
-    dist.all_reduce(flat)
-    return dict(zip(keys, flat))
+    if union:
+        shapes = _shapes_everywhere(stats)
+    else:
+        shapes = {k: tuple(torch.as_tensor(v).shape) for k, v in stats.items()}
+    keys = sorted(shapes)
+    parts = [
+        torch.as_tensor(stats[k], dtype=torch.float64).reshape(-1)
+        if k in stats
+        else torch.zeros(math.prod(shapes[k]), dtype=torch.float64)
+        for k in keys
+    ]
+    flat = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+    dist.all_reduce(flat)  # one message for every statistic
+    out, i = {}, 0
+    for k in keys:
+        n = math.prod(shapes[k])
+        out[k] = flat[i : i + n].reshape(shapes[k])
+        i += n
+    return out
 
 
 def user_device(name: str = 'auto') -> torch.device:
@@ -164,6 +196,22 @@ class ResumableSampler(Sampler):
 
     def __len__(self):
         return len(self.inner) - self.start
+
+
+class ShardSampler(Sampler):
+    "Samples `rank, rank + world, ...` of `n` in order: each sample on one rank only (no padding)"
+
+    def __init__(self, n: int, rank: int = None, world: int = None):
+        r, w, _ = dist_env()
+        self.n = n
+        self.rank = r if rank is None else rank
+        self.world = w if world is None else world
+
+    def __iter__(self):
+        return iter(range(self.rank, self.n, self.world))
+
+    def __len__(self):
+        return len(range(self.rank, self.n, self.world))
 
 # %% ../../nbs/30_train.loop.ipynb #f9d3ea2a
 def make_optimizer(groups: list, tc) -> torch.optim.Optimizer:
@@ -243,7 +291,7 @@ def evaluate(
     loader,
     cfg,
     device=None,
-    reduce: bool = None,  # sum over ranks? None: when `loader` has a DistributedSampler
+    reduce: bool = None,  # sum over ranks? None: when `loader`'s sampler shards the data
 ) -> dict:
     "Metrics of `model`: `task.eval_step` summed over batches and ranks, `task.compute_metrics`"
     # a baseline may have no parameters (then CPU)
@@ -257,8 +305,10 @@ def evaluate(
         for k, v in s.items():
             stats[k] = stats.get(k, 0.0) + torch.as_tensor(v, dtype=torch.float64).detach().cpu()
     model.train(was)
-    if reduce is None: reduce = isinstance(loader.sampler, DistributedSampler)
-    if reduce: stats = all_reduce_sum(stats)  # add the ranks' sums
+    if reduce is None:
+        reduce = isinstance(getattr(loader, 'sampler', None), (ShardSampler, DistributedSampler))
+    if reduce:
+        stats = all_reduce_sum(stats, union=True)  # add the ranks' sums, shapes kept
     if not stats:
         raise DataError(
             f"no validation batches: the validation split of task {cfg.task!r} is empty"
@@ -410,7 +460,7 @@ class Preempted(BaseException):
         self.signal, self.step = signal, step
 
 # %% ../../nbs/30_train.loop.ipynb #dd35d4fd
-class NonFiniteLoss(FloatingPointError):
+class NonFiniteLoss(UserError, FloatingPointError):
     "The loss became NaN or inf: names step, loss terms, the batch's samples, the checkpoint"
 
     def __init__(
@@ -845,6 +895,14 @@ def finish(self: Trainer) -> dict:
             return dict(
                 task=self.cfg.task, stopped_at=st['step'], signal=p.signal, during='baselines'
             )
+        except Exception as e:
+            kept = [f for f in ('best.pt', 'last.pt') if (self.out / f).exists()]
+            _note(
+                e,
+                f"the baselines failed after training: the model is saved in {self.out} "
+                f"({', '.join(kept)}); summary.json was not written",
+            )
+            raise
         summary.update(self.task.describe(_unwrap(self.model), self.data, self.cfg) or {})
         summary['runtime_s'] = round(time.time() - self.t0, 2)  # training, evaluation and baselines
         if self.warnings:
@@ -882,11 +940,12 @@ def run(self: Trainer) -> dict:
         if self.rank == 0:
             (self.out / 'config.json').write_text(json.dumps(obj2dict(self.cfg), indent=2))
         vs = self.data['val']
-        self.vreduce = None                 # a map-style split is sharded by a DistributedSampler
+        self.vreduce = None  # a map-style split is sharded by a ShardSampler (each sample once)
         vsampler = None
-        if self.is_dist and isinstance(vs, IterableDataset): self.vreduce = True   # shards itself
+        if self.is_dist and isinstance(vs, IterableDataset):
+            self.vreduce = True  # shards itself
         elif self.is_dist:
-            vsampler = DistributedSampler(range(len(vs)), self.world, self.rank, shuffle=False)
+            vsampler = ShardSampler(len(vs), self.rank, self.world)
         self.vloader = make_loader(vs, self.cfg, self.data.get('collate'), vsampler)
         if self.resume and self.pending_val and self.state['step'] < self.total:
             self.validate()

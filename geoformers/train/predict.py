@@ -138,6 +138,12 @@ def _check_out(out: Path, overwrite: bool):
         raise RunFolderError(f"{out} exists: pass --overwrite to replace it, or another --out")
 
 
+def _check_batch_size(batch_size):
+    ok = batch_size is None or (isinstance(batch_size, int) and not isinstance(batch_size, bool))
+    if not ok or (batch_size is not None and batch_size < 1):
+        raise UserError(f"--batch_size {batch_size!r} is not allowed: it must be an int >= 1")
+
+
 def predict_run(
     run,
     data=None,
@@ -149,6 +155,7 @@ def predict_run(
     command: str = None,  # the command line, for the provenance JSON
 ) -> Path:
     "Apply the model of `run` to `data` with the task's `predict`; write output and provenance JSON"
+    _check_batch_size(batch_size)
     if data is not None and not Path(data).exists():
         raise DataError(f"--data {data}: no such file or folder")
     if out is not None:
@@ -187,8 +194,7 @@ def predict_cli(
     overwrite: store_true = False,  # replace an existing output
 ):
     "Apply a trained run to new data and write the task's standard output, with provenance"
-    if batch_size is not None and batch_size < 1:
-        raise UserError(f"--batch_size {batch_size} is not allowed: it must be an int >= 1")
+    _check_batch_size(batch_size)
     opts = dict(data=data, out=out, device=device, batch_size=batch_size, checkpoint=checkpoint)
     cmd = ' '.join(
         ['geoformers_predict', shlex.quote(str(run))]
@@ -230,6 +236,7 @@ def eval_run(
     overwrite: bool = False,
 ) -> dict:
     "Metrics of `run` and its baselines on `data` (training protocol), in RUN/eval-<name>.json"
+    _check_batch_size(batch_size)
     if not Path(data).exists():
         raise DataError(f"--data {data}: no such file or folder")
     t0 = time.time()
@@ -240,7 +247,7 @@ def eval_run(
         raise UserError(f"--name {name!r}: use letters, digits, '.', '-', '_'")
     out = Path(out) if out else Path(model.run_dir) / f'eval-{name}.json'
     _check_out(out, overwrite)
-    if batch_size:
+    if batch_size is not None:
         cfg.train.val_batch_size = batch_size
     loader = make_loader(d['val'], cfg, d.get('collate'))
     metrics = evaluate(task, model, loader, cfg, user_device(device))

@@ -316,6 +316,9 @@ def check_ranges(task: Task, cfg: dict) -> dict:
                 f"{type(task).__name__}.config_ranges names {key!r}, which the config does not have"
             )
         d[last] = r.check(key, d[last])
+    betas = cfg['train']['betas']  # a list of length 2 by now
+    if not all(type(b) in (int, float) and 0 <= b < 1 for b in betas):
+        raise ConfigError(f"train.betas={betas!r} is not allowed: it must be two numbers in [0, 1)")
     return cfg
 
 
@@ -420,6 +423,7 @@ class ToyTask(Task):
         'model.hidden': Range(int, ge=1),
         'model.depth': Range(int, ge=1),
         'model.dropout': Range(float, ge=0, lt=1),
+        'model.act': Range(choices=('gelu', 'silu', 'relu', 'tanh')),
     }
 
     def __init__(self):
