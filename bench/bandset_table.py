@@ -1,8 +1,8 @@
 """The bandset experiment table: which S2 bandset layout keeps quality at what cost (nbs/42_tasks.bandset).
 
 Nine presets of the `bandset` task (single bandset of 12 bands, without 60 m, 10 m only, two bandsets, three
-bandsets unmerged, merged before the transformer, merged after block 1, band dropout 0.3, random band dropout
-U(0, 0.3)), each trained with the task's defaults on two seeds (data and model: `seed=s data.seed=s`). Two parts:
+bandsets unmerged, merged before the transformer, merged after the second of four blocks, band dropout 0.3,
+random band dropout U(0, 0.3)), each trained with the task's defaults on two seeds (data and model: `seed=s data.seed=s`). Two parts:
 
 - `--quality`: every (preset, seed) is one `fit` of the task, validated once at the end; from its summary the
   table keeps the probe protocol of the pretrained encoder (kNN and linear at 1 / 10 / 100 % of the labels, with
@@ -17,7 +17,7 @@ U(0, 0.3)), each trained with the task's defaults on two seeds (data and model: 
 
 Both parts merge into `bench/results/bandset_table.json` (`--out`), which nbs/42_tasks.bandset renders. Run time
 on 2 CPU cores: `--quality --jobs 2` took 62 minutes on a machine shared with other jobs (load 13-18; 18 runs of
-3.5-12 minutes, two at a time), `--timing` about 3 minutes; `--quick` (tiny data, 4 steps, one seed) about 3 minutes.
+3.5-12 minutes, two at a time), `--timing` 40 s; `--quick` (tiny data, 4 steps, one seed) about 3 minutes.
 """
 import argparse
 import json
@@ -37,7 +37,7 @@ ROWS = {   # table row -> preset (None: the task's defaults, three bandsets unme
     'two bandsets (10 m, 20 m)': 'two_bandset_cross_random_masked_neg',
     'three bandsets, unmerged': None,
     'three, merged before the transformer': 'merged_bandsets_cross_random_masked_neg',
-    'three, merged after block 1 of 4': 'midlayer_merged_bandsets_cross_random_masked_neg',
+    'three, merged after block 2 of 4': 'midlayer_merged_bandsets_cross_random_masked_neg',
     'single + band dropout 0.3': 'single_bandset_band_dropout_cross_random_masked_neg',
     'single + band dropout U(0, 0.3)': 'single_bandset_all12_random_band_dropout_cross_random_masked_neg',
 }
