@@ -1,6 +1,7 @@
 """Bad input for the bandset task (#21): each case asserts exit code 2 and the key words of the message, or, for data,
-that nothing silently changes. Causes: 3 (values outside their code book, units), 9 (clear errors: typos, unknown
-modality, channel and dtype mismatches, truncated files) and 7 (batch ids name the data of a non-finite loss)."""
+that nothing silently changes. Causes: 2 (ranges), 3 (values outside their code book: role masks, units), 4 (inf is
+NaN), 9 (clear errors: typos, unknown modality, channel and dtype mismatches, truncated files) and 7 (batch ids
+name the data of a non-finite loss)."""
 import json
 import math
 
@@ -118,6 +119,69 @@ def test_encoder_names_the_expected_bands():
     b = collate_scenes([SyntheticScenes(1, labels='resolution', modalities=('s2',))[0]])
     with pytest.raises(ValueError, match='12 bands'): enc({**b, 's2': b['s2'][:, :, :10]})
     with pytest.raises(ValueError, match="no 's2'"): enc({k: v for k, v in b.items() if k != 's2'})
+
+
+# --- role masks: codes outside MaskValue, booleans (cause 3) ---------------------------------------------------------
+def _merge_inputs():
+    from geoformers.models.bandset import BandsetMerge, MaskValue
+    torch.manual_seed(0)
+    E = MaskValue.ONLINE_ENCODER.value
+    return BandsetMerge(3, 8), torch.randn(2, 3, 8), torch.full((2, 3), E)
+
+
+def test_merge_refuses_a_mask_code_outside_maskvalue():
+    mg, x, mask = _merge_inputs()
+    mask[1, 2] = 7
+    with pytest.raises(ValueError, match=r'holds \[7\], which are not MaskValue codes.*ONLINE_ENCODER=0'): mg(x, mask)
+
+
+def test_merge_refuses_a_boolean_mask():
+    mg, x, mask = _merge_inputs()
+    with pytest.raises(ValueError, match='boolean mask is ambiguous'): mg(x, torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match='float32'): mg(x, mask.float())
+
+
+def test_encoder_refuses_boolean_or_unknown_role_masks():
+    from geoformers.data.multispectral import SyntheticScenes, collate_scenes
+    from geoformers.models.bandset import BandsetEncoder
+    enc = BandsetEncoder({'s2': 'default'}, dim=32, depth=1)
+    b = collate_scenes([SyntheticScenes(2, labels='resolution', modalities=('s2',))[i] for i in range(2)])
+    base = enc.base_masks(b)
+    valid = {'s2': base['s2'] == 0}                                        # "True = valid": ambiguous
+    with pytest.raises(ValueError, match=r"masks\['s2'\].*boolean"): enc(b, valid)
+    with pytest.raises(ValueError, match='not MaskValue codes'): enc(b, {'s2': base['s2'] + 5})
+
+
+def test_unknown_modality_names_the_valid_ones():
+    from geoformers.errors import ConfigError
+    from geoformers.models.bandset import BandsetEncoder
+    with pytest.raises(ConfigError, match=r"unknown modality 'sentinel2'.*valid: landsat, s2"):
+        BandsetEncoder({'sentinel2': 'default'})
+
+
+# --- non-finite reflectance is no data (cause 4) --------------------------------------------------------------------
+def test_nan_and_inf_pixels_are_no_data_and_change_nothing_else(tmp_path):
+    from geoformers.data.geotiff import read_geotiff, write_geotiff
+    from geoformers.tasks.bandset_embeddings import geotiff_scene
+    a, geo = read_geotiff(s2_geotiff(tmp_path, units='reflectance'))
+    ref, _ = geotiff_scene(write_geotiff(tmp_path/'S2A_20200715T103031_ok.tif', a, geo))
+    bad = a.copy()
+    bad[3, 5, 7] = np.inf
+    bad[0, 9, 2] = -np.inf
+    bad[6, 1, 1] = np.nan
+    sc, _ = geotiff_scene(write_geotiff(tmp_path/'S2A_20200715T103031_bad.tif', bad, geo))
+    hit = torch.zeros_like(sc['s2_valid'])
+    hit[0, 5, 7] = hit[0, 9, 2] = hit[0, 1, 1] = True
+    assert torch.equal(sc['s2_valid'], ref['s2_valid'] & ~hit)             # exactly those pixels are invalid
+    assert torch.isfinite(sc['s2']).all()
+    keep = ~hit[:, None].expand_as(sc['s2'])
+    assert torch.equal(sc['s2'][keep], ref['s2'][keep])                    # and nothing else moved
+
+
+def test_predict_data_that_is_not_a_geotiff(tiny_run, tmp_path):
+    f = tmp_path/'scenes.csv'
+    f.write_text('a,b\n1,2\n')
+    assert_user_error(predict(tiny_run, f, tmp_path/'o.parquet'), 'scenes.csv', 'GeoTIFF')
 
 
 # --- non-finite losses name the scenes (cause 7) ---------------------------------------------------------------------

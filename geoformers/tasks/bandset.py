@@ -21,7 +21,7 @@ from ..data.multispectral import (SyntheticScenes, band_names, band_stats, class
                                            class_names, collate_scenes)
 from ..errors import ConfigError, DataError, Range
 from ..metrics.probes import beats_references, probe_keys, probe_protocol
-from ..models.bandset import BandsetEncoder, BandsetPredictor, MaskValue
+from ..models.bandset import BandsetEncoder, BandsetPredictor, plot_roles
 from ..models.latentmim import MASKINGS, DatesLatentMIM, LatentMIM
 from .bandset_embeddings import (embed_geotiff, embed_scenes, geotiff_scene,
                                                  geotiffs, scene_labels, write_embeddings_parquet)
@@ -152,9 +152,6 @@ def after_step(self:BandsetTask, model, cfg, step:int):
     "One EMA step of the target encoder (a no-op when the target is frozen)"
     model.update_target()
 
-# %% ../../nbs/42_tasks.bandset.ipynb #ccd93d38
-#| export
-
 # %% ../../nbs/42_tasks.bandset.ipynb #01eee429
 @patch
 def probe(self:BandsetTask, x_tr:Tensor, x_te:Tensor, cfg)->dict:
@@ -224,9 +221,6 @@ def baselines(self:BandsetTask, data, cfg, run_dir)->dict:
     self._baseline_probes = out
     return out
 
-# %% ../../nbs/42_tasks.bandset.ipynb #135b0f4b
-#| export
-
 # %% ../../nbs/42_tasks.bandset.ipynb #840e0aec
 @patch
 def describe(self:BandsetTask, model, data, cfg)->dict:
@@ -252,31 +246,18 @@ def describe(self:BandsetTask, model, data, cfg)->dict:
         out['sanity'] = beats_references(self._last_probe, refs)
     return out
 
-# %% ../../nbs/42_tasks.bandset.ipynb #0f01df25
-_ROLE_COLOURS = ['tab:blue', 'tab:orange', 'tab:green', 'lightgrey']     # by MaskValue
-
 # %% ../../nbs/42_tasks.bandset.ipynb #091ac771
 @patch
 def preview(self:BandsetTask, model, batch, cfg):
     "Token roles of the first scene under both masking strategies (rows: bandsets)"
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
     base = model.encoder.base_masks({k: v[:1] for k, v in batch.items() if k != 'ids'})
-    rows = {k: f(base) for k, f in MASKINGS.items()}
     labels = [f'{m} {i}' for m, mk in base.items() for i in range(mk.shape[-1])]
-    fig, axs = plt.subplots(len(rows), 1, figsize=(4, 1.2 * len(rows) + 0.9), squeeze=False)
-    for ax, (k, mk) in zip(axs[:, 0], rows.items()):
-        roles = torch.cat([rearrange(x[0], 'h w t n -> n (t h w)') for x in mk.values()]).cpu()
-        ax.imshow(roles, cmap=ListedColormap(_ROLE_COLOURS), vmin=-0.5, vmax=3.5, aspect='auto',
-                  interpolation='nearest')
-        ax.set_yticks(range(len(labels)), labels, fontsize=6)
-        ax.set_xticks([])
-        ax.set_title(k, fontsize=7)
-    axs[-1, 0].set_xlabel('patch x date', fontsize=6)
-    handles = [Patch(color=c, label=v.name.lower().replace('_', ' '))
-               for c, v in zip(_ROLE_COLOURS, MaskValue)]
-    fig.legend(handles=handles, loc='lower center', ncol=4, fontsize=6, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig, axs = plt.subplots(len(MASKINGS), 1, figsize=(5, 1.1 * len(MASKINGS) + 0.6), squeeze=False)
+    for i, (ax, (name, masking)) in enumerate(zip(axs[:, 0], MASKINGS.items())):
+        roles = torch.cat([rearrange(x[0], 'h w t n -> n (t h w)') for x in masking(base).values()])
+        plot_roles(roles.cpu(), labels, ax=ax, title=name, legend=i == 0)
+        ax.set_xlabel('patch × date' if i == len(MASKINGS) - 1 else '', fontsize=7)
+    fig.tight_layout()
     return fig
 
 # %% ../../nbs/42_tasks.bandset.ipynb #3a1c2e71
