@@ -36,10 +36,11 @@ class Persistence(nn.Module):
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #3a531407
 class PixelUNet(nn.Module):
-    "Three-level UNet: `[B, C, H, W] -> [B, 1, H, W]`"
+    "Three-level UNet on the input channels a subclass builds: `-> [B, 1, H, W]`"
 
-    def __init__(self, c_in: int, hidden: int = 16):
+    def __init__(self, c_in: int, hidden: int = 16, static_chans: int = 5):
         super().__init__()
+        self.static_chans = static_chans
         self.e1 = conv_block(c_in, hidden)
         self.e2 = conv_block(hidden, 2 * hidden)
         self.mid = conv_block(2 * hidden, 4 * hidden)
@@ -56,30 +57,34 @@ class PixelUNet(nn.Module):
             self.d1(torch.cat([e1, F.interpolate(d2, size=e1.shape[-2:], mode='nearest')], 1))
         )
 
+    def channels(self, fire, wind, static, valid_t) -> Tensor:  # -> [B, c_in, H, W]
+        "The input channels, from a checked batch (each subclass says which)"
+        raise NotImplementedError
+
+    def forward(
+        self,
+        fire: Tensor,  # [B, T, H, W]
+        wind: Tensor,  # [B, T, 2]
+        static: Tensor,  # [B, Cs, H, W]
+        valid_t: Tensor,  # [B, T] bool, as from collate_fires
+        pixels: bool = True,  # always pixels
+    ) -> Tensor:  # [B, 1, H, W]
+        if not pixels:
+            raise ValueError(f"{type(self).__name__} predicts pixels only (it has no patch grid)")
+        fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
+        return self.unet(self.channels(fire, wind, static, valid_t))
+
 # %% ../../nbs/60_baselines.wildfire.ipynb #f61bbc2d
 class LastFrameUNet(PixelUNet):
     "Pixel UNet on the last fire map, that day's wind and the terrain: `-> [B, 1, H, W]`"
 
     def __init__(self, static_chans: int = 5, hidden: int = 16):
-        super().__init__(3 + static_chans, hidden)
-        self.static_chans = static_chans
+        super().__init__(3 + static_chans, hidden, static_chans)
 
-    def forward(
-        self,
-        fire: Tensor,
-        wind: Tensor,
-        static: Tensor,
-        valid_t: Tensor,  # as from collate_fires
-        pixels: bool = True,
-    ) -> Tensor:  # [B, 1, H, W]
-        if not pixels:
-            raise ValueError("LastFrameUNet predicts pixels only (it has no patch grid)")
-        fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
+    def channels(self, fire, wind, static, valid_t) -> Tensor:  # -> [B, 3 + Cs, H, W]
         H, W = fire.shape[-2:]
-        x = torch.cat(
-            [last_valid(fire, valid_t)[:, None], wind_planes(wind, valid_t, H, W), static], 1
-        )
-        return self.unet(x)
+        last = last_valid(fire, valid_t)[:, None]
+        return torch.cat([last, wind_planes(wind, valid_t, H, W), static], 1)
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #5c9c17a6
 def stack_days(fire: Tensor, wind: Tensor, valid_t: Tensor, k: int) -> Tensor:  # -> [B, 4K, H, W]
@@ -97,21 +102,11 @@ class StackedUNet(PixelUNet):
     "Pixel UNet on the last `k` days stacked as channels (fire, day-valid, wind) and the terrain"
 
     def __init__(self, k: int = 5, static_chans: int = 5, hidden: int = 16):
-        super().__init__(4 * k + static_chans, hidden)
-        store_attr('k,static_chans')
+        super().__init__(4 * k + static_chans, hidden, static_chans)
+        self.k = k
 
-    def forward(
-        self,
-        fire: Tensor,
-        wind: Tensor,
-        static: Tensor,
-        valid_t: Tensor,  # as from collate_fires
-        pixels: bool = True,
-    ) -> Tensor:  # [B, 1, H, W]
-        if not pixels:
-            raise ValueError("StackedUNet predicts pixels only (it has no patch grid)")
-        fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
-        return self.unet(torch.cat([stack_days(fire, wind, valid_t, self.k), static], 1))
+    def channels(self, fire, wind, static, valid_t) -> Tensor:  # -> [B, 4K + Cs, H, W]
+        return torch.cat([stack_days(fire, wind, valid_t, self.k), static], 1)
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #dea34723
 class LTAE(nn.Module):

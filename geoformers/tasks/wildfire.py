@@ -59,7 +59,8 @@ def wildfire_model(m, static_chans:int=5)->nn.Module:
         return EmberFormer(patch=m.patch, use_wind=m.use_wind, use_static=m.use_static,
                            use_time=m.use_time, skip_days=m.skip_days, space=g('space', False),
                            skip_wind=g('skip_wind', False), ref_depth=g('ref_depth', 2),
-                           refine=g('refine', 'conv'), **common)
+                           refine=g('refine', 'conv'), encoder=g('encoder', 'transformer'),
+                           **common)
     if m.name == 'emberformer_dino':
         cfg = None
         if m.dino is None:
@@ -98,6 +99,7 @@ class WildfireTask(Task):
         'model.heads': Range(int, ge=1), 'model.skip_days': Range(int, ge=1),
         'model.stack_days': Range(int, ge=1), 'model.refine': Range(str, choices=('conv', 'unet')),
         'model.decoder': Range(str, choices=('unet', 'light')),
+        'model.encoder': Range(str, choices=('transformer', 'last', 'none')),
         'loss.pos_weight_power': Range(float, ge=0)}
 
     def __init__(self):
