@@ -1,5 +1,7 @@
-"""The wildfire task's results table: `geoformers_train wildfire` (the default config: EmberFormer and every baseline)
-on several seeds and simulator draws, plus the run time, peak memory and predict cost of one default run.
+"""The wildfire task's results table: `geoformers_train wildfire` (the default config: EmberFormer, persistence, the
+last-frame and the stacked UNet; the U-TAE-style baseline is off by default, see bench/wildfire_experiments.py
+--variants utae) on several seeds and simulator draws, plus the run time, peak memory and predict cost of one
+default run.
 
     # seeds 0 1 x data.sim_seed 0 1, 4 runs 2 at a time -> table
     python bench/wildfire.py
@@ -12,9 +14,9 @@ on several seeds and simulator draws, plus the run time, peak memory and predict
 
 Each run writes `runs/wildfire_bench/s{seed}_d{sim_seed}/` (reused when its summary.json exists) and the script
 writes `bench/wildfire_results.json`, which the task notebook's results table is generated from.
-Run time: one default run is about 300 s of CPU (EmberFormer about 60 s, the baselines the rest)
-`--time` runs it
-with the machine's default threads, so run it alone (`flock`) on a quiet machine.
+Run time: one default run is about 240 s of CPU with one thread (EmberFormer about 85 s, the stacked UNet 100 s,
+the last-frame UNet 50 s). `--time` runs it with the machine's default threads, so run it alone (`flock`) on a
+quiet machine.
 """
 
 import argparse

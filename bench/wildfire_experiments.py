@@ -7,6 +7,8 @@ finished runs (a `summary.json` in their folder) are reused, so the script can b
 stopped and restarted. Prints one JSON line per run and, at the end, a table of mean ± std per variant.
 
     python bench/wildfire_experiments.py --variants ember_st4 unet_stacked --seeds 0 1 --sim_seeds 0 1 --jobs 2
+    # is the gain the transformer's or the refinement UNet's? the default, without attention, without the transformer
+    python bench/wildfire_experiments.py --variants ember_v1_u16 ember_last refine_only refine_only_h22
     # 1 epoch, 2 variants, one seed: a smoke test (~2 min)
     python bench/wildfire_experiments.py --quick
 
