@@ -15,8 +15,8 @@ default run.
 Each run writes `runs/wildfire_bench/s{seed}_d{sim_seed}/` (reused when its summary.json exists) and the script
 writes `bench/wildfire_results.json`, which the task notebook's results table is generated from.
 Run time: one default run is about 240 s of CPU with one thread (EmberFormer about 85 s, the stacked UNet 100 s,
-the last-frame UNet 50 s). `--time` runs it with the machine's default threads, so run it alone (`flock`) on a
-quiet machine.
+the last-frame UNet 50 s; the config's `train.num_threads: 1`). `--time` runs the default config as a user
+would, so run it alone (`flock`) on a quiet machine.
 """
 
 import argparse
@@ -182,7 +182,7 @@ def ndws(recs, root):
 
 
 def timed(root):
-    "One default run with the machine's threads: wall, CPU, peak memory; then predict on its validation fires"
+    "One default run as a user runs it: wall, CPU, peak memory; then predict on its validation fires"
     out = Path(root) / 'timed'
     t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     r = train(out, [])
