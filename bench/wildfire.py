@@ -1,5 +1,7 @@
-"""The wildfire task's results table: `geoformers_train wildfire` (the default config: EmberFormer and every baseline)
-on several seeds and simulator draws, plus the run time, peak memory and predict cost of one default run.
+"""The wildfire task's results table: `geoformers_train wildfire` (the default config: EmberFormer, persistence, the
+last-frame and the stacked UNet; the U-TAE-style baseline is off by default, see bench/wildfire_experiments.py
+--variants utae) on several seeds and simulator draws, plus the run time, peak memory and predict cost of one
+default run.
 
     # seeds 0 1 x data.sim_seed 0 1, 4 runs 2 at a time -> table
     python bench/wildfire.py
@@ -12,9 +14,9 @@ on several seeds and simulator draws, plus the run time, peak memory and predict
 
 Each run writes `runs/wildfire_bench/s{seed}_d{sim_seed}/` (reused when its summary.json exists) and the script
 writes `bench/wildfire_results.json`, which the task notebook's results table is generated from.
-Run time: one default run is about 300 s of CPU (EmberFormer about 60 s, the baselines the rest)
-`--time` runs it
-with the machine's default threads, so run it alone (`flock`) on a quiet machine.
+Run time: one default run is about 240 s of CPU with one thread (EmberFormer about 85 s, the stacked UNet 100 s,
+the last-frame UNet 50 s; the config's `train.num_threads: 1`). `--time` runs the default config as a user
+would, so run it alone (`flock`) on a quiet machine.
 """
 
 import argparse
@@ -28,6 +30,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from wildfire_common import mean_std, scores, train
+
 HERE = Path(__file__).parent
 ASSEMBLE = False  # --assemble: read unfinished run folders instead of training again
 CPU_RUNS = None  # --cpu_runs: folder of bench/wildfire_experiments.py runs with EmberFormer's CPU time
@@ -39,25 +43,7 @@ def run(seed, sim_seed, root, extra=(), threads=1):
     if ASSEMBLE and out.exists() and not (out / 'summary.json').exists():
         return assemble(out, seed, sim_seed)
     if not (out / 'summary.json').exists():
-        if out.exists():
-            subprocess.run(['rm', '-rf', str(out)])
-        cmd = [
-            sys.executable,
-            '-m',
-            'geoformers.train.cli',
-            'wildfire',
-            '--out',
-            str(out),
-            '--set',
-            f'seed={seed}',
-            f'data.sim_seed={sim_seed}',
-            'train.progress=false',
-            *extra,
-        ]
-        if threads:
-            cmd.append(f'train.num_threads={threads}')
-        env = {**os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {})}
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        r = train(out, [f'seed={seed}', f'data.sim_seed={sim_seed}', *extra], threads)
         if r.returncode:
             raise SystemExit(f'run {out} failed:\n{r.stderr[-3000:]}')
     if not (out / 'summary.json').exists():
@@ -70,10 +56,7 @@ def run(seed, sim_seed, root, extra=(), threads=1):
         run=str(out),
         models={
             k: dict(
-                f1=m['f1'],
-                ap=m['ap'],
-                new_f1=m['new_f1'],
-                iou=m['iou'],
+                scores(m),
                 params=s['cost'].get(k, {}).get('params'),
                 train_cpu_s=s['cost'].get(k, {}).get('train_cpu_s'),
             )
@@ -96,21 +79,20 @@ def assemble(out, seed, sim_seed):
     task = get_task('wildfire')
     cfg = resolve_config(task, base=json.loads((out/'config.json').read_text()))
     val = [json.loads(l) for l in (out/'metrics.jsonl').read_text().splitlines() if '"val"' in l][-1]
-    keep = ('f1', 'ap', 'new_f1', 'iou')
     cpu = None  # EmberFormer's CPU was not recorded: take it from a standalone run of the same config, if any
     alone = Path(CPU_RUNS or '.') / f'ember_v1_u16_s{seed}_d{sim_seed}_e8' / 'summary.json'
     if CPU_RUNS and alone.exists():
         cpu = json.loads(alone.read_text())['cost']['emberformer']['train_cpu_s']
-    models = {'emberformer': dict({k: val[k] for k in keep}, params=count_params(task.model(cfg)),
+    models = {'emberformer': dict(scores(val), params=count_params(task.model(cfg)),
                                   train_cpu_s=cpu)}
     for b in ('unet_stacked', 'utae', 'unet_last_frame'):
         f = out/'baselines'/b/'summary.json'
         if not f.exists(): continue
         bs = json.loads(f.read_text())
-        models[b] = dict({k: bs['metrics'][k] for k in keep}, **bs['cost'][b])
+        models[b] = dict(scores(bs['metrics']), **bs['cost'][b])
     data = task.data(cfg)
     pm = evaluate(task, Persistence(), make_loader(data['val'], cfg, data['collate']), cfg, torch.device('cpu'))
-    models['persistence'] = dict({k: pm[k] for k in keep}, params=0, train_cpu_s=0.0)
+    models['persistence'] = dict(scores(pm), params=0, train_cpu_s=0.0)
     return dict(seed=seed, sim_seed=sim_seed, run=str(out), assembled=True, models=models)
 
 
@@ -135,13 +117,10 @@ def table(recs, cols=('f1', 'ap', 'new_f1'), cost=True):
         rs = [r['models'][k] for r in recs if k in r['models']]
         if not rs:
             continue
-        ms = lambda q: (
-            f"{statistics.mean(r[q] for r in rs):.3f} ± {statistics.pstdev(r[q] for r in rs):.3f}"
-        )
         row = [k]
         if cost:
             row.append(f"{rs[0]['params'] / 1e3:.0f}K" if rs[0]['params'] else '0')
-        row += [ms(c) for c in cols]
+        row += [mean_std(rs, c) for c in cols]
         if cost:
             row.append(_cpu(rs))
         lines.append('| ' + ' | '.join(row) + ' |')
@@ -190,12 +169,7 @@ def ndws(recs, root):
                 printed=p.stdout,
                 models={
                     k: dict(
-                        f1=m['f1'],
-                        ap=m['ap'],
-                        new_f1=m['new_f1'],
-                        iou=m['iou'],
-                        precision=m['precision'],
-                        recall=m['recall'],
+                        scores(m, 'precision', 'recall'),
                         params=None,
                         train_cpu_s=None,
                     )
@@ -208,26 +182,14 @@ def ndws(recs, root):
 
 
 def timed(root):
-    "One default run with the machine's threads: wall, CPU, peak memory; then predict on its validation fires"
+    "One default run as a user runs it: wall, CPU, peak memory; then predict on its validation fires"
     out = Path(root) / 'timed'
-    subprocess.run(['rm', '-rf', str(out)])
     t0, c0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'geoformers.train.cli',
-            'wildfire',
-            '--out',
-            str(out),
-            '--set',
-            'train.progress=false',
-        ],
-        check=True,
-        capture_output=True,
-    )
+    r = train(out, [])
+    if r.returncode:
+        raise SystemExit(f'run {out} failed:\n{r.stderr[-3000:]}')
     c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    train = dict(
+    cost = dict(
         wall_s=round(time.time() - t0, 1),
         cpu_s=round(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime, 1),
         peak_rss_mb=round(c1.ru_maxrss / 1024),
@@ -248,10 +210,8 @@ def timed(root):
         'process_wall_s': round(time.time() - t0, 1),
         'peak_rss_mb': round(c2.ru_maxrss / 1024),
     }
-    if not (out / 'summary.json').exists():
-        return assemble(out, seed, sim_seed)
     s = json.loads((out / 'summary.json').read_text())
-    return dict(train=train, predict=pred, runtime_s=s['runtime_s'], threads=os.cpu_count())
+    return dict(train=cost, predict=pred, runtime_s=s['runtime_s'], threads=os.cpu_count())
 
 
 if __name__ == '__main__':

@@ -7,6 +7,8 @@ finished runs (a `summary.json` in their folder) are reused, so the script can b
 stopped and restarted. Prints one JSON line per run and, at the end, a table of mean ± std per variant.
 
     python bench/wildfire_experiments.py --variants ember_st4 unet_stacked --seeds 0 1 --sim_seeds 0 1 --jobs 2
+    # is the gain the transformer's or the refinement UNet's? the default, without attention, without the transformer
+    python bench/wildfire_experiments.py --variants ember_v1_u16 ember_last refine_only refine_only_h22
     # 1 epoch, 2 variants, one seed: a smoke test (~2 min)
     python bench/wildfire_experiments.py --quick
 
@@ -15,12 +17,12 @@ Run time: one 8-epoch run takes 60-250 s of CPU depending on the variant (see th
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from wildfire_common import mean_std, scores, train
 
 # the defaults before this round
 OLD = ['model.decoder=unet', 'model.skip_wind=false', 'model.refine=conv']
@@ -51,6 +53,12 @@ VARIANTS = {
         'model.decoder=light',
         'model.ref_hidden=12',
     ],
+    # what the transformer adds: the default with its attention removed ('last': each patch's last-date
+    # token) or with no patch features at all ('none': the refinement UNet alone), and that UNet widened to
+    # EmberFormer's parameter count
+    'ember_last': ['model.encoder=last'],
+    'refine_only': ['model.encoder=none'],
+    'refine_only_h22': ['model.encoder=none', 'model.ref_hidden=22'],
     # baselines trained on their own
     'unet_last_frame': ['model.name=unet_last_frame'],
     'unet_stacked': ['model.name=unet_stacked'],
@@ -62,8 +70,6 @@ OFF = [
     'baselines.unet_last_frame=false',
     'baselines.unet_stacked=false',
     'baselines.utae=false',
-    'train.progress=false',
-    'train.num_threads=1',
 ]
 
 
@@ -75,30 +81,11 @@ def run(variant, seed, sim_seed, epochs, root, extra=()):
     if not (out / 'summary.json').exists() and COLLECT:
         return dict(variant=variant, seed=seed, sim_seed=sim_seed, error='not run (--collect)')
     if not (out / 'summary.json').exists():
-        if out.exists():
-            subprocess.run(['rm', '-rf', str(out)])
-        cmd = [
-            sys.executable,
-            '-m',
-            'geoformers.train.cli',
-            'wildfire',
-            '--out',
-            str(out),
-            '--set',
-            *OFF,
-            *VARIANTS[variant],
-            f'seed={seed}',
-            f'data.sim_seed={sim_seed}',
-            f'train.epochs={epochs}',
-            *extra,
-        ]
-        r = subprocess.run(
-            cmd, capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}
-        )
+        sets = [*OFF, *VARIANTS[variant], f'seed={seed}', f'data.sim_seed={sim_seed}']
+        r = train(out, [*sets, f'train.epochs={epochs}', *extra], threads=1)
         if r.returncode or not (out / 'summary.json').exists():
-            return dict(
-                variant=variant, seed=seed, sim_seed=sim_seed, error=r.stderr[-800:] or 'no summary'
-            )
+            err = r.stderr[-800:] or 'no summary'
+            return dict(variant=variant, seed=seed, sim_seed=sim_seed, error=err)
     s = json.loads((out / 'summary.json').read_text())
     cost = s['cost'][s['config']['model']['name']]
     m = s['metrics']
@@ -108,10 +95,7 @@ def run(variant, seed, sim_seed, epochs, root, extra=()):
         sim_seed=sim_seed,
         epochs=epochs,
         extra=list(extra),
-        f1=m['f1'],
-        ap=m['ap'],
-        new_f1=m['new_f1'],
-        iou=m['iou'],
+        **scores(m),
         params=cost['params'],
         train_cpu_s=cost['train_cpu_s'],
     )
@@ -125,14 +109,12 @@ def table(recs):
         if 'error' in r:
             continue
         by.setdefault((r['variant'], r['epochs'], tuple(r['extra'])), []).append(r)
-    print(f"| variant | epochs | runs | params | F1 | AP | new_f1 | train CPU s |")
+    print("| variant | epochs | runs | params | F1 | AP | new_f1 | train CPU s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for (v, e, x), rs in sorted(
         by.items(), key=lambda kv: -statistics.mean(r['f1'] for r in kv[1])
     ):
-        ms = lambda k: (
-            f"{statistics.mean(r[k] for r in rs):.3f} ± {statistics.pstdev(r[k] for r in rs):.3f}"
-        )
+        ms = lambda k: mean_std(rs, k)
         name = v + (' ' + ' '.join(x) if x else '')
         print(
             f"| {name} | {e} | {len(rs)} | {rs[0]['params'] / 1e3:.0f}K | {ms('f1')} | {ms('ap')} | {ms('new_f1')} | "

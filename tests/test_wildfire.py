@@ -47,6 +47,7 @@ def test_cli_smoke(tmp_path):
         '2',
         '--set',
         *TINY,
+        'baselines.utae=true',
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -28,7 +28,8 @@ def slope_aspect(elevation:np.ndarray, # [H, W] metres, rows run north to south
     aspect = np.degrees(np.arctan2(-gx, gy)) % 360
     return slope.astype('float32'), aspect.astype('float32')
 
-def make_terrain(size:int=64, seed:int=0, cell_m:float=100., relief:float=80., # std of elevation, metres
+def make_terrain(size:int=64, seed:int=0, cell_m:float=100.,
+                 relief:float=80., # std of elevation, metres
                  scale:float=8., # correlation length of hills and fuel patches, pixels
                  fuel_gap:float=0.2)->xr.Dataset:
     "Elevation, slope, aspect and fuel (0..1, 0 = non-burnable) on a `y, x` grid"
@@ -39,8 +40,10 @@ def make_terrain(size:int=64, seed:int=0, cell_m:float=100., relief:float=80., #
     fuel = np.clip(0.55 + 0.3*f, 0, 1).astype('float32')
     fuel[f < np.quantile(f, fuel_gap)] = 0.
     dims = ('y', 'x')
-    return xr.Dataset({'elevation': (dims, elev, {'units': 'm'}), 'slope': (dims, slope, {'units': 'degree'}),
-                       'aspect': (dims, aspect, {'units': 'degree'}), 'fuel': (dims, fuel, {'units': '1'})},
+    return xr.Dataset({'elevation': (dims, elev, {'units': 'm'}),
+                       'slope': (dims, slope, {'units': 'degree'}),
+                       'aspect': (dims, aspect, {'units': 'degree'}),
+                       'fuel': (dims, fuel, {'units': '1'})},
                       attrs={'cell_m': cell_m})
 
 # %% ../../nbs/11a_data.firesim.ipynb #b28a2ca7
@@ -55,10 +58,13 @@ def shift(a:np.ndarray, dy:int, dx:int, fill=0)->np.ndarray:
     out[yd, xd] = a[ys, xs]
     return out
 
-def spread_probability(ter:xr.Dataset, u:float, v:float, # terrain, wind towards east (u) and north (v) in m/s
-                       p0:float=0.25, c1:float=0.045, c2:float=0.131, a:float=0.078)->np.ndarray: # [8, H, W]
-    "Probability that a burning neighbour at each of the 8 `NEIGHBOURS` offsets ignites each cell within one step"
-    elev, fuel, cell_m = ter.elevation.values.astype('float64'), ter.fuel.values, ter.attrs['cell_m']
+def spread_probability(ter:xr.Dataset, # terrain
+                       u:float, v:float, # wind towards east (u) and north (v), m/s
+                       p0:float=0.25, c1:float=0.045, c2:float=0.131,
+                       a:float=0.078)->np.ndarray: # [8, H, W]
+    "Probability that a burning neighbour at each `NEIGHBOURS` offset ignites each cell in one step"
+    elev, fuel = ter.elevation.values.astype('float64'), ter.fuel.values
+    cell_m = ter.attrs['cell_m']
     speed = float(np.hypot(u, v))
     out = []
     for dy, dx in NEIGHBOURS:
@@ -86,7 +92,8 @@ def simulate_fire(size:int=64, days:int=14, steps_per_day:int=2, seed:int=0,
                   cloud_prob:float=0.1,        # chance that a day's map has a cloud blob marked -1
                   **spread_kw)->xr.Dataset:    # p0, c1, c2, a of spread_probability
     "One seeded simulated fire: `fire(time, y, x)`, terrain on `(y, x)`, wind `u, v` on `(time,)`"
-    if size < 8 or days < 2: raise ValueError(f"need size >= 8 and days >= 2, got size={size}, days={days}")
+    if size < 8 or days < 2:
+        raise ValueError(f"need size >= 8 and days >= 2, got size={size}, days={days}")
     rng = np.random.default_rng(seed)
     ter = make_terrain(size, seed)
     fuel = ter.fuel.values
@@ -105,7 +112,9 @@ def simulate_fire(size:int=64, days:int=14, steps_per_day:int=2, seed:int=0,
             yy, xx = np.ogrid[:size, :size]
             (ky, kx), r = rng.integers(0, size, 2), rng.uniform(size/16, size/8)
             f[(yy - ky)**2 + (xx - kx)**2 < r**2] = -1
-        if d: theta += np.radians(rng.normal(0, wind_turn)); speed = float(np.clip(speed + rng.normal(0, 1.), 0.5, 10.))
+        if d:                                     # the wind turns and gusts from day to day
+            theta += np.radians(rng.normal(0, wind_turn))
+            speed = float(np.clip(speed + rng.normal(0, 1.), 0.5, 10.))
         u, v = speed*np.sin(theta), speed*np.cos(theta)
         fires.append(f)
         us.append(u)
@@ -114,11 +123,14 @@ def simulate_fire(size:int=64, days:int=14, steps_per_day:int=2, seed:int=0,
         for s in range(t, t + steps_per_day):
             new = spread_step((ign <= s) & (s < ign + dur), ~np.isfinite(ign), prob, rng)
             ign[new] = s + 1
-    ds = ter.assign(fire=(('time', 'y', 'x'), np.stack(fires), {'flag_values': '1 burning, 0 not, -1 uncertain'}),
-                    u=('time', np.array(us, 'float32'), {'units': 'm/s'}), v=('time', np.array(vs, 'float32'), {'units': 'm/s'}))
-    return ds.assign_coords(time=np.arange(days)).assign_attrs(source='geoformers.data.firesim', seed=seed,
-                                                              steps_per_day=steps_per_day)
+    codes = {'flag_values': '1 burning, 0 not, -1 uncertain'}
+    ds = ter.assign(fire=(('time', 'y', 'x'), np.stack(fires), codes),
+                    u=('time', np.array(us, 'float32'), {'units': 'm/s'}),
+                    v=('time', np.array(vs, 'float32'), {'units': 'm/s'}))
+    ds = ds.assign_coords(time=np.arange(days))
+    return ds.assign_attrs(source='geoformers.data.firesim', seed=seed, steps_per_day=steps_per_day)
 
 def simulate_fires(n:int, seed:int=0, **kw)->list:
     "`n` fires with seeds `seed, seed+1, ...` (see `simulate_fire` for `kw`)"
-    return [simulate_fire(seed=seed + i, **kw).assign_attrs(fire_id=f'sim_{seed + i:05d}') for i in range(n)]
+    return [simulate_fire(seed=seed + i, **kw).assign_attrs(fire_id=f'sim_{seed + i:05d}')
+            for i in range(n)]

@@ -25,24 +25,28 @@ STATIC_VARS = ('elevation', 'slope', 'aspect', 'fuel')
 FIRE_CODES = (-1, 0, 1)
 
 def check_fire(ds:xr.Dataset,
-               name:str=None)->xr.Dataset: # file or id named in messages (default: the fire_id attribute)
-    "Raise a `DataError` naming what is wrong if `ds` is not a fire in the geoformers format; returns `ds`"
+               name:str=None, # file or id named in messages (default: the fire_id attribute)
+              )->xr.Dataset:
+    "Raise a `DataError` naming what is wrong if `ds` is not a geoformers fire; returns `ds`"
     name = name or ds.attrs.get('fire_id', 'fire dataset')
     missing = [v for v in ('fire', 'u', 'v') + STATIC_VARS if v not in ds]
     if missing: raise DataError(f"{name}: lacks variables {missing}; expected fire(time,y,x), "
                                 f"{', '.join(STATIC_VARS)} on (y,x) and u,v on (time,)")
-    dims = {'fire': ('time', 'y', 'x'), 'u': ('time',), 'v': ('time',), **{k: ('y', 'x') for k in STATIC_VARS}}
+    dims = {'fire': ('time', 'y', 'x'), 'u': ('time',), 'v': ('time',),
+            **{k: ('y', 'x') for k in STATIC_VARS}}
     bad = [f"{k}{ds[k].dims}" for k, d in dims.items() if set(ds[k].dims) != set(d)]
     if bad: raise DataError(f"{name}: wrong dims {bad}; expected {dims}")
     f = np.asarray(ds.fire.values, dtype='float64')
     odd = np.unique(f[np.isfinite(f) & ~np.isin(f, FIRE_CODES)])
     if odd.size or np.isinf(f).any():
         vals = sorted(set(odd.tolist()) | ({float('inf')} if np.isinf(f).any() else set()))
-        raise DataError(f"{name}: fire holds {vals[:8]} outside its code book (1 burning, 0 not, -1 or NaN "
-                        "uncertain); recode them (e.g. 255 no-data as -1) before training")
+        raise DataError(f"{name}: fire holds {vals[:8]} outside its code book (1 burning, 0 not, "
+                        "-1 or NaN uncertain); recode them (e.g. 255 no-data as -1) before "
+                        "training")
     for k in ('u', 'v') + STATIC_VARS:
         n = int((~np.isfinite(np.asarray(ds[k].values, dtype='float64'))).sum())
-        if n: raise DataError(f"{name}: {k} has {n} non-finite values (NaN or inf); fill or mask them first")
+        if n: raise DataError(f"{name}: {k} has {n} non-finite values (NaN or inf); fill or mask "
+                              "them first")
     return ds
 
 def save_fires(fires:list, folder)->list:
@@ -59,8 +63,11 @@ def save_fires(fires:list, folder)->list:
 def load_fires(folder)->list:
     "Every `*.nc` fire in `folder` (sorted by name), checked and loaded into memory"
     paths = sorted(Path(folder).glob('*.nc'))
-    if not Path(folder).is_dir(): raise DataError(f"{folder}: no such folder of NetCDF fires (data.source)")
-    if not paths: raise DataError(f"no *.nc fires in {folder}; write some with save_fires or use data.source=sim")
+    if not Path(folder).is_dir():
+        raise DataError(f"{folder}: no such folder of NetCDF fires (data.source)")
+    if not paths:
+        raise DataError(f"no *.nc fires in {folder}; write some with save_fires or use "
+                        "data.source=sim")
     out = []
     for p in paths:
         try:
@@ -76,25 +83,32 @@ STATIC_CHANNELS = ('elevation', 'slope', 'aspect_sin', 'aspect_cos', 'fuel')
 def fire_tensors(ds:xr.Dataset)->dict:
     "`fire [T, H, W]` (-1 uncertain), `static [Cs, H, W]`, `wind [T, 2]` of one fire"
     check_fire(ds)
-    fire = torch.from_numpy(np.nan_to_num(ds.fire.transpose('time', 'y', 'x').values.astype('float32'), nan=-1.))
+    fire = ds.fire.transpose('time', 'y', 'x').values.astype('float32')
+    fire = torch.from_numpy(np.nan_to_num(fire, nan=-1.))
     st = {k: ds[k].transpose('y', 'x').values.astype('float32') for k in STATIC_VARS}
     e, a = st['elevation'], np.radians(st['aspect'])
-    static = np.stack([(e - e.mean()) / (e.std() + 1.), st['slope'] / 45., np.sin(a), np.cos(a), st['fuel']])
+    static = np.stack([(e - e.mean()) / (e.std() + 1.), st['slope'] / 45., np.sin(a), np.cos(a),
+                       st['fuel']])
     wind = np.stack([ds.u.values, ds.v.values], -1).astype('float32') / 10.
-    return dict(fire=fire.clamp(min=-1), static=torch.from_numpy(static.astype('float32')), wind=torch.from_numpy(wind))
+    return dict(fire=fire.clamp(min=-1), static=torch.from_numpy(static.astype('float32')),
+                wind=torch.from_numpy(wind))
 
 # %% ../../nbs/11_data.wildfire.ipynb #a036a5e7
 class WildfireDataset(Dataset):
     "(history of T days, next-day fire) samples over a list of fires"
     def __init__(self, fires:list,      # fires in the geoformers format (xarray Datasets)
-                 t_min:int=2,           # first target day (histories of at least min(t_min, t_max) days)
+                 t_min:int=2,           # first target day (histories >= min(t_min, t_max) days)
                  t_max:int=8):          # longest history kept
-        if not 1 <= t_min or not 1 <= t_max: raise ConfigError(f"data.t_min and data.t_max must be >= 1, got {t_min}, {t_max}")
+        if not 1 <= t_min or not 1 <= t_max:
+            raise ConfigError(f"data.t_min and data.t_max must be >= 1, got {t_min}, {t_max}")
         self.t_max = t_max
         self.fires = [fire_tensors(f) for f in fires]
         self.ids = [f.attrs.get('fire_id', str(i)) for i, f in enumerate(fires)]
-        self.index = [(i, d) for i, f in enumerate(self.fires) for d in range(t_min, len(f['fire']))]
-        if not self.index: raise DataError(f"no fire has more than data.t_min={t_min} days ({len(fires)} fires); lower data.t_min")
+        self.index = [(i, d) for i, f in enumerate(self.fires)
+                      for d in range(t_min, len(f['fire']))]
+        if not self.index:
+            raise DataError(f"no fire has more than data.t_min={t_min} days ({len(fires)} fires); "
+                            "lower data.t_min")
 
     def __len__(self): return len(self.index)
 
@@ -103,7 +117,8 @@ class WildfireDataset(Dataset):
         f = self.fires[i]
         s = max(0, d - self.t_max)
         return dict(fire=f['fire'][s:d].clamp(min=0), wind=f['wind'][s:d], static=f['static'],
-                    target=f['fire'][d][None], fire_idx=torch.tensor(i), id=f'{self.ids[i]} day {d}')
+                    target=f['fire'][d][None], fire_idx=torch.tensor(i),
+                    id=f'{self.ids[i]} day {d}')
 
     def pos_fraction(self)->float:
         "Fraction of burning pixels among the certain target pixels of all samples"
@@ -112,7 +127,7 @@ class WildfireDataset(Dataset):
 
 # %% ../../nbs/11_data.wildfire.ipynb #1124eaf9
 def collate_fires(samples:list)->dict:
-    "Pad histories to the longest: `fire [B, T, H, W]`, `wind [B, T, 2]`, `static [B, Cs, H, W]`, `valid_t [B, T]`, `target [B, 1, H, W]`, `ids`"
+    "Pad to the longest history: `fire [B, T, H, W]`, `wind`, `static`, `valid_t`, `target`, `ids`"
     lengths = torch.tensor([len(s['fire']) for s in samples])
     T = int(lengths.max())
     def pad(x): return torch.cat([x, x.new_zeros(T - len(x), *x.shape[1:])])
@@ -140,25 +155,30 @@ def _next_time(t):
 
 def _nc_attr(v):
     "A value NetCDF can store as an attribute"
-    return v if isinstance(v, (str, int, float, np.number)) and not isinstance(v, bool) else json.dumps(v, default=str)
+    if isinstance(v, (str, int, float, np.number)) and not isinstance(v, bool): return v
+    return json.dumps(v, default=str)
 
 def prediction_dataset(ds, prob:np.ndarray, threshold:float, attrs:dict=None)->xr.Dataset:
     "CF NetCDF content for one fire: `fire_prob` and `fire_pred` on the input's grid"
     times = np.append(ds.time.values[1:], _next_time(ds.time.values))
-    coords = {'time': ('time', times, {**ds.time.attrs, 'long_name': 'day whose fire is predicted'})}
+    time_attrs = {**ds.time.attrs, 'long_name': 'day whose fire is predicted'}
+    coords = {'time': ('time', times, time_attrs)}
     for c in ('y', 'x'):
-        coords[c] = (c, ds[c].values, ds[c].attrs) if c in ds.coords else (c, np.arange(ds.sizes[c]))
+        if c in ds.coords: coords[c] = (c, ds[c].values, ds[c].attrs)
+        else: coords[c] = (c, np.arange(ds.sizes[c]))
     coords.update({k: v for k, v in ds.coords.items() if set(v.dims) == {'y', 'x'}})
     var_attrs = {}
-    gm = next((ds[v].attrs['grid_mapping'] for v in ds.data_vars if 'grid_mapping' in ds[v].attrs), None)
+    gm = next((ds[v].attrs['grid_mapping'] for v in ds.data_vars
+               if 'grid_mapping' in ds[v].attrs), None)
     if gm: var_attrs['grid_mapping'] = gm
     out = xr.Dataset(
         {'fire_prob': (('time', 'y', 'x'), prob.astype('float32'),
                        dict(long_name='probability that the pixel burns on this day', units='1',
                             valid_min=np.float32(0), valid_max=np.float32(1), **var_attrs)),
          'fire_pred': (('time', 'y', 'x'), (prob >= threshold).astype('int8'),
-                       dict(long_name='predicted fire (fire_prob >= threshold)', flag_values=np.int8([0, 1]),
-                            flag_meanings='no_fire fire', threshold=float(threshold), **var_attrs))},
+                       dict(long_name='predicted fire (fire_prob >= threshold)',
+                            flag_values=np.int8([0, 1]), flag_meanings='no_fire fire',
+                            threshold=float(threshold), **var_attrs))},
         coords=coords)
     if gm and gm in ds: out[gm] = ds[gm]
     out.attrs = dict(Conventions='CF-1.8', title='geoformers wildfire next-day fire prediction',
@@ -168,7 +188,7 @@ def prediction_dataset(ds, prob:np.ndarray, threshold:float, attrs:dict=None)->x
 
 # %% ../../nbs/11_data.wildfire.ipynb #fb2e8978
 @torch.no_grad()
-def fire_probabilities(logits_fn,             # batch of `collate_fires` -> pixel logits [B, 1, H, W]
+def fire_probabilities(logits_fn,             # `collate_fires` batch -> pixel logits [B, 1, H, W]
                        ds:xr.Dataset,         # one fire
                        t_max:int,             # longest history
                        batch_size:int=16)->np.ndarray: # [D, H, W]
@@ -185,34 +205,41 @@ def fire_probabilities(logits_fn,             # batch of `collate_fires` -> pixe
     return torch.cat(out).numpy()
 
 # %% ../../nbs/11_data.wildfire.ipynb #7910795d
-NDWS_CHANNELS = ('elevation', 'NDVI', 'erc', 'pdsi', 'population', 'pr', 'sph', 'th', 'tmmn', 'tmmx', 'vs', 'PrevFireMask')
+NDWS_CHANNELS = ('elevation', 'NDVI', 'erc', 'pdsi', 'population', 'pr', 'sph', 'th', 'tmmn',
+                 'tmmx', 'vs', 'PrevFireMask')
 
 def ndws_fire(c:dict,              # channel name -> [H, W] array (the NDWS inputs, any order)
               target,              # [H, W] next-day FireMask (1 fire, 0 none, -1 uncertain)
               fire_id:str, cell_m:float=1000.)->xr.Dataset:
-    "One NDWS sample as a 2-day fire in the geoformers format (the other weather channels kept as extras)"
+    "One NDWS sample as a 2-day geoformers fire (the other weather channels kept as extras)"
     missing = [k for k in NDWS_CHANNELS if k not in c]
-    if missing: raise DataError(f"{fire_id}: NDWS sample lacks {missing}; expected {list(NDWS_CHANNELS)}")
+    if missing:
+        raise DataError(f"{fire_id}: NDWS sample lacks {missing}; expected {list(NDWS_CHANNELS)}")
     slope, aspect = slope_aspect(c['elevation'], cell_m)
     th, vs = np.radians(c['th']), c['vs']
     u, v = float((-vs*np.sin(th)).mean()), float((-vs*np.cos(th)).mean())   # blowing *towards*
     fire = np.stack([c['PrevFireMask'], target]).astype('float32')
     dims = ('y', 'x')
-    extra = {k: (dims, c[k]) for k in NDWS_CHANNELS if k not in ('elevation', 'NDVI', 'th', 'vs', 'PrevFireMask')}
+    used = ('elevation', 'NDVI', 'th', 'vs', 'PrevFireMask')
+    extra = {k: (dims, c[k]) for k in NDWS_CHANNELS if k not in used}
     ds = xr.Dataset({'fire': (('time', 'y', 'x'), fire), 'elevation': (dims, c['elevation']),
                      'slope': (dims, slope), 'aspect': (dims, aspect),
                      'fuel': (dims, np.clip(c['NDVI'] / 1e4, 0, 1).astype('float32')),
-                     'u': ('time', np.array([u, u], 'float32')), 'v': ('time', np.array([v, v], 'float32')), **extra},
-                    coords={'time': [0, 1]}, attrs={'source': 'NDWS', 'fire_id': fire_id, 'cell_m': cell_m})
+                     'u': ('time', np.array([u, u], 'float32')),
+                     'v': ('time', np.array([v, v], 'float32')), **extra},
+                    coords={'time': [0, 1]},
+                    attrs={'source': 'NDWS', 'fire_id': fire_id, 'cell_m': cell_m})
     return check_fire(ds, fire_id)
 
 def read_ndws(path, channels=NDWS_CHANNELS, cell_m:float=1000.)->xr.Dataset:
-    "One NDWS `.npz` tile (`inputs [12, H, W]`, `targets [1, H, W]`) as a 2-day fire in the geoformers format"
+    "One NDWS `.npz` tile (`inputs [12, H, W]`, `targets [1, H, W]`) as a 2-day geoformers fire"
     try: z = np.load(path)
-    except (OSError, ValueError) as e: raise DataError(f"{path}: not a readable .npz tile ({e})") from e
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npz tile ({e})") from e
     x, y = z['inputs'], z['targets']
     if x.shape[0] != len(channels):
-        raise DataError(f"{path}: {x.shape[0]} input channels, expected {len(channels)} ({channels})")
+        raise DataError(f"{path}: {x.shape[0]} input channels, expected {len(channels)} "
+                        f"({channels})")
     return ndws_fire(dict(zip(channels, x)), y[0], Path(path).stem, cell_m)
 
 def load_ndws(folder)->list:

@@ -17,21 +17,22 @@ def load_dinov2(name_or_path=None, # hub name (facebook/dinov2-small) or local f
                )->nn.Module:
     "A Hugging Face `Dinov2Model`, pretrained from `name_or_path` or random from `config`"
     from transformers import Dinov2Model
-    if (name_or_path is None) == (config is None): raise ValueError("give exactly one of name_or_path (hub name or folder) and config")
+    if (name_or_path is None) == (config is None):
+        raise ValueError("give exactly one of name_or_path (hub name or folder) and config")
     if config is not None: return Dinov2Model(config)
     try: return Dinov2Model.from_pretrained(str(name_or_path))
     except OSError as e:
-        raise OSError(f"could not load DINOv2 from {name_or_path!r} ({e}); offline, pass a local folder, e.g. "
-                      "geoformers.testing.tiny_dinov2() for a tiny random twin") from e
+        raise OSError(f"could not load DINOv2 from {name_or_path!r} ({e}); offline, pass a local "
+                      "folder, e.g. geoformers.testing.tiny_dinov2() for a tiny random twin") from e
 
 # %% ../../nbs/20_models.dino.ipynb #3de762c9
 class DinoSpatialEncoder(nn.Module):
     "DINOv2 patch tokens of `C`-channel images: `[B, C, H, W] -> ([B, N, D], (Gy, Gx))`"
     def __init__(self, name_or_path=None, config=None,  # see load_dinov2
                  in_chans:int=1,                        # C
-                 adapter:str='conv',                    # 'conv' (learned 1x1) or 'replicate' (C must be 1)
-                 frozen:bool=True,                      # freeze the DINOv2 weights (not the adapter)
-                 size:tuple=None):                      # (H', W') to resize to; default: next multiple of P
+                 adapter:str='conv',                    # 'conv' (learned 1x1) or 'replicate' (C=1)
+                 frozen:bool=True,                      # freeze the DINOv2 weights, not the adapter
+                 size:tuple=None):                      # (H', W') to resize to; default: k × P
         super().__init__()
         self.dino = load_dinov2(name_or_path, config)
         cfg = self.dino.config
@@ -41,7 +42,9 @@ class DinoSpatialEncoder(nn.Module):
         self.n_skip = 1 + getattr(cfg, 'num_register_tokens', 0)
         if adapter == 'conv': self.adapter = nn.Conv2d(in_chans, 3, 1)
         elif adapter == 'replicate':
-            if in_chans != 1: raise ValueError(f"adapter='replicate' needs in_chans=1, got {in_chans}; use adapter='conv'")
+            if in_chans != 1:
+                raise ValueError(f"adapter='replicate' needs in_chans=1, got {in_chans}; "
+                                 "use adapter='conv'")
             self.adapter = None
         else: raise ValueError(f"adapter must be 'conv' or 'replicate', got {adapter!r}")
         if frozen: self.freeze()
@@ -59,7 +62,8 @@ class DinoSpatialEncoder(nn.Module):
     def grid(self, H:int, W:int)->tuple:
         "The token grid `(Gy, Gx)` for an `H × W` input"
         h, w = self.size or (-(-H // self.patch) * self.patch, -(-W // self.patch) * self.patch)
-        if h % self.patch or w % self.patch: raise ValueError(f"size {(h, w)} must be a multiple of the patch size {self.patch}")
+        if h % self.patch or w % self.patch:
+            raise ValueError(f"size {(h, w)} must be a multiple of the patch size {self.patch}")
         return h // self.patch, w // self.patch
 
     def forward(self, x:Tensor)->tuple: # [B, C, H, W] -> ([B, N, D], (Gy, Gx))
@@ -68,6 +72,7 @@ class DinoSpatialEncoder(nn.Module):
         Gy, Gx = self.grid(H, W)
         x = self.adapter(x) if self.adapter is not None else repeat(x, 'b 1 h w -> b c h w', c=3)
         if (Gy * self.patch, Gx * self.patch) != (H, W):
-            x = F.interpolate(x, size=(Gy * self.patch, Gx * self.patch), mode='bilinear', align_corners=False)
+            x = F.interpolate(x, size=(Gy * self.patch, Gx * self.patch), mode='bilinear',
+                              align_corners=False)
         tokens = self.dino(pixel_values=x).last_hidden_state[:, self.n_skip:]
         return tokens, (Gy, Gx)

@@ -9,7 +9,7 @@ __all__ = ['patch_tokens', 'wind_planes', 'fire_inputs', 'recent_frames', 'Ember
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
-from fastcore.basics import store_attr
+from fastcore.basics import patch, store_attr
 from torch import Tensor, nn
 
 from ..core import SinusoidalEncoding, last_valid
@@ -17,8 +17,9 @@ from ..errors import DataError
 from ..layers import patch_grid, patchify
 from .dino import DinoSpatialEncoder
 from .fusion import FeatureFusion, FeatureFusionCrossAttn
-from .temporal import (RefinementDecoder, SimpleSpatialDecoder, SpaceTimeEncoder,
-                                        SpatialDecoderUNet, TemporalTokenEmbedder, TemporalTransformerEncoder,
+from .temporal import (RefinementDecoder, SimpleSpatialDecoder,
+                                        SpaceTimeEncoder, SpatialDecoderUNet,
+                                        TemporalTokenEmbedder, TemporalTransformerEncoder,
                                         UNetRefinement, days_ago)
 
 # %% ../../nbs/22a_models.emberformer.ipynb #0b7ef6c9
@@ -34,24 +35,27 @@ def wind_planes(wind:Tensor, valid_t:Tensor, H:int, W:int)->Tensor:
 def fire_inputs(fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor,
                 static_chans:int=None,         # channels the model was built for (None: any)
                 dtype=torch.float32)->tuple:   # dtype the model computes in
-    "Check a fire batch's shapes and return it as `dtype` (float16/64, int and bool inputs are converted), `valid_t` as bool"
+    "Check a fire batch's shapes; return it as `dtype` (float16/64, int, bool converted)"
     if fire.ndim != 4: raise DataError(f"fire must be [B, T, H, W], got shape {tuple(fire.shape)}")
     B, T, H, W = fire.shape
-    if wind.shape != (B, T, 2) or valid_t.shape != (B, T) or static.ndim != 4 or static.shape[0] != B \
-            or static.shape[-2:] != (H, W):
-        raise DataError(f"expected wind [B={B}, T={T}, 2], valid_t [B, T] and static [B, Cs, H={H}, W={W}]; got "
-                        f"{tuple(wind.shape)}, {tuple(valid_t.shape)}, {tuple(static.shape)}")
+    static_ok = static.ndim == 4 and static.shape[0] == B and static.shape[-2:] == (H, W)
+    if wind.shape != (B, T, 2) or valid_t.shape != (B, T) or not static_ok:
+        raise DataError(f"expected wind [B={B}, T={T}, 2], valid_t [B, T] and static "
+                        f"[B, Cs, H={H}, W={W}]; got {tuple(wind.shape)}, {tuple(valid_t.shape)}, "
+                        f"{tuple(static.shape)}")
     if static_chans is not None and static.shape[1] != static_chans:
-        raise DataError(f"static has {static.shape[1]} channels, the model was built for {static_chans} "
-                        "(elevation, slope, aspect_sin, aspect_cos, fuel: see geoformers.data.wildfire.fire_tensors)")
+        raise DataError(f"static has {static.shape[1]} channels, the model was built for "
+                        f"{static_chans} (elevation, slope, aspect_sin, aspect_cos, fuel: see "
+                        "geoformers.data.wildfire.fire_tensors)")
     for name, t in (('fire', fire), ('wind', wind), ('static', static), ('valid_t', valid_t)):
         if t.is_complex(): raise DataError(f"{name} is complex ({t.dtype}); pass real numbers")
-    if not valid_t.bool().any(1).all(): raise DataError("every sample needs at least one valid date in valid_t")
+    if not valid_t.bool().any(1).all():
+        raise DataError("every sample needs at least one valid date in valid_t")
     return fire.to(dtype), wind.to(dtype), static.to(dtype), valid_t.bool()
 
 # [B, T, H, W], [B, T] bool -> [B, k, H, W]
 def recent_frames(fire:Tensor, valid_t:Tensor, k:int)->Tensor:
-    "The last `k` valid fire maps, most recent first (any mask, as `last_valid`); zeros where fewer than `k` are valid"
+    "The last `k` valid fire maps, most recent first (any mask); zeros where fewer are valid"
     B, T = valid_t.shape
     # [B, T] 1-based step, 0 where padded
     step = torch.arange(1, T + 1, device=fire.device) * valid_t
@@ -62,68 +66,99 @@ def recent_frames(fire:Tensor, valid_t:Tensor, k:int)->Tensor:
 
 _decoders = {'unet': SpatialDecoderUNet, 'light': SimpleSpatialDecoder}
 def _decoder(name, dim, hidden):
-    if name not in _decoders: raise ValueError(f"decoder must be one of {sorted(_decoders)}, got {name!r}")
+    if name not in _decoders:
+        raise ValueError(f"decoder must be one of {sorted(_decoders)}, got {name!r}")
     return _decoders[name](dim, hidden)
 
 # %% ../../nbs/22a_models.emberformer.ipynb #6332f96e
+_encoders = ('transformer', 'last', 'none')
+
 class EmberFormer(nn.Module):
     "Patch tokens → temporal (or space-time) transformer → patch-grid decoder → pixels"
-    def __init__(self, patch:int=8, static_chans:int=5, dim:int=64, depth:int=2, heads:int=4, ff_mult:int=2,
-                 dropout:float=0., decoder:str='unet', dec_hidden:int=64, ref_hidden:int=16,
+    def __init__(self, patch:int=8, static_chans:int=5, dim:int=64, depth:int=2, heads:int=4,
+                 ff_mult:int=2, dropout:float=0., decoder:str='unet', dec_hidden:int=64,
+                 ref_hidden:int=16,
                  use_fire:bool=True, use_wind:bool=True, use_static:bool=True, use_time:bool=True,
                  skip_days:int=1,      # how many of the latest fire maps reach the pixel refinement
-                 space:bool=False,     # factorised space-time attention instead of per-patch temporal attention
-                 skip_wind:bool=False, # also give the refinement the last day's wind as two pixel planes
+                 space:bool=False,     # factorised space-time attention, not per-patch attention
+                 skip_wind:bool=False, # also give the refinement the last day's wind (2 planes)
                  ref_depth:int=2,      # 3×3 conv layers of the 'conv' refinement
-                 refine:str='conv'):   # 'conv' (pixel shuffle + convs) or 'unet' (pixel UNet around the patch grid)
+                 refine:str='conv',    # 'conv' (pixel shuffle + convs) or 'unet' (pixel UNet)
+                 encoder:str='transformer'): # ablations: 'last' token, no attention; 'none'
         super().__init__()
-        store_attr('patch,skip_days,static_chans,space,skip_wind')
-        self.embed = TemporalTokenEmbedder(patch*patch, static_chans*patch*patch, dim,
-                                           use_fire, use_wind, use_static, use_time)
-        enc = SpaceTimeEncoder if space else TemporalTransformerEncoder
-        self.temporal = enc(dim, depth, heads, ff_mult, dropout)
-        self.decoder = _decoder(decoder, dim, dec_hidden)
+        if encoder not in _encoders:
+            raise ValueError(f"encoder must be one of {_encoders}, got {encoder!r}")
+        if encoder == 'none' and refine != 'unet':
+            raise ValueError("encoder='none' (the refinement alone) needs refine='unet'")
+        store_attr('patch,skip_days,static_chans,space,skip_wind,encoder')
+        if encoder != 'none':
+            self.embed = TemporalTokenEmbedder(patch*patch, static_chans*patch*patch, dim,
+                                               use_fire, use_wind, use_static, use_time)
+        if encoder == 'transformer':
+            enc = SpaceTimeEncoder if space else TemporalTransformerEncoder
+            self.temporal = enc(dim, depth, heads, ff_mult, dropout)
+        if encoder != 'none': self.decoder = _decoder(decoder, dim, dec_hidden)
         skip_chans = skip_days + static_chans + 2 * skip_wind
-        if refine == 'conv': self.refine = RefinementDecoder(dim, patch, skip_chans, ref_hidden, ref_depth)
-        elif refine == 'unet': self.refine = UNetRefinement(dim, skip_chans, ref_hidden)
+        grid_dim = 0 if encoder == 'none' else dim
+        if refine == 'conv':
+            self.refine = RefinementDecoder(dim, patch, skip_chans, ref_hidden, ref_depth)
+        elif refine == 'unet': self.refine = UNetRefinement(grid_dim, skip_chans, ref_hidden)
         else: raise ValueError(f"refine must be 'conv' or 'unet', got {refine!r}")
 
-    def grid(self, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor)->tuple:
-        "Patch features `[B, D, Gy, Gx]` and patch logits `[B, 1, Gy, Gx]`"
-        fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
-        f, (Gy, Gx) = patch_tokens(fire[:, :, None], self.patch)                # [B, T, N, P*P]
-        s, _ = patch_tokens(static, self.patch)                                  # [B, N, Cs*P*P]
-        x = self.embed(f, wind, s, valid_t)                                  # [B, N, T, D]
-        # [B, N, D]
-        h = self.temporal(x, valid_t, (Gy, Gx)) if self.space else self.temporal(x, valid_t)
-        g = rearrange(h, 'b (gy gx) d -> b d gy gx', gy=Gy)
-        return g, self.decoder(g)[0]
 
-    def forward(self, fire, wind, static, valid_t,
-                pixels:bool=False)->Tensor: # [B, 1, Gy, Gx]; with pixels, [B, 1, H, W]
-        if pixels: return self.forward_pixels(fire, wind, static, valid_t)
-        return self.grid(fire, wind, static, valid_t)[1]
+# %% ../../nbs/22a_models.emberformer.ipynb #19b51034
+@patch
+def grid(self:EmberFormer, fire:Tensor, wind:Tensor, static:Tensor, valid_t:Tensor)->tuple:
+    "Patch features `[B, D, Gy, Gx]` and patch logits `[B, 1, Gy, Gx]`"
+    fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
+    B, T, H, W = fire.shape
+    Gy, Gx = patch_grid(fire.shape, self.patch, edge='pad')
+    if self.encoder == 'none':                         # no patch features: the refinement alone
+        return fire.new_zeros(B, 0, Gy, Gx), fire.new_zeros(B, 1, Gy, Gx)
+    f, _ = patch_tokens(fire[:, :, None], self.patch)                   # [B, T, N, P*P]
+    s, _ = patch_tokens(static, self.patch)                             # [B, N, Cs*P*P]
+    x = self.embed(f, wind, s, valid_t)                                 # [B, N, T, D]
+    if self.encoder == 'last':                         # the last valid date's token, no attention
+        v = repeat(valid_t, 'b t -> (b n) t', n=x.shape[1])
+        h = rearrange(last_valid(rearrange(x, 'b n t d -> (b n) t d'), v), '(b n) d -> b n d', b=B)
+    elif self.space: h = self.temporal(x, valid_t, (Gy, Gx))            # [B, N, D]
+    else: h = self.temporal(x, valid_t)
+    g = rearrange(h, 'b (gy gx) d -> b d gy gx', gy=Gy)
+    return g, self.decoder(g)[0]
 
-    def forward_pixels(self, fire, wind, static, valid_t)->Tensor: # -> [B, 1, H, W]
-        "Next-day logits at pixel resolution: the patch grid refined with the recent maps, terrain and wind"
-        g, logits = self.grid(fire, wind, static, valid_t)
-        fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
-        H, W = fire.shape[-2:]
-        skip = [recent_frames(fire, valid_t, self.skip_days), static]
-        if self.skip_wind: skip.append(wind_planes(wind, valid_t, H, W))
-        # [B, k + Cs (+ 2), H, W]
-        skip = F.pad(torch.cat(skip, 1), (0, -W % self.patch, 0, -H % self.patch))
-        return self.refine(g, logits, skip)[..., :H, :W]
+
+# %% ../../nbs/22a_models.emberformer.ipynb #2d1628df
+@patch
+def forward(self:EmberFormer, fire, wind, static, valid_t,
+            pixels:bool=False)->Tensor: # [B, 1, Gy, Gx]; with pixels, [B, 1, H, W]
+    if pixels: return self.forward_pixels(fire, wind, static, valid_t)
+    return self.grid(fire, wind, static, valid_t)[1]
+
+@patch
+def forward_pixels(self:EmberFormer, fire, wind, static, valid_t)->Tensor: # -> [B, 1, H, W]
+    "Next-day logits at pixel resolution: the patch grid refined with recent maps, terrain, wind"
+    g, logits = self.grid(fire, wind, static, valid_t)
+    fire, wind, static, valid_t = fire_inputs(fire, wind, static, valid_t, self.static_chans)
+    H, W = fire.shape[-2:]
+    skip = [recent_frames(fire, valid_t, self.skip_days), static]
+    if self.skip_wind: skip.append(wind_planes(wind, valid_t, H, W))
+    # [B, k + Cs (+ 2), H, W]
+    skip = F.pad(torch.cat(skip, 1), (0, -W % self.patch, 0, -H % self.patch))
+    return self.refine(g, logits, skip)[..., :H, :W]
+
 
 # %% ../../nbs/22a_models.emberformer.ipynb #cf8df9d3
 class EmberFormerDINO(nn.Module):
     "DINOv2 on fire frames and terrain → fusion → temporal transformer → decoders → pixels"
-    def __init__(self, dino=None, dino_config=None,  # DINOv2 name / folder, or a config (see load_dinov2)
-                 static_chans:int=5, dim:int=64, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.,
-                 fusion:str='concat', decoder:str='unet', dec_hidden:int=64, ref_hidden:int=16, frozen:bool=True):
+    def __init__(self, dino=None,      # DINOv2 name or folder (see load_dinov2)
+                 dino_config=None,     # or a Dinov2Config for random weights
+                 static_chans:int=5, dim:int=64, depth:int=2, heads:int=4, ff_mult:int=2,
+                 dropout:float=0., fusion:str='concat', decoder:str='unet', dec_hidden:int=64,
+                 ref_hidden:int=16, frozen:bool=True):
         super().__init__()
         self.fire_encoder = DinoSpatialEncoder(dino, dino_config, in_chans=1, frozen=frozen)
-        self.static_encoder = DinoSpatialEncoder(dino, dino_config, in_chans=static_chans).requires_grad_(False)
+        self.static_encoder = DinoSpatialEncoder(dino, dino_config, in_chans=static_chans)
+        self.static_encoder.requires_grad_(False)
         Dd = self.fire_encoder.dim
         if fusion == 'concat': self.fusion = FeatureFusion(Dd, Dd, dim)
         elif fusion == 'cross_attn': self.fusion = FeatureFusionCrossAttn(Dd, Dd, dim, heads)
@@ -143,13 +178,15 @@ class EmberFormerDINO(nn.Module):
     def encode_static(self, static:Tensor, keys=None)->Tensor: # [B, Cs, H, W], [B] -> [B, N, Dd]
         "Terrain tokens, from the cache where `keys` hit with the same terrain"
         keys = [None] * len(static) if keys is None else [int(k) for k in keys]
-        todo = [i for i, k in enumerate(keys) if k not in self._cache or not torch.equal(self._cache[k][0], static[i])]
+        todo = [i for i, k in enumerate(keys)
+                if k not in self._cache or not torch.equal(self._cache[k][0], static[i])]
         if todo:
             with torch.no_grad(): new = self.static_encoder(static[todo])[0]
             for i, t in zip(todo, new):
                 if keys[i] is not None: self._cache[keys[i]] = (static[i].detach().clone(), t)
         fresh = dict(zip(todo, new)) if todo else {}
-        return torch.stack([fresh[i] if i in fresh else self._cache[k][1] for i, k in enumerate(keys)])
+        return torch.stack([fresh[i] if i in fresh else self._cache[k][1]
+                            for i, k in enumerate(keys)])
 
     def grid(self, fire, wind, static, valid_t, static_key=None)->tuple:
         "Patch features `[B, D, Gy, Gx]` and patch logits `[B, 1, Gy, Gx]`"

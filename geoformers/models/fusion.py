@@ -15,8 +15,10 @@ from ..layers import Attention
 # %% ../../nbs/21_models.fusion.ipynb #96e55204
 def _check(fire, static, wind):
     B, T, N, _ = fire.shape
-    if static.shape[:2] != (B, N): raise ValueError(f"static {tuple(static.shape)} must be [B={B}, N={N}, Ds]")
-    if wind.shape != (B, T, 2): raise ValueError(f"wind {tuple(wind.shape)} must be [B={B}, T={T}, 2]")
+    if static.shape[:2] != (B, N):
+        raise ValueError(f"static {tuple(static.shape)} must be [B={B}, N={N}, Ds]")
+    if wind.shape != (B, T, 2):
+        raise ValueError(f"wind {tuple(wind.shape)} must be [B={B}, T={T}, 2]")
     return B, T, N
 
 class FeatureFusion(nn.Module):
@@ -24,14 +26,16 @@ class FeatureFusion(nn.Module):
     def __init__(self, dim_fire:int, dim_static:int, dim:int, dim_wind:int=32):
         super().__init__()
         self.wind = nn.Sequential(nn.Linear(2, dim_wind), nn.LayerNorm(dim_wind), nn.GELU())
-        self.proj = nn.Sequential(nn.Linear(dim_fire + dim_static + dim_wind, dim), nn.LayerNorm(dim), nn.GELU())
+        self.proj = nn.Sequential(nn.Linear(dim_fire + dim_static + dim_wind, dim),
+                                  nn.LayerNorm(dim), nn.GELU())
 
     def forward(self, fire:Tensor,    # [B, T, N, Df]
                 static:Tensor,        # [B, N, Ds]
                 wind:Tensor,          # [B, T, 2]
                )->Tensor:             # [B, N, T, D]
         B, T, N = _check(fire, static, wind)
-        x = torch.cat([fire, repeat(static, 'b n c -> b t n c', t=T), repeat(self.wind(wind), 'b t c -> b t n c', n=N)], -1)
+        x = torch.cat([fire, repeat(static, 'b n c -> b t n c', t=T),
+                       repeat(self.wind(wind), 'b t c -> b t n c', n=N)], -1)
         return rearrange(self.proj(x), 'b t n d -> b n t d')
 
 # %% ../../nbs/21_models.fusion.ipynb #f2fcaa92
@@ -45,17 +49,21 @@ class FeatureFusionCrossAttn(nn.Module):
         self.wind = nn.Sequential(nn.Linear(2, dim), nn.LayerNorm(dim))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, fire:Tensor, static:Tensor, wind:Tensor, # [B, T, N, Df], [B, N, Ds], [B, T, 2]
-                return_attn:bool=False):                       # also return attention weights [B, T, N, N]
+    def forward(self, fire:Tensor,    # [B, T, N, Df]
+                static:Tensor,        # [B, N, Ds]
+                wind:Tensor,          # [B, T, 2]
+                return_attn:bool=False): # also return attention weights [B, T, N, N]
         B, T, N = _check(fire, static, wind)
         q = rearrange(self.to_fire(fire), 'b t n d -> (b t) n d')
         kv = repeat(self.to_static(static), 'b n d -> (b t) n d', t=T)
         out = self.attn(q, context=kv)
-        x = rearrange(q + out, '(b t) n d -> b t n d', b=B) + rearrange(self.wind(wind), 'b t d -> b t 1 d')
+        x = rearrange(q + out, '(b t) n d -> b t n d', b=B)
+        x = x + rearrange(self.wind(wind), 'b t d -> b t 1 d')
         x = rearrange(self.norm(x), 'b t n d -> b n t d')
         if not return_attn: return x
         qh = rearrange(self.attn.to_q(q), 'b n (h d) -> b h n d', h=self.attn.heads)
-        kh = rearrange(self.attn.to_kv(kv), 'b m (kv h d) -> kv b h m d', kv=2, h=self.attn.heads)[0]
+        kv_h = self.attn.to_kv(kv)
+        kh = rearrange(kv_h, 'b m (kv h d) -> kv b h m d', kv=2, h=self.attn.heads)[0]
         # averaged over heads
         w = (qh @ kh.transpose(-1, -2) * qh.shape[-1] ** -0.5).softmax(-1).mean(1)
         return x, rearrange(w, '(b t) n m -> b t n m', b=B)

@@ -18,10 +18,11 @@ from ..layers import MLP, Block, rename_on_load
 # %% ../../nbs/22_models.temporal.ipynb #9743c914
 def days_ago(valid:Tensor)->Tensor: # [B, T] bool (valid first) -> [B, T] float, 0 = last valid date
     "Position of every date counted back from the last valid one (negative on padded dates)"
-    return (valid.sum(1, keepdim=True) - 1 - torch.arange(valid.shape[1], device=valid.device)).float()
+    steps = torch.arange(valid.shape[1], device=valid.device)
+    return (valid.sum(1, keepdim=True) - 1 - steps).float()
 
 class TemporalTokenEmbedder(nn.Module):
-    "Fire + wind + static + time tokens: `[B, T, N, Df], [B, T, 2], [B, N, Ds], [B, T] -> [B, N, T, D]`"
+    "Fire, wind, terrain, time: `[B, T, N, Df], [B, T, 2], [B, N, Ds], [B, T] -> [B, N, T, D]`"
     def __init__(self, dim_fire:int, dim_static:int, dim:int,
                  use_fire:bool=True, use_wind:bool=True, use_static:bool=True, use_time:bool=True):
         super().__init__()
@@ -42,10 +43,11 @@ class TemporalTokenEmbedder(nn.Module):
 
 # %% ../../nbs/22_models.temporal.ipynb #7ad74853
 class TemporalTransformerEncoder(nn.Module):
-    "Self-attention over dates for every patch: `[B, N, T, D], [B, T] -> [B, N, D]` (last valid date)"
+    "Self-attention over the dates of each patch: `[B, N, T, D], [B, T] -> [B, N, D]` (last date)"
     def __init__(self, dim:int, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.):
         super().__init__()
-        self.layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
+        self.layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout)
+                                     for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
         # checkpoints of the nn.TransformerEncoder version
         rename_on_load(self, {r'layers\.layers\.': 'layers.'})
@@ -54,7 +56,8 @@ class TemporalTransformerEncoder(nn.Module):
                 valid:Tensor,        # [B, T] bool, True = valid date
                 return_all:bool=False)->Tensor: # [B, N, D], or [B, N, T, D] with return_all
         B, N, T, D = x.shape
-        if valid.shape != (B, T): raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
+        if valid.shape != (B, T):
+            raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
         v = repeat(valid.bool(), 'b t -> (b n) t', n=N)
         h = rearrange(x, 'b n t d -> (b n) t d')
         for blk in self.layers:
@@ -72,7 +75,8 @@ class TemporalTransformerEncoder(nn.Module):
         q = rearrange(blk.attn.to_q(h), 'b t (h d) -> b h t d', h=blk.attn.heads)
         k = rearrange(blk.attn.to_kv(h), 'b t (kv h d) -> kv b h t d', kv=2, h=blk.attn.heads)[0]
         v = repeat(valid.bool(), 'b t -> (b n) 1 1 t', n=N)
-        w = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).masked_fill(~v, float('-inf')).softmax(-1)
+        w = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).masked_fill(~v, float('-inf'))
+        w = w.softmax(-1)
         return rearrange(w.mean(1), '(b n) q k -> b n q k', b=B)
 
 # %% ../../nbs/22_models.temporal.ipynb #83b08e87
@@ -92,12 +96,13 @@ class SpatialDecoderUNet(nn.Module):
 
     def forward(self, x:Tensor)->tuple:
         e = self.enc(x)
-        m = F.interpolate(self.mid(F.max_pool2d(e, 2, ceil_mode=True)), size=e.shape[-2:], mode='nearest')
+        m = self.mid(F.max_pool2d(e, 2, ceil_mode=True))
+        m = F.interpolate(m, size=e.shape[-2:], mode='nearest')
         h = self.dec(torch.cat([e, m], 1))
         return self.head(h), h
 
 class SimpleSpatialDecoder(nn.Module):
-    "The light decoder: two conv blocks and a 1×1 head, `[B, D, Gy, Gx] -> ([B, 1, Gy, Gx], [B, hidden, Gy, Gx])`"
+    "Two 3×3 convs and a 1×1 head: `[B, D, Gy, Gx] -> ([B, 1, Gy, Gx], [B, hidden, Gy, Gx])`"
     def __init__(self, dim:int, hidden:int=64):
         super().__init__()
         self.body = conv_block(dim, hidden)
@@ -111,16 +116,19 @@ def grid_encoding(grid:tuple, dim:int, device=None)->Tensor: # (Gy, Gx), D -> [N
     "2-D sinusoidal position of every patch: half the width encodes the row, half the column"
     if dim % 4: raise ValueError(f"dim must be a multiple of 4 for a 2-D encoding, got {dim}")
     Gy, Gx = grid
-    ys, xs = torch.meshgrid(torch.arange(Gy, device=device), torch.arange(Gx, device=device), indexing='ij')
-    enc = torch.cat([sinusoidal_encoding(ys.flatten(), dim // 2), sinusoidal_encoding(xs.flatten(), dim // 2)], -1)
+    ys, xs = torch.meshgrid(torch.arange(Gy, device=device), torch.arange(Gx, device=device),
+                            indexing='ij')
+    enc = torch.cat([sinusoidal_encoding(ys.flatten(), dim // 2),
+                     sinusoidal_encoding(xs.flatten(), dim // 2)], -1)
     return enc
 
 class SpaceTimeEncoder(nn.Module):
-    "Attention over dates, then over patches, `depth` times: `[B, N, T, D], [B, T] -> [B, N, D]` (last valid date)"
+    "Attention over dates, then over patches, `depth` times: `[B, N, T, D], [B, T] -> [B, N, D]`"
     def __init__(self, dim:int, depth:int=2, heads:int=4, ff_mult:int=2, dropout:float=0.):
         super().__init__()
-        self.time_layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
-        self.space_layers = nn.ModuleList([Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout) for _ in range(depth)])
+        block = lambda: Block(dim, heads, mlp_ratio=ff_mult, dropout=dropout)
+        self.time_layers = nn.ModuleList([block() for _ in range(depth)])
+        self.space_layers = nn.ModuleList([block() for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x:Tensor,      # [B, N, T, D]
@@ -128,7 +136,8 @@ class SpaceTimeEncoder(nn.Module):
                 grid:tuple,          # (Gy, Gx) with Gy * Gx = N
                )->Tensor:            # [B, N, D]
         B, N, T, D = x.shape
-        if valid.shape != (B, T): raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
+        if valid.shape != (B, T):
+            raise ValueError(f"valid {tuple(valid.shape)} must be [B={B}, T={T}]")
         if grid[0] * grid[1] != N: raise ValueError(f"grid {grid} does not hold N={N} patches")
         x = x + rearrange(grid_encoding(grid, D, x.device).to(x.dtype), 'n d -> 1 n 1 d')
         v = repeat(valid.bool(), 'b t -> (b n) t', n=N)
@@ -160,14 +169,16 @@ class RefinementDecoder(nn.Module):
 
     def forward(self, grid:Tensor, logits:Tensor, skip:Tensor)->Tensor:
         H, W = skip.shape[-2:]
-        px = rearrange(self.shuffle(grid), 'b (c p1 p2) gy gx -> b c (gy p1) (gx p2)', p1=self.patch, p2=self.patch)
-        if px.shape[-2:] != (H, W): px = F.interpolate(px, size=(H, W), mode='bilinear', align_corners=False)
+        px = rearrange(self.shuffle(grid), 'b (c p1 p2) gy gx -> b c (gy p1) (gx p2)',
+                       p1=self.patch, p2=self.patch)
+        if px.shape[-2:] != (H, W):
+            px = F.interpolate(px, size=(H, W), mode='bilinear', align_corners=False)
         up = F.interpolate(logits, size=(H, W), mode='nearest')
         return up + self.body(torch.cat([px, up, skip], 1))
 
 # %% ../../nbs/22_models.temporal.ipynb #44f52b6b
 class UNetRefinement(nn.Module):
-    "Pixel UNet with the patch grid at its lowest level: `[B, D, Gy, Gx], [B, 1, Gy, Gx], [B, Cs, H, W] -> [B, 1, H, W]`"
+    "Pixel UNet, patch grid at its lowest level: `[B, D, Gy, Gx], [B, 1, Gy, Gx], [B, Cs, H, W]`"
     def __init__(self, dim:int, skip_chans:int, hidden:int=16):
         super().__init__()
         self.e1 = conv_block(skip_chans, hidden)
@@ -184,7 +195,8 @@ class UNetRefinement(nn.Module):
         e1 = self.e1(skip)
         e2 = self.e2(F.max_pool2d(e1, 2, ceil_mode=True))
         low = F.max_pool2d(e2, 2, ceil_mode=True)
-        g = F.interpolate(torch.cat([grid, logits], 1), size=low.shape[-2:], mode='bilinear', align_corners=False)
+        g = F.interpolate(torch.cat([grid, logits], 1), size=low.shape[-2:], mode='bilinear',
+                          align_corners=False)
         m = self.mid(torch.cat([low, g], 1))
         d2 = self.d2(torch.cat([e2, F.interpolate(m, size=e2.shape[-2:], mode='nearest')], 1))
         d1 = self.d1(torch.cat([e1, F.interpolate(d2, size=(H, W), mode='nearest')], 1))
