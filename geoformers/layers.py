@@ -30,7 +30,7 @@ def get_act(name:str)->nn.Module:
 class MLP(nn.Sequential):
     "`depth` linear layers with `act` between them: `[..., dim_in] -> [..., dim_out]`"
     def __init__(self, dim_in:int, dim_out:int,
-                 dim_hidden:int=None,  # hidden width, default `dim_out`
+                 dim_hidden:int=None,  # hidden width, default dim_out
                  depth:int=2,          # number of linear layers (>= 1)
                  act:str='gelu',       # activation name
                  dropout:float=0.):    # after every activation
@@ -46,8 +46,8 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 # %% ../nbs/00a_layers.ipynb #9d266341
-def rope(x:Tensor,             # [..., N, d] queries or keys, `d` even
-         pos:Tensor=None,      # [N] positions, default `0..N-1`
+def rope(x:Tensor,             # [..., N, d] queries or keys, d even
+         pos:Tensor=None,      # [N] positions, default 0..N-1
          theta:float=10000.,   # base of the rotation frequencies
         )->Tensor:             # [..., N, d] rotated by position
     "Rotary position embedding (rotate-half form)"
@@ -71,7 +71,7 @@ def _unpack(t:Tensor, dims:str, what:str)->tuple:
     return tuple(t.shape)
 
 def upgrade_attention_keys(sd:dict,        # a state dict, changed in place
-                           prefix:str='',  # where the attention layer sits in `sd`
+                           prefix:str='',  # where the attention layer sits in sd
                           )->dict:
     "Rename older attention keys (fused `to_qkv`, `MultiheadAttention`, `q/k/v/o_proj`) to ours"
     for kind in ('weight', 'bias'):
@@ -108,13 +108,13 @@ def _qkv_linears(dim:int, dim_context:int, inner:int, bias:bool)->tuple:
 # %% ../nbs/00a_layers.ipynb #13a21ce1
 class Attention(nn.Module):
     "Multi-head scaled dot-product attention of `x` over itself or over a `context`"
-    def __init__(self, dim:int,             # D, width of `x` and of the output
+    def __init__(self, dim:int,             # D, width of x and of the output
                  heads:int=8,               # h
-                 dim_head:int=None,         # d, default `dim // heads`
-                 qkv_bias:bool=True,        # biases in `to_q` and `to_kv`
-                 out_bias:bool=True,        # bias in `to_out`
+                 dim_head:int=None,         # d, default dim // heads
+                 qkv_bias:bool=True,        # biases in to_q and to_kv
+                 out_bias:bool=True,        # bias in to_out
                  dropout:float=0.,          # on the attention weights, in training
-                 dim_context:int=None,      # width of `context`, default `dim`
+                 dim_context:int=None,      # width of context, default dim
                  rotary:bool=False,         # rotary position embedding of queries and keys (rope)
                  rope_theta:float=10000.):  # base of the rotary frequencies
         super().__init__()
@@ -151,7 +151,7 @@ def _no_empty_rows(m:Tensor)->tuple:
 @patch
 def attend(self:Attention, q:Tensor,  # [B, h, N, d] queries
            k:Tensor, v:Tensor,        # [B, h, M, d] keys and values
-           mask:Tensor=None, attn_mask:Tensor=None, is_causal:bool=False, # as in `forward`
+           mask:Tensor=None, attn_mask:Tensor=None, is_causal:bool=False, # as in forward
           )->Tensor:                  # [B, h, N, d]
     "Scaled dot-product attention under `forward`'s masks; a subclass may override it"
     p = self.dropout if self.training else 0.
@@ -164,12 +164,12 @@ def attend(self:Attention, q:Tensor,  # [B, h, N, d] queries
 
 # %% ../nbs/00a_layers.ipynb #a882c5d8
 @patch
-def forward(self:Attention, x:Tensor,  # [B, N, D] queries, and keys/values without `context`
+def forward(self:Attention, x:Tensor,  # [B, N, D] queries, and keys/values without context
             context:Tensor=None,       # [B, M, D'] keys/values (cross-attention)
             mask:Tensor=None,          # [B, M] bool, True = a real key (padding mask of the keys)
             attn_mask:Tensor=None,     # bool (True = attend) or float (added), to [B, h, N, M]
-            is_causal:bool=False,      # query `i` attends to keys `0..i` only
-            attend=None,               # `(q, k, v) -> out` on `[B, h, N|M, d]`, instead of SDPA
+            is_causal:bool=False,      # query i attends to keys 0..i only
+            attend=None,               # (q, k, v) -> out on [B, h, N|M, d], instead of SDPA
            )->Tensor:                  # [B, N, D]
     "Attend from `x` to `x` (or to `context`): project to heads, attend, merge heads, project"
     B, N, D = _unpack(x, 'B N D', 'x')
@@ -195,8 +195,8 @@ def forward(self:Attention, x:Tensor,  # [B, N, D] queries, and keys/values with
 
 # %% ../nbs/00a_layers.ipynb #a2cb401d
 def rename_keys(sd:dict,       # a state dict, changed in place
-                prefix:str,    # only keys under `prefix` are renamed
-                renames:dict,  # `{regex: replacement}` at the start of the key after `prefix`
+                prefix:str,    # only keys under prefix are renamed
+                renames:dict,  # {regex: replacement} at the start of the key after prefix
                )->dict:
     "Rename state-dict keys (for load hooks that keep older checkpoints loading)"
     for key in [k for k in sd if k.startswith(prefix)]:
@@ -219,14 +219,14 @@ class Block(nn.Module):
     "Pre-norm transformer block: attention and an MLP, each residual: `[B, N, D] -> [B, N, D]`"
     def __init__(self, dim:int,             # D
                  heads:int=8,               # h
-                 dim_head:int=None,         # d, default `dim // heads`
-                 mlp_ratio:float=4.,        # MLP hidden width over `dim`
+                 dim_head:int=None,         # d, default dim // heads
+                 mlp_ratio:float=4.,        # MLP hidden width over dim
                  dropout:float=0.,          # attention weights, MLP, both residual branches
                  qkv_bias:bool=True,        # biases in the query/key/value projections
                  act:str='gelu',            # MLP activation
-                 norm_layer=nn.LayerNorm,   # `norm_layer(dim)`, e.g. `nn.RMSNorm`
-                 attn:nn.Module=None,       # instead of `Attention(dim, heads, dim_head, ...)`
-                 mlp:nn.Module=None):       # instead of `MLP(dim, dim, dim * mlp_ratio, act=act)`
+                 norm_layer=nn.LayerNorm,   # norm_layer(dim), e.g. nn.RMSNorm
+                 attn:nn.Module=None,       # instead of Attention(dim, heads, dim_head, ...)
+                 mlp:nn.Module=None):       # instead of MLP(dim, dim, dim * mlp_ratio, act=act)
         super().__init__()
         self.norm1 = norm_layer(dim)
         if attn is None:
@@ -242,9 +242,9 @@ class Block(nn.Module):
 
     def forward(self, x:Tensor,           # [B, N, D]
                 mask:Tensor=None,         # [B, N] bool, True = a real token
-                attn_mask:Tensor=None,    # as in `Attention.forward`
-                is_causal:bool=False,     # as in `Attention.forward`
-                attend=None,              # as in `Attention.forward`
+                attn_mask:Tensor=None,    # as in Attention.forward
+                is_causal:bool=False,     # as in Attention.forward
+                attend=None,              # as in Attention.forward
                )->Tensor:                 # [B, N, D]
         "Pre-norm residual block: `x + attn(norm1(x))`, then `x + mlp(norm2(x))`"
         a = self.attn(self.norm1(x), mask=mask, attn_mask=attn_mask, is_causal=is_causal,

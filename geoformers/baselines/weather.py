@@ -26,9 +26,9 @@ def patch_mean_stats(target:torch.Tensor,   # [B, N, P] the MAE's reconstruction
 # %% ../../nbs/61_baselines.weather.ipynb #f4640ca5
 FACT_CHANNELS = ('msl', 'u10', 'v10', 'tp')
 
-def window_facts(dsw,                      # a `WindowDataset` with msl, u10, v10 and tp channels
+def window_facts(dsw,                      # a WindowDataset with msl, u10, v10 and tp channels
                  i:int,                    # sample index
-                 x:torch.Tensor=None)->dict: # its `x` [C, T, H, W] if already read
+                 x:torch.Tensor=None)->dict: # its x [C, T, H, W] if already read
     "The facts of sample `i` as the hand-written analysis reads them from the window"
     x = (dsw[i]['x'] if x is None else x).numpy()
     if dsw.stats is not None: x = dsw.stats(x, inverse=True)
@@ -78,11 +78,11 @@ def greedy_after(lm, tok, prefix:str, max_new_tokens:int=64, max_len:int=64)->st
 
 # %% ../../nbs/61_baselines.weather.ipynb #beb4e87a
 def text_baselines(lm, tok,                 # the frozen text LM and its tokenizer
-                   val,                     # the validation `WindowDataset` (a fixed caption each)
+                   val,                     # the validation WindowDataset (a fixed caption each)
                    val_idx,                 # its validation sample indices
                    gen_idx,                 # the indices whose captions are generated and scored
-                   train_captions:list,     # the training captions (for `majority`)
-                   prior_captions:list=None, # LM-alone samples, one per `gen_idx` (`caption_prior`)
+                   train_captions:list,     # the training captions (for majority)
+                   prior_captions:list=None, # LM-alone samples, one per gen_idx (caption_prior)
                    max_len:int=64, max_new_tokens:int=64, batch_size:int=32)->dict:
     "`{baseline: {metric: value}}` for the text-only competitors of a captioning model"
     caps = [val[int(i)]['caption'] for i in val_idx]

@@ -84,11 +84,11 @@ def _read_csv(path, encoding:str)->pd.DataFrame:
         raise DataError(f"captions file {path} does not exist (data.captions)") from None
 
 def load_captions(captions,                          # CSV path or DataFrame
-                  date_col:str='date',               # column with local dates (see `parse_dates`)
+                  date_col:str='date',               # column with local dates (see parse_dates)
                   text_col:str='event description',  # column with the caption text
-                  tz=None,                           # zone of all dates (`parse_offset`); None: UTC
+                  tz=None,                           # zone of all dates (parse_offset); None: UTC
                   tz_col:str=None,                   # or a column with a zone per row
-                  date_format:str=None,              # e.g. '%d/%m/%Y' (see `parse_dates`)
+                  date_format:str=None,              # e.g. '%d/%m/%Y' (see parse_dates)
                   encoding:str='utf-8',              # of the CSV file, e.g. 'latin-1'
                   verbose:bool=True,
                  )->pd.DataFrame:
@@ -114,7 +114,7 @@ def load_captions(captions,                          # CSV path or DataFrame
     return out
 
 def join_captions(times,                 # [N] anchor instants (UTC)
-                  caps:pd.DataFrame,     # from `load_captions`
+                  caps:pd.DataFrame,     # from load_captions
                  )->list:                # N int arrays of caption rows
     """Row numbers of `caps` whose local date (in the
     row's zone) equals the local date of each anchor"""
@@ -127,7 +127,7 @@ def join_captions(times,                 # [N] anchor instants (UTC)
     return [np.sort(np.concatenate(o)) if o else np.zeros(0, dtype=int) for o in out]
 
 def caption_samples(index:np.ndarray,  # [N, k] window rows, time index first
-                    rows:list,         # caption rows per time index, from `join_captions`
+                    rows:list,         # caption rows per time index, from join_captions
                     mode:str='random', # 'random': rows as they are; 'all': one per window, caption
                     drop:bool=False,   # drop windows whose date has no caption
                    )->np.ndarray:      # the rows, with the caption number appended in 'all' mode
@@ -138,10 +138,10 @@ def caption_samples(index:np.ndarray,  # [N, k] window rows, time index first
     which = np.concatenate([np.arange(n) for n in k]) if len(k) else np.zeros(0, int)
     return np.concatenate([np.repeat(index, k, 0), which[:, None]], 1)
 
-def caption_report(caps:pd.DataFrame,  # from `load_captions`
-                   rows:list,          # from `join_captions`
+def caption_report(caps:pd.DataFrame,  # from load_captions
+                   rows:list,          # from join_captions
                    dates=None,         # the windows' dates, for the message
-                  )->dict:             # read, matched, unmatched, undated, empty; a one-line `text`
+                  )->dict:             # read, matched, unmatched, undated, empty; a one-line text
     "How many captions matched a window date, matched none, or were dropped (no date, no text)"
     used = np.unique(np.concatenate(rows)) if len(rows) else np.zeros(0, int)
     d = caps.attrs.get('dropped', dict(undated=0, empty=0))

@@ -27,8 +27,8 @@ def _wrap_slice(src, t0, t1, h0, h1, w0, w1, n):
 
 class ChunkReader:
     "An LRU cache of decoded time chunks of lazy channels, and copies of windows out of it"
-    def __init__(self, arrays:list,    # one dask array per channel, `([F,] T, H, W)`
-                 folded:bool=False,    # the arrays have a leading member axis `F`
+    def __init__(self, arrays:list,    # one dask array per channel, ([F,] T, H, W)
+                 folded:bool=False,    # the arrays have a leading member axis F
                  cache_mb:float=512,   # cache size; at least one chunk of every channel is kept
                  io_threads:int=1,     # threads decoding chunks (1 = synchronous; more for URLs)
                  reopen=None):         # gives the arrays again; called once in each new process
@@ -112,7 +112,7 @@ def evict(self:ChunkReader, keep:set=frozenset()):
 
 # %% ../../nbs/10f_data.chunks.ipynb #aa8a18f6
 @patch
-def fill(self:ChunkReader, out:np.ndarray,  # [T, H, W] destination of channel `c`
+def fill(self:ChunkReader, out:np.ndarray,  # [T, H, W] destination of channel c
          c:int, f:int, t0:int, h0:int, w0:int, n_lon:int)->bool:
     """Copy channel `c` (member `f`) of the window starting at
     `(t0, h0, w0)` into `out`; whether its chunks are finite"""
@@ -146,11 +146,11 @@ def _dist_place(rank:int=None, world:int=None)->tuple:
 class ChunkBatchSampler(Sampler):
     """Batches of sample indices that share time chunks;
     each worker (and each DDP rank) gets its own chunks"""
-    def __init__(self, dsw,                  # a `WindowDataset`, or a `Subset` of one
+    def __init__(self, dsw,                  # a WindowDataset, or a Subset of one
                  batch_size:int,
                  shuffle:bool=True,          # shuffle the groups and the windows inside each
-                 drop_last:bool=False,       # drop the batches smaller than `batch_size`
-                 seed:int=0,                 # the order is a function of `(seed, epoch)`
+                 drop_last:bool=False,       # drop the batches smaller than batch_size
+                 seed:int=0,                 # the order is a function of (seed, epoch)
                  num_workers:int=0,          # the DataLoader's workers (batch k to worker k % it)
                  rank:int=None,              # DDP: this process (default: from torch.distributed)
                  world:int=None):            # DDP: the number of processes (default: the same)
@@ -214,8 +214,8 @@ def _batches(self:ChunkBatchSampler)->list:
 # %% ../../nbs/10f_data.chunks.ipynb #1e822c93
 class WindowBatch(list):
     "Samples of one batch whose `x` are views of one buffer `x` `[B, C, T, H, W]`"
-    def __init__(self, items=(),             # the samples (dicts with `x`)
-                 x:torch.Tensor=None):       # the buffer their `x` are views of
+    def __init__(self, items=(),             # the samples (dicts with x)
+                 x:torch.Tensor=None):       # the buffer their x are views of
         super().__init__(items)
         self.x = x
 

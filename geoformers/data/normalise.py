@@ -16,6 +16,7 @@ import dask.array as da
 import numpy as np
 
 from ..errors import DataError
+from nbdev.showdoc import show_doc
 
 # %% ../../nbs/10c_data.normalise.ipynb #bc5aafc8
 @dataclass
@@ -41,7 +42,7 @@ class ChannelStats:
         return cls(list(d), mean, std)
 
     def check(self, channels:list,
-              have:str='the data has',  # what `channels` are, in the message
+              have:str='the data has',  # what channels are, in the message
               # what to do, in the message
               fix:str='recompute them (normalise=True) or select the same variables and levels'):
         "Raise if these statistics were computed for other channels"

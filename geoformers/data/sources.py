@@ -87,7 +87,7 @@ def _overlaps(files:list)->list:
     rng = sorted((_time_range(f) + (f,) for f in files), key=lambda r: r[0])
     return [(a[2], b[2], b[0], a[1]) for a, b in zip(rng, rng[1:]) if b[0] <= a[1]]
 
-def open_data(paths,             # a path, glob, list of paths, a `.zarr` store or a URL to one
+def open_data(paths,             # a path, glob, list of paths, a .zarr store or a URL to one
               chunks:dict=None,  # dask chunks (default: as stored)
               storage_options:dict=None, # passed to fsspec for URLs
              )->xr.Dataset:
@@ -179,7 +179,7 @@ def step_text(step:pd.Timedelta)->str:
 
 def clear_of_gaps(t0:np.ndarray,     # [N] start indices of windows
                   T:int,              # window length (steps)
-                  gaps:list,          # from `time_gaps`
+                  gaps:list,          # from time_gaps
                   n:int)->np.ndarray: # length of the time axis -> [N] bool
     "Which windows have no irregular interval inside them"
     bad = np.zeros(n, 'int64')

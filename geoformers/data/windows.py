@@ -40,7 +40,7 @@ _CHOICES = dict(anchor=('first', 'middle', 'last'), caption_mode=('random', 'all
 
 class WindowDataset(Dataset):
     "Windows `x` `[C, T, H, W]` of `variables` over xarray data, with anchor time, date, captions"
-    def __init__(self, ds_or_paths,              # `xr.Dataset`, NetCDF/Zarr/GRIB path(s), Zarr URL
+    def __init__(self, ds_or_paths,              # xr.Dataset, NetCDF/Zarr/GRIB path(s), Zarr URL
                  variables,                      # names; a level variable: a channel per level
                  window:dict=None,               # sizes by role or dim (time 8, lat 64, lon 64)
                  stride:dict=None,               # strides, default = window (no overlap)
@@ -55,13 +55,13 @@ class WindowDataset(Dataset):
                  text_col:str='event description',   # captions: the text column
                  date_format:str=None,           # captions: e.g. '%d/%m/%Y'; None: ISO or refused
                  encoding:str='utf-8',           # captions: file encoding, e.g. 'latin-1'
-                 tz=None,                        # zone of caption dates (see `parse_offset`)
+                 tz=None,                        # zone of caption dates (see parse_offset)
                  tz_col:str=None,                # or a column of zones, one per caption
                  dims:dict=None,                 # dimension names by role, when not detected
                  select:dict=None,               # values of extra dimensions, e.g. {'number': 0}
                  fold:str=None,                  # an extra dimension whose members become samples
                  wrap_lon:bool=False,            # longitude is periodic (global grid)
-                 normalise=None,                 # None, True (compute), `ChannelStats`, JSON path
+                 normalise=None,                 # None, True (compute), ChannelStats, JSON path
                  nan:str='raise',                # non-finite: 'raise', 'fill' (+'nan_mask'), 'drop'
                  gaps:str='raise',               # irregular time: 'raise', 'skip' windows, 'index'
                  chunks:dict=None,               # dask chunks when opening paths (default: stored)

@@ -15,7 +15,7 @@ from ..layers import Attention, Block
 
 # %% ../../nbs/25_models.hrm.ipynb #567ee306
 def causal_mask(attention_mask:Tensor=None, # [B, L] 1 = real token
-                L:int=None,                 # sequence length when there is no `attention_mask`
+                L:int=None,                 # sequence length when there is no attention_mask
                 device=None,
                )->Tensor:                   # [B|1, 1, L, L] bool, True = may attend
     "Causal attention mask, combined with key padding when `attention_mask` is given"
@@ -27,7 +27,7 @@ def causal_mask(attention_mask:Tensor=None, # [B, L] 1 = real token
 
 class SwiGLU(nn.Module):
     "SwiGLU MLP: `down(silu(gate(x)) * up(x))`"
-    def __init__(self, dim:int, hidden:int=None): # hidden width, default `4 * dim`
+    def __init__(self, dim:int, hidden:int=None): # hidden width, default 4 * dim
         super().__init__()
         hidden = hidden or 4 * dim
         self.gate_proj = nn.Linear(dim, hidden, bias=False)
@@ -51,7 +51,7 @@ class ReasoningModule(nn.Module):
 
     def forward(self, state:Tensor,       # [B, L, D]
                 injection:Tensor,         # [B, L, D] added to the state first
-                mask:Tensor,              # [B|1, 1, L, L] bool from `causal_mask`
+                mask:Tensor,              # [B|1, 1, L, L] bool from causal_mask
                )->Tensor:                 # [B, L, D]
         x = state + injection
         for layer in self.layers:
@@ -96,7 +96,7 @@ class HRMForCausalLM(nn.Module):
 @patch
 def segment(self:HRMForCausalLM, zH:Tensor, zL:Tensor, # high- and low-level states [B, L, D]
             x:Tensor,                                  # input embeddings [B, L, D]
-            mask:Tensor,                               # from `causal_mask`
+            mask:Tensor,                               # from causal_mask
            )->tuple:                                   # new (zH, zL)
     "One ACT segment of H/L cycles"
     for _ in range(self.h_cycles):
@@ -108,7 +108,7 @@ def segment(self:HRMForCausalLM, zH:Tensor, zL:Tensor, # high- and low-level sta
 # %% ../../nbs/25_models.hrm.ipynb #bd34f21e
 @patch
 def forward(self:HRMForCausalLM, input_ids:Tensor=None,  # [B, L]
-            inputs_embeds:Tensor=None,   # [B, L, D], instead of `input_ids`
+            inputs_embeds:Tensor=None,   # [B, L, D], instead of input_ids
             attention_mask:Tensor=None,  # [B, L] 1 = real token
             **kwargs,                    # other Hugging Face arguments, ignored
            )->AttrDict:                  # logits [B, L, V], segment_logits, q_logits, steps
@@ -144,7 +144,7 @@ def forward(self:HRMForCausalLM, input_ids:Tensor=None,  # [B, L]
                     q_logits=torch.stack(q_logits), steps=steps)
 
 # %% ../../nbs/25_models.hrm.ipynb #d35141fe
-def hrm_loss(out:AttrDict,      # output of `HRMForCausalLM` in training mode
+def hrm_loss(out:AttrDict,      # output of HRMForCausalLM in training mode
              labels:Tensor,     # [B, L] next-token targets aligned with the logits, -100 = ignore
              act_weight:float=0.1,
             )->dict:            # loss, lm, act

@@ -22,10 +22,10 @@ from ..layers import MLP, Attention
 class TokenPool(nn.Module):
     "Reduce `[B, N, D]` visual tokens to `[B, M, D]`: block mean, learned queries or a stride"
     def __init__(self, num_tokens:int,          # M
-                 dim:int=None,                  # D, needed for `attn`
+                 dim:int=None,                  # D, needed for attn
                  mode:str='mean',               # 'mean', 'attn' or 'stride'
-                 pool_grid:tuple=None,          # (Mt, Mh, Mw), product M, for `mean` over the grid
-                 heads:int=4):                  # attention heads for `attn`
+                 pool_grid:tuple=None,          # (Mt, Mh, Mw), product M, for mean over the grid
+                 heads:int=4):                  # attention heads for attn
         super().__init__()
         if mode not in ('mean', 'attn', 'stride'):
             raise ValueError(f"pool mode must be 'mean', 'attn' or 'stride', got {mode!r}")
@@ -50,7 +50,7 @@ class TokenPool(nn.Module):
 # %% ../../nbs/24_models.prefixer.ipynb #b2a103c4
 @patch
 def forward(self:TokenPool, z:Tensor,   # [B, N, D]
-            grid:tuple=None,            # (T', H', W'), product N, for `mean` with `pool_grid`
+            grid:tuple=None,            # (T', H', W'), product N, for mean with pool_grid
            )->Tensor:                   # [B, M, D]
     "Pool the visual tokens of every sample to `M`"
     B, N, D = z.shape
@@ -76,7 +76,7 @@ class Prefixer(nn.Module):
     def __init__(self, dim_in:int, dim_out:int,
                  depth:int=2,                     # 1 to 4 linear layers
                  act:str='silu',                  # activation name
-                 dim_hidden:int=None,             # default `dim_out`
+                 dim_hidden:int=None,             # default dim_out
                  residual:bool=False,             # add a (linear) skip path
                  layerscale:float=None):          # init of a per-channel scale on the MLP branch
         super().__init__()
@@ -99,8 +99,8 @@ class Prefixer(nn.Module):
         return y if self.skip is None else self.skip(z) + y
 
 # %% ../../nbs/24_models.prefixer.ipynb #f8d1e9d3
-def load_causal_lm(name_or_path:str, # hub name or local folder, e.g. `TinyLlama/TinyLlama_v1.1`
-                   **kwargs,         # passed to `AutoModelForCausalLM.from_pretrained`
+def load_causal_lm(name_or_path:str, # hub name or local folder, e.g. TinyLlama/TinyLlama_v1.1
+                   **kwargs,         # passed to AutoModelForCausalLM.from_pretrained
                   )->nn.Module:
     "A Hugging Face causal LM by hub name or local folder"
     with hf_progress():
@@ -132,8 +132,8 @@ def add_lora(lm:nn.Module, r:int=8, alpha:int=16, dropout:float=0.,
 # %% ../../nbs/24_models.prefixer.ipynb #b78baf76
 class VisionTextModel(nn.Module):
     "Frozen vision encoder + pooling + prefixer + causal LM fed `[P | E_y]` through `inputs_embeds`"
-    def __init__(self, encoder:nn.Module,     # `encode_tokens(x) -> [B, N, Dv]`, maybe `grid(x)`
-                 lm:nn.Module,                # causal LM: `get_input_embeddings()`, `inputs_embeds`
+    def __init__(self, encoder:nn.Module,     # encode_tokens(x) -> [B, N, Dv], maybe grid(x)
+                 lm:nn.Module,                # causal LM: get_input_embeddings(), inputs_embeds
                  pool:TokenPool,
                  prefixer:Prefixer,
                  freeze_encoder:bool=True,    # no gradient into the vision encoder

@@ -61,7 +61,7 @@ def window_shapes(grid:tuple, window:tuple, shift:tuple)->tuple:
     return window, shift
 
 def shifted_window_ids(grid:tuple,   # (T', H', W') token grid
-                       window:tuple, # (wt, wh, ww), e.g. from `window_shapes`
+                       window:tuple, # (wt, wh, ww), e.g. from window_shapes
                        shift:tuple,  # cyclic shift of the grid, per axis
                       )->Tensor:     # [nW, wt*wh*ww] region id, -1 = padding
     "Region id of every token of every window, after padding to a multiple of `window` and rolling"
@@ -225,7 +225,7 @@ def target(self:SatSwinMAE, x:Tensor)->Tensor: # [B, C, T, H, W] -> [B, N, P]
 # %% ../../nbs/23_models.swin_mae.ipynb #8da640ac
 @patch
 def forward(self:SatSwinMAE, x:Tensor,  # [B, C, T, H, W]
-            mask:Tensor=None,           # [B, N] bool, True = masked; random at `mask_ratio` if None
+            mask:Tensor=None,           # [B, N] bool, True = masked; random at mask_ratio if None
            )->dict:                     # loss (scalar), pred [B, N, P], mask [B, N]
     "Mask, encode, decode every token to its patch, and score the masked ones"
     B = x.shape[0]

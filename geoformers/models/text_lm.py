@@ -18,6 +18,7 @@ from .hrm import HRMForCausalLM, hrm_loss
 from ..train.checkpoint import load_checkpoint
 from ..train.loop import TRAIN_DEFAULTS, fit
 from ..train.tasks import Task
+from nbdev.showdoc import show_doc
 
 # %% ../../nbs/25a_models.text_lm.ipynb #6861c18d
 def lm_nll(lm, ids:torch.Tensor,          # [B, L]
@@ -62,7 +63,7 @@ class TextLMTask(Task):
         loss = stats['nll'] / stats['ntok']
         return {'loss': loss, 'perplexity': torch.exp(torch.as_tensor(loss))}
 
-def pretrain_text_lm(folder, train_caps, val_caps,     # DataFrames with `date`, `text`
+def pretrain_text_lm(folder, train_caps, val_caps,     # DataFrames with date, text
                      kind:str='llama', vocab_size:int=512, size:dict=None, max_len:int=64,
                      steps:int=400, batch_size:int=32, lr:float=3e-3, seed:int=0)->tuple:
     """Train (or reload from `folder` when the settings match)
