@@ -14,8 +14,9 @@ default run.
 
 Each run writes `runs/wildfire_bench/s{seed}_d{sim_seed}/` (reused when its summary.json exists) and the script
 writes `bench/wildfire_results.json`, which the task notebook's results table is generated from.
-Run time: one default run is about 240 s of CPU with one thread (EmberFormer about 85 s, the stacked UNet 100 s,
-the last-frame UNet 50 s; the config's `train.num_threads: 1`). `--time` runs the default config as a user
+Run time: one default run (the config's `train.num_threads: 1`) took 205 s of CPU and 220 s of wall time in
+`--time` on a busy 2-core machine (EmberFormer 64 s, the stacked UNet 95 s, the last-frame UNet 41 s); with two
+threads the same run took 854 s of CPU and 896 s of wall time there. `--time` runs the default config as a user
 would, so run it alone (`flock`) on a quiet machine.
 """
 

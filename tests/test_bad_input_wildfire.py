@@ -241,7 +241,7 @@ def test_model_accepts_other_dtypes(name):
 # 8. a signal during a baseline's training
 def test_stopped_baseline_keeps_summary(monkeypatch):
     "A baseline fit stopped by SIGTERM (no 'metrics' in its result) is recorded as stopped, not a KeyError"
-    import geoformers.tasks.wildfire as tw
+    import geoformers.baselines.wildfire as bw
     from geoformers.train.loop import as_config
     from geoformers.train.tasks import get_task, resolve_config
 
@@ -249,7 +249,7 @@ def test_stopped_baseline_keeps_summary(monkeypatch):
     cfg = as_config(resolve_config(task, overrides=TINY))
     data = task.data(cfg)
     monkeypatch.setattr(
-        tw, 'fit', lambda *a, **k: {'task': 'wildfire', 'stopped_at': 3, 'signal': 'SIGTERM'}
+        bw, 'fit', lambda *a, **k: {'task': 'wildfire', 'stopped_at': 3, 'signal': 'SIGTERM'}
     )
     out = task.baselines(data, cfg, '/tmp/unused')
     assert out['unet_last_frame'] == {'stopped_at': 3} and 'unet_stacked' not in out

@@ -153,7 +153,7 @@ def test_ddp_two_processes(tmp_path):
 def _tiny_run(tmp_path):
     "A 2-step run with every baseline, for predict and eval"
     task = get_task('wildfire')
-    cfg = resolve_config(task, overrides=TINY + ['train.max_steps=2'])
+    cfg = resolve_config(task, overrides=TINY + ['train.max_steps=2', 'baselines.utae=true'])
     fit(task, cfg, tmp_path / 'run')
     return task, cfg
 
