@@ -203,6 +203,21 @@ def backends(det, n_batches, repeats, max_seq_len=512, backs=('dense', 'bucket',
                 bucket_vs_attention_free=med['bucket'] / med['none'], pulses=pulses)
 
 
+def _status_kb(key):
+    "A memory figure of this process from /proc/self/status, in kB"
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(key + ':'):
+            return int(line.split()[1])
+    raise RuntimeError(f'{key} not in /proc/self/status')
+
+
+def _reset_peak_kb():
+    """Reset this process's peak resident memory (Linux: write 5 to /proc/self/clear_refs) and return the
+    resident memory now: what a step adds on top is its own peak, not the import's or the set-up's"""
+    Path('/proc/self/clear_refs').write_text('5')
+    return _status_kb('VmRSS')
+
+
 def _memory_child(brightness, ck):
     "In a fresh process: peak RSS growth and time of one training step (default model) on one event"
     from geoformers.train.tasks import get_task, resolve_config
@@ -214,9 +229,9 @@ def _memory_child(brightness, ck):
     b = collate_dom_packing([e], det)
     model = task.model(cfg)
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _reset_peak_kb()
     s, _ = timed(lambda: (task.loss(model, b, cfg)['loss'].backward(), opt.step()))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb('VmHWM')
     s2, _ = timed(lambda: (opt.zero_grad(), task.loss(model, b, cfg)['loss'].backward(), opt.step()))
     print(json.dumps(dict(pulses=len(e['time']), doms=b['metadata']['total_doms'], checkpoint=ck,
                           peak_mb=(peak - base) / 1024, step_s=min(s, s2))))
