@@ -376,8 +376,10 @@ if __name__ == '__main__':
     det = icecube86()
     only = set(a.only.split(','))
     q = a.quick
-    r = dict(date=dt.date.today().isoformat(), command='python bench/icecube.py' + (' --quick' if q else '')
-             + (' --default_run' if a.default_run else ''), threads=a.threads, cpus=os.cpu_count(),
+    every = only >= {'packing', 'stream', 'train', 'blockmask', 'backends', 'memory'}
+    cmd = ('python bench/icecube.py' + (' --quick' if q else '') + ('' if every else f' --only {a.only}')
+           + (' --default_run' if a.default_run else ''))
+    r = dict(date=dt.date.today().isoformat(), command=cmd, threads=a.threads, cpus=os.cpu_count(),
              load_avg_at_start=os.getloadavg()[0])
     t0 = time.time()
     folder = kaggle_folder(a.work, 2 if q else 4, 2000 if q else 5000, 1000) if only & {'stream', 'train'} else None
@@ -404,8 +406,14 @@ if __name__ == '__main__':
     if q:
         out = out.with_name(out.stem + '_quick.json')
     out.parent.mkdir(parents=True, exist_ok=True)
+    ran = [k for k in [*steps, 'default_run'] if k in r]
+    r['commands'] = {k: cmd for k in ran}                 # the command that measured each section
     if out.exists() and not (only >= set(steps) and a.default_run):      # keep sections not run this time
         old = json.loads(out.read_text())
-        r = {**old, **r, 'table': table({**old, **r})}
+        old_cmds = {k: old.get('commands', {}).get(k, old['command'])
+                    for k in [*steps, 'default_run'] if k in old}
+        r = {**old, **r, 'commands': {**old_cmds, **r['commands']}}
+        r['command'] = '; '.join(dict.fromkeys(r['commands'].values()))
+        r['table'] = table(r)
     out.write_text(json.dumps(r, indent=1, default=float))
     print(json.dumps(r['table'], indent=1))
