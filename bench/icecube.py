@@ -203,6 +203,21 @@ def backends(det, n_batches, repeats, max_seq_len=512, backs=('dense', 'bucket',
                 bucket_vs_attention_free=med['bucket'] / med['none'], pulses=pulses)
 
 
+def _status_kb(key):
+    "A memory figure of this process from /proc/self/status, in kB"
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(key + ':'):
+            return int(line.split()[1])
+    raise RuntimeError(f'{key} not in /proc/self/status')
+
+
+def _reset_peak_kb():
+    """Reset this process's peak resident memory (Linux: write 5 to /proc/self/clear_refs) and return the
+    resident memory now: what a step adds on top is its own peak, not the import's or the set-up's"""
+    Path('/proc/self/clear_refs').write_text('5')
+    return _status_kb('VmRSS')
+
+
 def _memory_child(brightness, ck):
     "In a fresh process: peak RSS growth and time of one training step (default model) on one event"
     from geoformers.train.tasks import get_task, resolve_config
@@ -214,9 +229,9 @@ def _memory_child(brightness, ck):
     b = collate_dom_packing([e], det)
     model = task.model(cfg)
     opt = torch.optim.AdamW(model.parameters(), 1e-4)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _reset_peak_kb()
     s, _ = timed(lambda: (task.loss(model, b, cfg)['loss'].backward(), opt.step()))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb('VmHWM')
     s2, _ = timed(lambda: (opt.zero_grad(), task.loss(model, b, cfg)['loss'].backward(), opt.step()))
     print(json.dumps(dict(pulses=len(e['time']), doms=b['metadata']['total_doms'], checkpoint=ck,
                           peak_mb=(peak - base) / 1024, step_s=min(s, s2))))
@@ -361,8 +376,10 @@ if __name__ == '__main__':
     det = icecube86()
     only = set(a.only.split(','))
     q = a.quick
-    r = dict(date=dt.date.today().isoformat(), command='python bench/icecube.py' + (' --quick' if q else '')
-             + (' --default_run' if a.default_run else ''), threads=a.threads, cpus=os.cpu_count(),
+    every = only >= {'packing', 'stream', 'train', 'blockmask', 'backends', 'memory'}
+    cmd = ('python bench/icecube.py' + (' --quick' if q else '') + ('' if every else f' --only {a.only}')
+           + (' --default_run' if a.default_run else ''))
+    r = dict(date=dt.date.today().isoformat(), command=cmd, threads=a.threads, cpus=os.cpu_count(),
              load_avg_at_start=os.getloadavg()[0])
     t0 = time.time()
     folder = kaggle_folder(a.work, 2 if q else 4, 2000 if q else 5000, 1000) if only & {'stream', 'train'} else None
@@ -389,8 +406,14 @@ if __name__ == '__main__':
     if q:
         out = out.with_name(out.stem + '_quick.json')
     out.parent.mkdir(parents=True, exist_ok=True)
+    ran = [k for k in [*steps, 'default_run'] if k in r]
+    r['commands'] = {k: cmd for k in ran}                 # the command that measured each section
     if out.exists() and not (only >= set(steps) and a.default_run):      # keep sections not run this time
         old = json.loads(out.read_text())
-        r = {**old, **r, 'table': table({**old, **r})}
+        old_cmds = {k: old.get('commands', {}).get(k, old['command'])
+                    for k in [*steps, 'default_run'] if k in old}
+        r = {**old, **r, 'commands': {**old_cmds, **r['commands']}}
+        r['command'] = '; '.join(dict.fromkeys(r['commands'].values()))
+        r['table'] = table(r)
     out.write_text(json.dumps(r, indent=1, default=float))
     print(json.dumps(r['table'], indent=1))
