@@ -28,7 +28,7 @@ def mean_spectra(scenes)->tuple: # -> ([n, C] mean reflectance per band, [n] lab
     return torch.stack(feats), torch.tensor(labels)
 
 # %% ../../nbs/62_baselines.bandset.ipynb #6cbf7045
-def train_supervised(encoder:nn.Module,       # a `BandsetEncoder` (trained in place)
+def train_supervised(encoder:nn.Module,       # a BandsetEncoder (trained in place)
                      scenes,                  # labelled scenes (a list or Dataset of scene dicts)
                      n_classes:int,
                      steps:int=128, lr:float=1e-3, batch_size:int=32, weight_decay:float=0.01,

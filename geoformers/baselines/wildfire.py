@@ -25,6 +25,7 @@ from ..models.temporal import conv_block, days_ago
 from ..train.checkpoint import load_checkpoint
 from ..train.loop import as_config, evaluate, fit, make_loader
 from ..train.tasks import resolve_config
+from nbdev.showdoc import show_doc
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #0a5f5d73
 class Persistence(nn.Module):

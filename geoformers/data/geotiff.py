@@ -16,6 +16,7 @@ import torch
 import xarray as xr
 
 from ..errors import DataError
+from nbdev.showdoc import show_doc
 
 # %% ../../nbs/12b_data.geotiff.ipynb #afc79035
 _GEO_TAGS = dict(pixel_scale=33550, tiepoint=33922, geokeys=34735, doubles=34736, ascii=34737,
@@ -118,7 +119,7 @@ def reflectance_scale(a:np.ndarray, units:str='auto', name:str='the raster', nod
 
 # %% ../../nbs/12b_data.geotiff.ipynb #bfac0614
 def write_geotiff(path, a:np.ndarray,         # (band, y, x)
-                  geo:GeoInfo=None,           # georeferencing (e.g. the input's `GeoInfo.scaled`)
+                  geo:GeoInfo=None,           # georeferencing (e.g. the input's GeoInfo.scaled)
                   attrs:dict=None,            # written as JSON in the ImageDescription tag
                  )->Path:
     "Write `a` as a band-sequential GeoTIFF with `geo`'s tags and `attrs` as its description"

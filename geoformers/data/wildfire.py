@@ -188,7 +188,7 @@ def prediction_dataset(ds, prob:np.ndarray, threshold:float, attrs:dict=None)->x
 
 # %% ../../nbs/11_data.wildfire.ipynb #fb2e8978
 @torch.no_grad()
-def fire_probabilities(logits_fn,             # `collate_fires` batch -> pixel logits [B, 1, H, W]
+def fire_probabilities(logits_fn,             # collate_fires batch -> pixel logits [B, 1, H, W]
                        ds:xr.Dataset,         # one fire
                        t_max:int,             # longest history
                        batch_size:int=16)->np.ndarray: # [D, H, W]

@@ -218,7 +218,7 @@ class BandsetEncoder(nn.Module):
 # %% ../../nbs/26_models.bandset.ipynb #a0cf2e1c
 @patch
 def set_band_stats(self:BandsetEncoder,
-                   stats:dict):   # {modality: ChannelStats}, e.g. from `band_stats`
+                   stats:dict):   # {modality: ChannelStats}, e.g. from band_stats
     "Standardise every band of the modalities in `stats`; before `LatentMIM` copies the encoder"
     unknown = set(stats) - set(self.bandsets)
     if unknown:
@@ -345,7 +345,7 @@ class BandsetPredictor(nn.Module):
 
 # %% ../../nbs/26_models.bandset.ipynb #7081addc
 @patch
-def forward(self:BandsetPredictor, enc:dict, # a `BandsetEncoder` output
+def forward(self:BandsetPredictor, enc:dict, # a BandsetEncoder output
             months:Tensor,                   # [B, T]
            )->dict:                          # {m: [B, h, w, T, n, D]}, meaningful where DECODER
     "Predict the latents of every token from the context tokens"

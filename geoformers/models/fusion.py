@@ -11,6 +11,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ..layers import Attention
+from nbdev.showdoc import show_doc
 
 # %% ../../nbs/21_models.fusion.ipynb #96e55204
 def _check(fire, static, wind):

@@ -40,10 +40,10 @@ def _refill(out:dict, base:dict, encode_ratio:float)->dict:
         res[m] = torch.where(bad.view(-1, *[1] * (o.dim() - 1)) & (base[m] != MISS), r, o)
     return res
 
-def random_with_decode(base:dict,                # {m: [B, h, w, T, n]} from `base_masks`
+def random_with_decode(base:dict,                # {m: [B, h, w, T, n]} from base_masks
                        encode_ratio:float=0.5,   # share of units that encode
                        decode_only=(),           # modalities that always decode
-                      )->dict:                   # roles like `base`
+                      )->dict:                   # roles like base
     "Whole units encode or decode, shuffled per sample; `decode_only` modalities always decode"
     units = _units(base, decode_only)
     if not units:
@@ -59,10 +59,10 @@ def random_with_decode(base:dict,                # {m: [B, h, w, T, n]} from `ba
     out = {m: torch.where(base[m] == MISS, MISS, o) for m, o in out.items()}
     return _refill(out, base, encode_ratio)
 
-def modality_cross_random(base:dict,               # {m: [B, h, w, T, n]} from `base_masks`
+def modality_cross_random(base:dict,               # {m: [B, h, w, T, n]} from base_masks
                           encode_ratio:float=0.5,  # share of tokens drawn to encode
                           decode_ratio:float=0.5,  # share of tokens drawn to decode
-                         )->dict:                  # roles like `base`
+                         )->dict:                  # roles like base
     "Random token roles within a random encode set (>= 2 units) and a random decode set per sample"
     units = _units(base)
     B, n = next(iter(base.values())).shape[0], len(units)
@@ -126,13 +126,13 @@ class LatentMIM(nn.Module):
     def __init__(self, encoder:BandsetEncoder, predictor:BandsetPredictor,
                  target:str='ema',                  # 'ema' or 'frozen' target encoder
                  ema_momentum:float=0.996,
-                 masking:str='modality_cross_random',   # a key of `MASKINGS`
+                 masking:str='modality_cross_random',   # a key of MASKINGS
                  encode_ratio:float=0.5, decode_ratio:float=0.5,
                  decode_only=(),                    # modalities that always decode
                  tau:float=0.1,                     # temperature of both losses
-                 masked_negatives:bool=True,        # see `patch_discrimination`
+                 masked_negatives:bool=True,        # see patch_discrimination
                  contrastive_weight:float=0.1,      # weight of InfoNCE (0: one view, no InfoNCE)
-                 center_targets:bool=True):         # see `patch_discrimination`
+                 center_targets:bool=True):         # see patch_discrimination
         super().__init__()
         if target not in ('ema', 'frozen'):
             raise ValueError(f"target must be 'ema' or 'frozen', got {target!r}")
@@ -229,7 +229,7 @@ class DatesLatentMIM(LatentMIM):
     "`LatentMIM` whose InfoNCE term compares the pooled embeddings of every scene's two dates"
     def __init__(self, encoder:BandsetEncoder, predictor:BandsetPredictor,
                  dates_weight:float=1.,     # weight of the cross-date InfoNCE term
-                 **kwargs):                 # other `LatentMIM` arguments (no masked-view term)
+                 **kwargs):                 # other LatentMIM arguments (no masked-view term)
         super().__init__(encoder, predictor, **{**kwargs, 'contrastive_weight': 0.})
         self.dates_weight = dates_weight
         D = encoder.dim

@@ -25,7 +25,7 @@ from ..models.bandset import MaskValue
 
 # %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #5281a057
 @torch.no_grad()
-def embed_scenes(encoder:nn.Module,     # a `BandsetEncoder`
+def embed_scenes(encoder:nn.Module,     # a BandsetEncoder
                  scenes,                # scene dicts (a list or a Dataset)
                  batch_size:int=128,
                 )->Tensor:              # [n, D] pooled embeddings
@@ -84,7 +84,7 @@ def patch_embeddings(encoder:nn.Module, batch:dict)->Tensor: # [B, D, h, w], NaN
     return rearrange(torch.where(den > 0, emb, torch.nan), 'b h w d -> b d h w')
 
 @torch.no_grad()
-def embed_geotiff(encoder:nn.Module,   # a `BandsetEncoder` of the `s2` modality alone
+def embed_geotiff(encoder:nn.Module,   # a BandsetEncoder of the s2 modality alone
                   path,                 # an S2 GeoTIFF
                   tile:int=32,          # tile size in pixels (the training scenes' size)
                   batch_size:int=16,

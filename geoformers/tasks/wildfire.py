@@ -28,6 +28,7 @@ from ..errors import ConfigError, DataError, Range
 from ..metrics.pixel import pixel_metrics, pixel_stats
 from ..models.emberformer import EmberFormer, EmberFormerDINO
 from ..train.tasks import Task, register_task
+from nbdev.showdoc import show_doc
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #1663a1f7
 @lru_cache(maxsize=4)
