@@ -147,7 +147,7 @@ def test_resume_a_folder_without_a_run(tmp_path):
         (['--set', 'model.act=null'], ['model.act=None', "'gelu'"]),
         (
             ['--max_steps', '1', '--set', 'train.max_steps=2.5'],
-            ['train.max_steps is given twice', '--max_steps 1', 'keep one'],
+            ['train.max_steps is given twice', '--max_steps 1', 'train.max_steps=2.5', 'keep one'],
         ),
     ],
 )

@@ -126,7 +126,10 @@ def test_model_folder_round_trip_identical_predictions(toy_run, tmp_path):
         'config.json',
         'geoformers.json',
         'model.safetensors',
+        'summary.json',  # the run's results, as predict reads them (wildfire's threshold)
     ]
+    summary = json.loads((tmp_path / 'model' / 'summary.json').read_text())
+    assert summary['metrics'] == json.loads((toy_run / 'summary.json').read_text())['metrics']
     card = (tmp_path / 'model' / 'README.md').read_text()
     for word in ('train_mean', 'geoformers_predict', 'Apache-2.0', 'n_train'):
         assert word in card

@@ -119,11 +119,15 @@ def train_cli(
         print('\n'.join(list_tasks()))
         return
     opts = dict(wandb=wandb, device=device, max_steps=max_steps)
-    given = {o.split('=', 1)[0].strip() for o in set or []}
+    given = {}
+    for o in set or []:
+        key, _, value = o.partition('=')
+        given[key.strip()] = value.strip()
     for k, v in opts.items():
         if v is not None and f'train.{k}' in given:
             raise ConfigError(
-                f"train.{k} is given twice (--{k} {v} and --set train.{k}=...): keep one"
+                f"train.{k} is given twice (--{k} {v} and --set train.{k}={given[f'train.{k}']}): "
+                "keep one"
             )
     overrides = [*(set or []), *(f'train.{k}={v}' for k, v in opts.items() if v is not None)]
     return run_task(task, config, overrides, out, resume, overwrite, print_config, dry_run)

@@ -88,6 +88,10 @@ def _save_pretrained(self: GeoformersModel, save_directory: Path):
     )
     (d / 'config.json').write_text(json.dumps(obj2dict(self.cfg), indent=2))
     (d / 'geoformers.json').write_text(json.dumps(self.info, indent=2, default=float))
+    results = self.info.get('results')
+    if results:  # as the run's summary.json: what a task's predict reads (a decision threshold)
+        summary = dict(task=self.task.name, **results)
+        (d / 'summary.json').write_text(json.dumps(summary, indent=2, default=float))
     src = self.source and Path(self.source) / 'baselines'
     if src and src.is_dir() and src.resolve() != (d / 'baselines').resolve():
         shutil.copytree(src, d / 'baselines', dirs_exist_ok=True)
