@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['USER_OS_ERRORS', 'UserError', 'ConfigError', 'DataError', 'RunFolderError', 'CheckpointError', 'Range',
-           'error_message', 'user_errors', 'run_cli', 'cli_command']
+           'error_message', 'user_errors', 'run_cli', 'cli_command', 'Arg']
 
 # %% ../nbs/02_errors.ipynb #4ade7188
 import functools
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fastcore.basics import patch
-from fastcore.script import anno_parser
+from fastcore.script import Param, anno_parser
 
 # %% ../nbs/02_errors.ipynb #6b47cee5
 class UserError(Exception):
@@ -180,3 +180,9 @@ def cli_command(func):
         run_cli(func)  # a console script exits with code 0: its result is not an exit status
 
     return _f
+
+# %% ../nbs/02_errors.ipynb #3cb927d1
+class Arg(Param):
+    "fastcore's `Param` (argparse settings such as `nargs`), shown as its type in a signature"
+    def __repr__(self)->str:
+        return getattr(self.type, '__name__', 'str')

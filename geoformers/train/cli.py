@@ -10,11 +10,11 @@ import json
 from pathlib import Path
 
 import yaml
-from fastcore.script import Param, store_true
+from fastcore.script import store_true
 from fastcore.xtras import obj2dict
 
 from ..core import count_params
-from ..errors import ConfigError, RunFolderError, cli_command
+from ..errors import Arg, ConfigError, RunFolderError, cli_command
 from .checkpoint import claim_run_dir, latest_run, rename_keys
 from .loop import dist_env, fit
 from .tasks import get_task, list_tasks, resolve_config
@@ -99,11 +99,11 @@ def _report(task: str, out, summary: dict):
 # %% ../../nbs/32_train.cli.ipynb #9ce42c45
 @cli_command
 def train_cli(
-    task: Param("task name (see --list)", str, opt=False, nargs='?') = None,
+    task: Arg("task name (see --list)", str, opt=False, nargs='?') = None,  # task name (see --list)
     config: str = None,  # YAML file with the keys to change, or a preset name
-    set: Param(
+    set: Arg(
         "override config keys: --set train.lr=3e-4 model.dim=64", str, nargs='+', action='extend'
-    ) = None,
+    ) = None,  # override config keys: --set train.lr=3e-4 model.dim=64
     out: str = None,  # run folder (default runs/<task>[-N])
     resume: store_true = False,  # continue the run in --out (default: the newest) from last.pt
     overwrite: store_true = False,  # delete the run --out holds and start again

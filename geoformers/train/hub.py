@@ -55,7 +55,6 @@ class GeoformersModel(
         )  # provenance and results; the folder the weights came from
 
     def forward(self, *args, **kwargs):
-        "The task model's forward"
         return self.model(*args, **kwargs)
 
 # %% ../../nbs/32b_train.hub.ipynb #ed8773d4

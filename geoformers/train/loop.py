@@ -141,7 +141,7 @@ def _shapes_everywhere(stats: dict) -> dict:
 
 
 def all_reduce_sum(
-    stats: dict,  # `{name: tensor}` of any shapes (scalars, histograms, confusion matrices)
+    stats: dict,  # {name: tensor} of any shapes (scalars, histograms, confusion matrices)
     union: bool = False,  # first agree on the keys and shapes (a rank may have none of them)
 ) -> dict:  # the element-wise sums, float64, each of its own shape
     "Sum a dict of tensors over ranks (a no-op when not distributed), keeping every tensor's shape"
@@ -291,7 +291,7 @@ def evaluate(
     loader,
     cfg,
     device=None,
-    reduce: bool = None,  # sum over ranks? None: when `loader`'s sampler shards the data
+    reduce: bool = None,  # sum over ranks? None: when loader's sampler shards the data
 ) -> dict:
     "Metrics of `model`: `task.eval_step` summed over batches and ranks, `task.compute_metrics`"
     # a baseline may have no parameters (then CPU)
@@ -393,7 +393,7 @@ def read_metrics(out) -> list:
 def trim_metrics(
     out,
     step: int,  # the step of the checkpoint a run resumes from
-    keep_val: bool = True,  # keep a validation record *at* `step`?
+    keep_val: bool = True,  # keep a validation record *at* step?
 ) -> int:
     "Drop the records after `step` from a run's metrics.jsonl and rank logs; returns how many"
     dropped = 0
@@ -551,7 +551,7 @@ class Trainer:
 
     def __init__(
         self,
-        task,  # a `geoformers.train.tasks.Task`
+        task,  # a geoformers.train.tasks.Task
         cfg,  # its resolved config
         out_dir=None,  # the run folder (None: claim runs/<task>[-N])
         resume: bool = False,  # continue from out_dir/last.pt

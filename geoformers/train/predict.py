@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 import torch
-from fastcore.script import Param, store_true
+from fastcore.script import store_true
 from fastcore.xtras import obj2dict
 
 import geoformers
-from ..errors import CheckpointError, DataError, RunFolderError, UserError, cli_command
+from ..errors import Arg, CheckpointError, DataError, RunFolderError, UserError
+from ..errors import cli_command
 from .checkpoint import _diff, load_checkpoint, rename_keys, state_dict_diff
 from .loop import evaluate, make_loader, user_device
 from .tasks import get_task, resolve_config
@@ -85,7 +86,7 @@ def load_run(
     run,  # a run folder, a model folder (save_pretrained) or a hub id
     checkpoint: str = 'best',  # best (else last, with a note), last, or a checkpoint file
     device='cpu',  # where the model goes ('auto': CUDA when present)
-) -> tuple:  # (task, cfg, model): the model in eval mode, with `.provenance`
+) -> tuple:  # (task, cfg, model): the model in eval mode, with .provenance
     "The task, config and trained model of a run"
     p = Path(run)
     if (p / 'model.safetensors').exists() or _is_hub_id(str(run)):
@@ -271,7 +272,7 @@ def eval_run(
 @cli_command
 def eval_cli(
     run: str,  # a run folder, a model folder (save_pretrained) or a hub id
-    data: Param("the dataset, in a format the task's eval_data reads", str, required=True) = None,
+    data: Arg("the dataset, in a format eval_data reads", str, required=True) = None,  # the dataset
     name: str = None,  # names the result RUN/eval-<name>.json (default: from the data)
     device: str = 'cpu',  # cpu, cuda or auto
     batch_size: int = None,  # default: the run's validation batch size

@@ -112,10 +112,10 @@ def describe(self: Task, model, data, cfg) -> dict:
 @patch
 def predict(
     self: Task,
-    model,  # the trained model, in eval mode, on `device`
+    model,  # the trained model, in eval mode, on device
     cfg,  # the run's config
     data=None,  # a path in the task's own input formats; None: the run's validation data
-    out=None,  # the file to write (suffix `output_suffix`)
+    out=None,  # the file to write (suffix output_suffix)
     batch_size: int = None,  # None: the run's validation batch size
     device='cpu',
     attrs: dict = None,  # provenance to store in the file's metadata, where the format allows
@@ -326,7 +326,7 @@ def resolve_config(
     task: Task,
     config: str | dict = None,
     overrides: list = (),
-    base: dict = None,  # a run's stored config, applied before `config` (to resume it)
+    base: dict = None,  # a run's stored config, applied before config (to resume it)
 ) -> dict:
     "The task's defaults, updated by a YAML file (path or dict), then `key=value` overrides"
     cfg = task.default_config()
