@@ -212,3 +212,117 @@ def test_caption_cli_needs_a_date(tmp_path):
 
 def caption_cmd():
     return [sys.executable, '-c', 'from geoformers.tasks.weather import caption_cli; caption_cli()']
+
+
+# round 4: documented values work; every weather key has a declared range (cause 2)
+def test_documented_values_accepted(tmp_path, days):
+    from geoformers.train.tasks import get_task, resolve_config
+    for g in ('skip', 'index'):
+        assert resolve_config(get_task('weather-text'), None, [f'data.gaps={g}']).data.gaps == g
+    days.isel(time=np.r_[0:8, 16:32]).to_netcdf(tmp_path/'gap.nc')
+    rc, out = cli('geoformers_train', 'weather-mae', '--max_steps', '1', '--out', str(tmp_path/'r'), '--set',
+                  f'data.paths={tmp_path/"gap.nc"}', 'data.gaps=skip', 'data.caption_date_format=%d/%m/%Y',
+                  'data.caption_encoding=latin-1', *TINY_MAE)
+    assert rc == 0, out[-2000:]
+    cfg = __import__('json').loads((tmp_path/'r'/'config.json').read_text())
+    assert cfg['data']['caption_date_format'] == '%d/%m/%Y' and cfg['data']['gaps'] == 'skip'
+
+
+RANGE_CASES = [
+    ('weather-mae', 'data.val_frac=0', 'data.val_frac=0.0', '> 0 and < 1'),
+    ('weather-text', 'data.val_frac=1', 'data.val_frac=1.0', '> 0 and < 1'),
+    ('weather-text', 'model.num_tokens=0', 'model.num_tokens=0', '>= 1'),
+    ('weather-text', 'model.vocab_size=0', 'model.vocab_size=0', '>= 259'),
+    ('weather-text', 'data.max_len=0', 'data.max_len=0', '>= 2'),
+    ('weather-text', 'eval.temperature=-1', 'eval.temperature=-1.0', '>= 0'),
+    ('weather-text', 'eval.top_p=2', 'eval.top_p=2.0', '<= 1'),
+    ('weather-mae', 'model.mask_ratio=1.0', 'model.mask_ratio=1.0', '> 0 and < 1'),
+    ('weather-mae', 'model.mask_ratio=-0.1', 'model.mask_ratio=-0.1', '> 0 and < 1'),
+    ('weather-mae', 'model.patch=[2,4]', 'model.patch=[2, 4]', 'of length 3'),
+    ('weather-mae', 'data.variables=[]', 'data.variables=[]', 'non-empty list'),
+    ('weather-text', 'model.lora_r=-1', 'model.lora_r=-1', '>= 0'),
+    ('weather-text', 'model.pool=max', "model.pool='max'", "'mean', 'attn', 'stride'"),
+    ('weather-text', 'data.caption_encoding=klingon', "'klingon' is not a text encoding", 'latin-1'),
+    ('weather-mae', 'data.caption_date_format=dd/mm/yyyy', 'is not a date format', "'%d/%m/%Y'"),
+    ('weather-mae', 'data.gaps=ignore', "data.gaps='ignore'", "'raise', 'skip', 'index'"),
+    ('weather-text', 'model.lm_heads=0', 'model.lm_heads=0', '>= 1'),
+]
+
+
+@pytest.mark.parametrize('task,override,w1,w2', RANGE_CASES, ids=[c[1] for c in RANGE_CASES])
+def test_range_refused(task, override, w1, w2):
+    from geoformers.train.tasks import get_task, resolve_config
+    with pytest.raises(ConfigError) as e: resolve_config(get_task(task), None, [override])
+    for w in (w1, w2): assert w in str(e.value), str(e.value)
+
+
+def test_range_refused_from_the_command_line(tmp_path):
+    rc, out = cli('geoformers_train', 'weather-text', '--max_steps', '1', '--out', str(tmp_path/'r'), '--set',
+                  'eval.top_p=2')
+    user_error(rc, out, 'eval.top_p=2.0', '> 0 and <= 1')
+
+
+@pytest.mark.parametrize('over,words', [
+    (['model.dim=25', 'model.heads=2'], 'model.dim=25 is not divisible by model.heads=2'),
+    (['model.decoder_dim=30', 'model.decoder_heads=4'], 'model.decoder_dim=30 is not divisible'),
+    (['model.patch=[2,0,4]'], 'model.patch=[2, 0, 4] is not allowed')])
+def test_mae_sizes_that_do_not_fit(over, words):
+    from geoformers.tasks.weather import WeatherMAETask
+    from geoformers.train.tasks import resolve_config
+    t = WeatherMAETask()
+    with pytest.raises(ConfigError, match=__import__('re').escape(words)): t.data(resolve_config(t, None, over))
+
+
+def test_dim_not_divisible_from_the_command_line(tmp_path, days):
+    days.to_netcdf(tmp_path/'d.nc')
+    rc, out = cli('geoformers_train', 'weather-mae', '--max_steps', '1', '--out', str(tmp_path/'r'), '--set',
+                  f'data.paths={tmp_path/"d.nc"}', *TINY_MAE, 'model.dim=25')
+    user_error(rc, out, 'model.dim=25', 'model.heads=2', 'multiple of heads')
+
+
+def test_text_sizes_that_do_not_fit():
+    from geoformers.tasks.weather_text import WeatherTextTask
+    from geoformers.train.tasks import resolve_config
+    t = WeatherTextTask()
+    with pytest.raises(ConfigError, match=r'model.pool_grid=\[1, 4, 4\] holds 16 tokens but model.num_tokens=8'):
+        t.data(resolve_config(t, None, ['model.pool=mean', 'model.num_tokens=8']))
+    with pytest.raises(ConfigError, match='model.lm_dim=30 is not divisible by model.lm_heads=4'):
+        t.data(resolve_config(t, None, ['model.lm_dim=30']))
+
+
+def test_unknown_lm_named():
+    from geoformers.tasks.weather_text import _load_lm
+    with pytest.raises(ConfigError, match=r"model.lm='./nonexistent_lm': there is no folder with a config.json"):
+        _load_lm('./nonexistent_lm')
+    code = ('from geoformers.tasks.weather_text import _load_lm\n'
+            'from geoformers.errors import ConfigError\n'
+            'try: _load_lm("nonexistent_lm")\n'
+            'except ConfigError as e: print("CE", e)\n')
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, env=env)
+    assert "CE model.lm='nonexistent_lm' could not be loaded" in r.stdout and 'embedded, hrm' in r.stdout, r
+
+
+def test_empty_captions_file(tmp_path):
+    (tmp_path/'c.csv').write_text('')
+    with pytest.raises(DataError, match=r'c\.csv is empty: it needs a header'): load_captions(tmp_path/'c.csv')
+
+
+def test_caption_cli_impossible_date(tmp_path):
+    rc, out = cli(*caption_cmd(), '--date', '2019-02-30', '--run', str(tmp_path))
+    user_error(rc, out, "'2019-02-30' is not a date", 'YYYY-MM-DD')
+
+
+@pytest.mark.parametrize('parts', [[(0, 12), (0, 12)], [(0, 12), (3, 6)], [(0, 8), (0, 12)],
+                                   [(0, 5), (4, 9), (8, 12)]], ids=['same', 'inside', 'same-start', 'three'])
+def test_overlaps_of_every_kind_named(tmp_path, parts):
+    c = synth_cube(time=12, lat=5, lon=6)
+    for i, (a, b) in enumerate(parts): c.isel(time=slice(a, b)).to_netcdf(tmp_path/f'f{i}.nc')
+    with pytest.raises(DataError, match=r'f0\.nc and .*f1\.nc overlap in time'): open_data(str(tmp_path/'*.nc'))
+
+
+def test_files_split_by_variable_still_open(tmp_path):
+    c = synth_cube(time=12, lat=5, lon=6)
+    c[['t2m']].to_netcdf(tmp_path/'a.nc')
+    c[[v for v in c.data_vars if v != 't2m']].to_netcdf(tmp_path/'b.nc')
+    assert open_data(str(tmp_path/'*.nc')).sizes['time'] == 12

@@ -76,6 +76,9 @@ def parse_dates(values,                   # strings (or dates) of one column
 # %% ../../nbs/10b_data.captions.ipynb #15a9a645
 def _read_csv(path, encoding:str)->pd.DataFrame:
     try: return pd.read_csv(path, low_memory=False, encoding=encoding)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"captions file {path} is empty: it needs a header (date, event "
+                        "description) and one row per caption (data.captions)") from None
     except UnicodeDecodeError as e:
         raise DataError(f"captions file {path} is not {encoding} text (byte "
                         f"{e.object[e.start:e.start + 1]!r} at position {e.start}); pass its "

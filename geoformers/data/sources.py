@@ -78,14 +78,22 @@ def _check_file(f:str)->str:
     return ''
 
 def _time_range(f:str):
+    "`(first time, last time, variables, f)` of a file, or None when it has no time axis"
     with xr.open_dataset(f) as ds:
-        t = ds[detect_dims(ds)['time']].values
-        return t.min(), t.max()
+        try: t = ds[detect_dims(ds)['time']].values
+        except DataError: return None
+        if not t.size: return None
+        return t.min(), t.max(), set(ds.data_vars), f
 
 def _overlaps(files:list)->list:
-    "Pairs of files whose time ranges overlap"
-    rng = sorted((_time_range(f) + (f,) for f in files), key=lambda r: r[0])
-    return [(a[2], b[2], b[0], a[1]) for a, b in zip(rng, rng[1:]) if b[0] <= a[1]]
+    """`(file a, file b, first, last time in both)` of files with
+    the same variables whose time ranges overlap"""
+    rng = sorted((r for r in map(_time_range, files) if r is not None), key=lambda r: r[0])
+    out = []
+    for i, b in enumerate(rng):
+        for a in rng[:i]:
+            if b[0] <= a[1] and a[2] & b[2]: out.append((a[3], b[3], b[0], min(a[1], b[1])))
+    return out
 
 def open_data(paths,             # a path, glob, list of paths, a .zarr store or a URL to one
               chunks:dict=None,  # dask chunks (default: as stored)
@@ -109,16 +117,15 @@ def open_data(paths,             # a path, glob, list of paths, a .zarr store or
                                  backend_kwargs={'indexpath': ''})
     bad = [m for m in map(_check_file, files) if m]
     if bad: raise DataError('; '.join(bad))
-    try: return xr.open_mfdataset(files, chunks=chunks or {}, combine='by_coords')
-    except ValueError as e:
-        if 'monotonic' not in str(e): raise
-        over = _overlaps(files)
-        if not over: raise
+    # files split by time must not share times: xarray would repeat them or fail unclearly
+    over = _overlaps(files) if len(files) > 1 else []
+    if over:
         a, b, t0, t1 = over[0]
+        more = f" ({len(over) - 1} more overlapping pair(s))" if len(over) > 1 else ''
         raise DataError(
-            f"{a} and {b} overlap in time ({str(t0)[:16]} .. {str(t1)[:16]} is in both); "
-            "remove the duplicate file or pass a glob that selects each period once"
-        ) from None
+            f"{a} and {b} overlap in time ({str(t0)[:16]} .. {str(t1)[:16]} is in both){more}; "
+            "remove the duplicate file or pass a glob that selects each period once (data.paths)")
+    return xr.open_mfdataset(files, chunks=chunks or {}, combine='by_coords')
 
 # %% ../../nbs/10e_data.sources.ipynb #1ae750eb
 class _Handler(SimpleHTTPRequestHandler):

@@ -6,6 +6,7 @@
 __all__ = ['MAE_KEYS', 'mae_from_config', 'WeatherMAETask', 'find_mae_checkpoint', 'load_encoder', 'caption_cli']
 
 # %% ../../nbs/41_tasks.weather.ipynb #84ae5c90
+import codecs
 import json
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from ..baselines.weather import patch_mean_stats
 from ..data.weather_inputs import (chunk_batches, collate_cubes, split_by_date,
                                             weather_windows)
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, Range
 from ..models.swin_mae import SatSwinMAE, random_token_mask, show_reconstruction
 from ..train.loop import make_loader
 from ..train.tasks import Task, register_task
@@ -36,6 +37,62 @@ def mae_from_config(m, in_chans:int)->SatSwinMAE:
         in_chans, **{k: tuple(m[k]) if isinstance(m[k], list) else m[k] for k in MAE_KEYS if k in m}
     )
 
+class _Names(Range):
+    "A non-empty list of names"
+    def check(self, key, value):
+        value = super().check(key, value)
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{key}={value!r} is not allowed: it must be a non-empty list of "
+                              "variable names, e.g. [u10, v10, msl, tp, t2m]")
+        return value
+
+class _Encoding(Range):
+    "The name of a text encoding Python knows"
+    def check(self, key, value):
+        value = super().check(key, value)
+        try: codecs.lookup(value)
+        except LookupError:
+            raise ConfigError(f"{key}={value!r} is not a text encoding Python knows: use e.g. "
+                              "utf-8, latin-1 or cp1252") from None
+        return value
+
+class _DateFormat(Range):
+    "A strftime format with at least one % directive, or null"
+    def check(self, key, value):
+        value = super().check(key, value)
+        if value is not None and '%' not in value:
+            raise ConfigError(f"{key}={value!r} is not a date format: write it with % codes, "
+                              "e.g. '%d/%m/%Y' (day first) or '%m/%d/%Y' (month first)")
+        return value
+
+_pos = Range(int, ge=1)
+# the data: keys both weather tasks share
+_DATA_RANGES = {
+    'data.gaps': Range(choices=('raise', 'skip', 'index')),
+    'data.caption_date_format': _DateFormat(str, none=True),
+    'data.caption_encoding': _Encoding(str), 'data.variables': _Names(list),
+    'data.n_days': Range(int, ge=2), 'data.res': Range(float, gt=0), 'data.time_step': _pos,
+    'data.n_phrasings': _pos, 'data.anchor': Range(choices=('first', 'middle', 'last')),
+    'data.val_frac': Range(float, gt=0, lt=1), 'data.max_len': Range(int, ge=2),
+    'data.seed': Range(int)}
+_MAE_RANGES = {
+    **{f'model.{k}': _pos for k in ('dim', 'depth', 'heads', 'decoder_dim', 'decoder_heads')},
+    'model.patch': Range(list, length=3), 'model.window': Range(list, length=3),
+    'model.mask_ratio': Range(float, gt=0, lt=1), 'model.norm_pix_loss': Range(bool)}
+
+def _check_mae(m):
+    "Refuse a `model:` section whose sizes do not fit together (dims by heads, patch sizes)"
+    for d, h in (('dim', 'heads'), ('decoder_dim', 'decoder_heads')):
+        if d in m and h in m and m[d] % m[h]:
+            eg = m[h] * max(1, m[d] // m[h])
+            raise ConfigError(f"model.{d}={m[d]} is not divisible by model.{h}={m[h]}: pick a "
+                              f"{d} that is a multiple of {h}, e.g. {eg}")
+    for k in ('patch', 'window'):
+        if k in m and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                              for v in m[k]):
+            raise ConfigError(f"model.{k}={list(m[k])!r} is not allowed: it must be 3 positive "
+                              "ints (time, lat, lon)")
+
 def _fixed_mask(model, x, seed:int=0):
     n = int(np.prod(model.grid(x)))
     gen = torch.Generator().manual_seed(seed)
@@ -45,6 +102,7 @@ def _fixed_mask(model, x, seed:int=0):
 class WeatherMAETask(Task):
     "Masked-autoencoder pretraining of SatSwinMAE on ERA5-style windows"
     name = 'weather-mae'
+    config_ranges = {**_DATA_RANGES, **_MAE_RANGES}
     output_suffix = '.nc'
     model_needs_data = True
 
@@ -52,6 +110,7 @@ class WeatherMAETask(Task):
 
     def data(self, cfg):
         "Training and validation windows, split by date"
+        _check_mae(cfg.model)
         dsw = weather_windows(cfg.data)
         tr, va, _, _ = split_by_date(dsw, cfg.data.val_frac)
         self.channels, self.windows, self.val_idx = dsw.channels, dsw, va

@@ -21,23 +21,67 @@ from ..baselines.weather import text_baselines
 from ..data.caption_text import caption_ids, pad_batch, pad_id
 from ..data.weather_inputs import (caption_table, chunk_batches, collate_cubes,
                                             split_by_date, weather_windows)
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, Range
 from ..metrics.captions import fact_scores
 from ..models.prefixer import (Prefixer, TokenPool, VisionTextModel, add_lora,
                                         load_causal_lm)
 from ..models.text_lm import pretrain_text_lm
 from ..train.loop import make_loader
 from ..train.tasks import Task, register_task
-from .weather import _new_windows, find_mae_checkpoint, load_encoder
+from .weather import (_DATA_RANGES, _new_windows, find_mae_checkpoint,
+                                      load_encoder)
 
 # %% ../../nbs/41b_tasks.weather_text.ipynb #ab601b3a
 _FALLBACK = dict(dim=64, depth=2, heads=4, patch=[2, 4, 4], window=[2, 4, 4], decoder_dim=32,
                  decoder_heads=4, mask_ratio=0.75)
 
+_pos = Range(int, ge=1)
+_TEXT_RANGES = {
+    **_DATA_RANGES, 'model.mae_ckpt': Range(str), 'model.lm': Range(str),
+    'model.lm_dir': Range(str),
+    # byte-level BPE: 256 bytes and 3 special tokens come first
+    'model.vocab_size': Range(int, ge=259),
+    **{f'model.{k}': _pos for k in ('lm_dim', 'lm_depth', 'lm_heads', 'lm_steps', 'lm_batch_size',
+                                    'num_tokens', 'prefixer_depth')},
+    'model.lm_pretrain_lr': Range(float, gt=0), 'model.encoder_lr': Range(float, gt=0),
+    'model.lm_lr': Range(float, gt=0), 'model.pool': Range(choices=('mean', 'attn', 'stride')),
+    'model.pool_grid': Range(list, length=3, none=True), 'model.lora_r': Range(int, ge=0),
+    'model.residual': Range(bool), 'model.unfreeze_last_block': Range(bool),
+    'model.train_encoder': Range(bool), 'model.encoder_freeze_epochs': Range(int, ge=0),
+    'eval.n_generate': Range(int, ge=0), 'eval.max_new_tokens': _pos,
+    'eval.temperature': Range(float, ge=0), 'eval.top_p': Range(float, gt=0, le=1),
+    'eval.prior_temperature': Range(float, gt=0)}
+
+def _check_text(m):
+    "Refuse `model:` keys of weather-text that do not fit together"
+    if m.lm_dim % m.lm_heads:
+        raise ConfigError(f"model.lm_dim={m.lm_dim} is not divisible by model.lm_heads="
+                          f"{m.lm_heads}: pick an lm_dim that is a multiple of lm_heads")
+    g = m.get('pool_grid')
+    if m.pool == 'mean' and g is not None and int(np.prod(g)) != m.num_tokens:
+        raise ConfigError(f"model.pool_grid={list(g)!r} holds {int(np.prod(g))} tokens but "
+                          f"model.num_tokens={m.num_tokens}: make their product equal, or set "
+                          "model.pool_grid=null")
+
+def _load_lm(name:str)->tuple:
+    "`(lm, tokenizer)` from a local folder or a Hugging Face name, or a `ConfigError` naming it"
+    from transformers import AutoTokenizer
+    looks_local = name.startswith(('.', '/', '~')) or Path(name).exists()
+    if looks_local and not (Path(name).expanduser()/'config.json').exists():
+        raise ConfigError(f"model.lm={name!r}: there is no folder with a config.json there; use "
+                          "embedded, hrm, a folder saved by save_pretrained or a Hugging Face name")
+    try: return load_causal_lm(name), AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        why = (str(e).strip().splitlines() or [''])[0][:200]
+        raise ConfigError(f"model.lm={name!r} could not be loaded ({why}); "
+                          "use embedded, hrm, a local folder or a Hugging Face model name (online, "
+                          "or in the local cache)") from None
+
 @register_task
 class WeatherTextTask(Task):
     "Caption ERA5-style windows: frozen SatSwinMAE + pooling + prefixer + frozen causal LM"
     name = 'weather-text'
+    config_ranges = _TEXT_RANGES
     output_suffix = '.csv'
     model_needs_data = True
 
@@ -56,9 +100,7 @@ class WeatherTextTask(Task):
                                     size=dict(dim=m.lm_dim, depth=m.lm_depth, heads=m.lm_heads),
                                     max_len=cfg.data.max_len, steps=m.lm_steps,
                                     batch_size=m.lm_batch_size, lr=m.lm_pretrain_lr, seed=cfg.seed)
-        else:
-            from transformers import AutoTokenizer
-            lang = load_causal_lm(m.lm), AutoTokenizer.from_pretrained(m.lm)
+        else: lang = _load_lm(m.lm)
         self._lang_key, self._lang = (m.lm, m.lm_dir), lang
         return lang
 
@@ -66,6 +108,7 @@ class WeatherTextTask(Task):
         """Captioned windows split by date (validation: one
         fixed caption per window), and the language side"""
         d = cfg.data
+        _check_text(cfg.model)
         # recorded as an absolute path in the run's config.json,
         ck = find_mae_checkpoint(cfg.model.mae_ckpt)
         # so the run rebuilds from any folder
@@ -246,6 +289,10 @@ def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's
     """Generated weather narratives for the windows
     anchored on `date` (printed, and returned as a list)"""
     if not date: raise ConfigError("pass --date YYYY-MM-DD")
+    try: pd.to_datetime(str(date), format='%Y-%m-%d')
+    except ValueError:
+        raise ConfigError(f"--date {date!r} is not a date of the form YYYY-MM-DD (e.g. "
+                          "2019-03-01): check the day of the month") from None
     task, cfg, model = _load_run(run)
     for k, v in dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p).items():
         if v is not None: cfg.eval[k] = v

@@ -298,6 +298,8 @@ def _parse_override(o: str) -> tuple:
     try:
         return k.strip(), yaml.safe_load(v)
     except yaml.YAMLError as e:
+        if v.lstrip().startswith(('%', '@', '`')):  # reserved in YAML, plain text here: '%d/%m/%Y'
+            return k.strip(), v.strip()
         raise ConfigError(
             f"override {o!r}: the value is not valid YAML ({' '.join(str(e).split())})"
         ) from None
