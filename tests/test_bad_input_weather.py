@@ -326,3 +326,19 @@ def test_files_split_by_variable_still_open(tmp_path):
     c[['t2m']].to_netcdf(tmp_path/'a.nc')
     c[[v for v in c.data_vars if v != 't2m']].to_netcdf(tmp_path/'b.nc')
     assert open_data(str(tmp_path/'*.nc')).sizes['time'] == 12
+
+
+@pytest.mark.parametrize('gaps', ['skip', 'index'])
+def test_documented_values_in_weather_text(tmp_path, gaps):
+    d = synth_era5(n_days=6, seed=0, res=1.0).isel(time=slice(None, None, 3))
+    d.isel(time=np.r_[0:16, 24:48]).to_netcdf(tmp_path/'gap.nc')
+    caps = synth_captions(synth_era5(n_days=6, seed=0, res=1.0))
+    caps.assign(date=pd.to_datetime(caps.date).dt.strftime('%d/%m/%Y')).to_csv(tmp_path/'c.csv', index=False)
+    rc, out = cli('geoformers_train', 'weather-text', '--max_steps', '1', '--out', str(tmp_path/'r'), '--set',
+                  f'data.paths={tmp_path/"gap.nc"}', f'data.captions={tmp_path/"c.csv"}', f'data.gaps={gaps}',
+                  'data.caption_date_format=%d/%m/%Y', 'model.mae_ckpt=none', 'model.lm_steps=2',
+                  'model.vocab_size=300', 'model.lm_dim=16', 'model.lm_depth=1', 'train.batch_size=2',
+                  f'model.lm_dir={tmp_path/"lm"}', 'train.progress=false', 'eval.n_generate=2',
+                  'eval.max_new_tokens=4')
+    assert rc == 0, out[-2000:]
+    assert (tmp_path/'r'/'summary.json').exists() and (tmp_path/'r'/'last.pt').exists()
