@@ -19,6 +19,10 @@ from geoformers.data.kaggle import write_kaggle
 from geoformers.models.events import EventTransformer
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data
+from geoformers.train.cli import train_cli
+from geoformers.train.predict import predict_cli
+
+from conftest import run_inproc
 
 BIN = Path(sys.executable).parent
 TINY = ['model.dim=16', 'model.heads=2', 'model.t1_depth=1', 'model.t2_depth=1', 'train.batch_size=8',
@@ -57,10 +61,16 @@ def broken(src, dst, batch=1, pulses=None, meta=None):
 
 
 def train(*sets, out=None, steps=1):
-    cmd = [str(BIN/'geoformers_train'), 'icecube', '--max_steps', str(steps), '--set', *TINY, *map(str, sets)]
+    "geoformers_train icecube with `--set sets`, in this process (argument parsing and exit codes as the command)"
+    args = ['icecube', '--max_steps', str(steps), '--set', *TINY, *map(str, sets)]
     if out is not None:
-        cmd += ['--out', str(out)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        args += ['--out', str(out)]
+    return run_inproc(train_cli, *args)
+
+
+def predict(*args):
+    "geoformers_predict in this process"
+    return run_inproc(predict_cli, *map(str, args))
 
 
 def expect(r, code, *words):
@@ -298,8 +308,7 @@ def test_predict_graphnet_folder_lacking_columns(tiny_run, tmp_path):
     g = write_graphnet([IceCubeSynth(4, seed=3)[i] for i in range(4)], icecube86(), tmp_path/'g')
     f = g/'SRTInIcePulses'/'SRTInIcePulses_0.parquet'
     pd.read_parquet(f).drop(columns=['hlc', 'string']).to_parquet(f)
-    r = subprocess.run([str(BIN/'geoformers_predict'), str(tiny_run), '--data', str(g), '--out',
-                        str(tmp_path/'sub.csv')], capture_output=True, text=True, timeout=300)
+    r = predict(tiny_run, '--data', g, '--out', tmp_path/'sub.csv')
     expect(r, 2, "lacks the columns ['string', 'hlc']", 'SRTInIcePulses')
     assert not (tmp_path/'sub.csv').exists()
 
