@@ -14,8 +14,9 @@ import torch
 
 from geoformers.data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from geoformers.data.dom_packing import collate_dom_packing
-from geoformers.data.icecube import IceCubeSynth, write_graphnet
+from geoformers.data.icecube import IceCubeSynth, read_graphnet, write_graphnet
 from geoformers.data.kaggle import write_kaggle
+from geoformers.errors import DataError
 from geoformers.models.events import EventTransformer
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data
@@ -341,3 +342,14 @@ def test_graphnet_inf_time_is_non_finite(tmp_path):
         return p
     db = graphnet_db(tmp_path, pulses=inf)
     expect(train(f'data.source={db}', out=tmp_path/'r'), 2, 'non-finite', 'events.db')
+
+
+def test_db_path_with_odd_characters_reads(tmp_path):
+    "Read-only SQLite by URI: a path with a space, '#' or '?' still reads (and is never created)"
+    db = graphnet_db(tmp_path)
+    odd = tmp_path/'a b#1?x'
+    odd.mkdir()
+    assert len(read_graphnet(shutil.copy(db, odd/'events.db'))) == 8
+    with pytest.raises(DataError, match='cannot be read'):
+        read_graphnet(odd/'missing.db')
+    assert not (odd/'missing.db').exists()

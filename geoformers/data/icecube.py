@@ -235,10 +235,14 @@ class IceCubeEvents(Dataset):
         return self.events[i]
 
 # %% ../../nbs/13_data.icecube.ipynb #5067a108
+def _connect(path:Path)->sqlite3.Connection:
+    "A read-only connection (a missing file is not created)"
+    return sqlite3.connect(Path(path).resolve().as_uri() + '?mode=ro', uri=True)
+
 def _sqlite_tables(path:Path)->set:
     "Table names of a SQLite file; a file that is not one (or is cut short) is a `DataError`"
     try:
-        with sqlite3.connect(f'file:{path}?mode=ro', uri=True) as con:
+        with _connect(path) as con:
             names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as e:
         raise DataError(f"{path} cannot be read as a SQLite file ({e}): is it cut short or of "
@@ -267,7 +271,7 @@ def _read_tables(path:Path, pulsemap:str, truth:str, labels:bool=True)->tuple:
         if missing:
             raise DataError(f"{path} has no tables {missing} (it has {sorted(names)}): a GraphNeT "
                             f"file needs the pulse map {pulsemap!r} and the truth table {truth!r}")
-        with sqlite3.connect(f'file:{path}?mode=ro', uri=True) as con:
+        with _connect(path) as con:
             p = pd.read_sql(f'SELECT * FROM {pulsemap}', con)
             t = (pd.read_sql(f'SELECT * FROM {truth}', con) if truth in names
                  else pd.DataFrame(dict(event_no=[])))
@@ -330,7 +334,7 @@ def _prometheus_tables(path:Path, hits:bool=True)->tuple:
     if not {'total', 'mc_truth'} <= names:
         raise DataError(f"{path} is not a Prometheus file: tables {sorted(names)}, need total "
                         "and mc_truth")
-    with sqlite3.connect(f'file:{path}?mode=ro', uri=True) as con:
+    with _connect(path) as con:
         h = pd.read_sql('SELECT * FROM total', con)
         have = [r[1] for r in con.execute('PRAGMA table_info(mc_truth)')]
         _need_columns(have, ['event_no', 'injection_azimuth', 'injection_zenith'],
