@@ -353,3 +353,10 @@ def test_db_path_with_odd_characters_reads(tmp_path):
     with pytest.raises(DataError, match='cannot be read'):
         read_graphnet(odd/'missing.db')
     assert not (odd/'missing.db').exists()
+
+
+def test_zero_byte_meta_file(folder, tmp_path):
+    d = Path(shutil.copytree(folder, tmp_path/'k'))
+    (d/'train_meta.parquet').write_bytes(b'')
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'train_meta.parquet',
+           'cannot be read as Parquet')

@@ -123,14 +123,18 @@ def _parquet(path:Path, need:list=None)->pq.ParquetFile:
 
 def _meta_rows(meta:Path, b:int, cols:list)->dict:
     "Meta rows of batch `b` as numpy columns (only row groups whose batch_id range holds `b`)"
-    pf = pq.ParquetFile(meta)
+    pf = _parquet(meta)
     j = pf.schema_arrow.get_field_index('batch_id')
     groups = []
     for g in range(pf.num_row_groups):
         st = pf.metadata.row_group(g).column(j).statistics
         if st is None or not st.has_min_max or st.min <= b <= st.max:
             groups.append(g)
-    t = pf.read_row_groups(groups, columns=['batch_id'] + cols)
+    try:
+        t = pf.read_row_groups(groups, columns=['batch_id'] + cols)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{meta}: its rows cannot be read ({str(e)[:200]}): is the file cut short "
+                        "or corrupt?") from None
     keep = t.column('batch_id').to_numpy() == b
     return {k: t.column(k).to_numpy()[keep] for k in cols}
 

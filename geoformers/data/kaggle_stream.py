@@ -28,6 +28,8 @@ class KaggleStream(IterableDataset):
                  seed:int=0,                   # random seed of the order (with the epoch)
                  batch_size:int=1,             # the DataLoader's batch size (whole ones per worker)
                  skip_first:int=0):            # leave out the first events of the first file
+        if buffer < 1:
+            raise ValueError(f"buffer={buffer}: the shuffle buffer holds >= 1 events")
         self.files = [Path(f) for f in files]
         self.detector = icecube86() if detector is None else detector
         store_attr('labels,shuffle,buffer,seed,batch_size,skip_first')
