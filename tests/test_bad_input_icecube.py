@@ -1,6 +1,7 @@
 """Bad input for the icecube task: each case asserts the exit code (2 = a user error) and the key words of the
 message, or, for data, that nothing silently changes."""
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,16 @@ import torch
 
 from geoformers.data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from geoformers.data.dom_packing import collate_dom_packing
-from geoformers.data.icecube import IceCubeSynth, write_graphnet
+from geoformers.data.icecube import IceCubeSynth, read_graphnet, write_graphnet
 from geoformers.data.kaggle import write_kaggle
+from geoformers.errors import DataError
 from geoformers.models.events import EventTransformer
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data
+from geoformers.train.cli import train_cli
+from geoformers.train.predict import predict_cli
+
+from conftest import run_inproc
 
 BIN = Path(sys.executable).parent
 TINY = ['model.dim=16', 'model.heads=2', 'model.t1_depth=1', 'model.t2_depth=1', 'train.batch_size=8',
@@ -56,10 +62,16 @@ def broken(src, dst, batch=1, pulses=None, meta=None):
 
 
 def train(*sets, out=None, steps=1):
-    cmd = [str(BIN/'geoformers_train'), 'icecube', '--max_steps', str(steps), '--set', *TINY, *map(str, sets)]
+    "geoformers_train icecube with `--set sets`, in this process (argument parsing and exit codes as the command)"
+    args = ['icecube', '--max_steps', str(steps), '--set', *TINY, *map(str, sets)]
     if out is not None:
-        cmd += ['--out', str(out)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        args += ['--out', str(out)]
+    return run_inproc(train_cli, *args)
+
+
+def predict(*args):
+    "geoformers_predict in this process"
+    return run_inproc(predict_cli, *map(str, args))
 
 
 def expect(r, code, *words):
@@ -98,8 +110,16 @@ def test_sensor_id_7000_at_predict(tiny_run, tmp_path):
 
 # 9. the same Kaggle batch file given twice: duplicate event ids, not "DOM arrived twice"
 def test_same_batch_file_twice(folder, tmp_path):
-    expect(train(f'data.source={folder}', 'data.batches=[1, 1]', out=tmp_path/'r'), 2, 'same files twice',
-           'batch_1.parquet')
+    expect(train(f'data.source={folder}', 'data.batches=[1, 1]', out=tmp_path/'r'), 2,
+           'duplicate event ids', 'same files twice', 'batch_1.parquet and')
+
+
+def test_linked_batch_file_duplicate_event_ids(folder, tmp_path):
+    "The same file under two names (a link): both names in the message"
+    d = Path(shutil.copytree(folder, tmp_path/'k'))
+    (d/'train'/'batch_3.parquet').symlink_to(d/'train'/'batch_2.parquet')
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'duplicate event ids',
+           'batch_2.parquet', 'batch_3.parquet')
 
 
 def test_copied_batch_file_duplicate_event_ids(folder, tmp_path):
@@ -237,3 +257,106 @@ def test_collate_names_duplicate_events():
     ev = IceCubeSynth(2, seed=0, detector=det)[0]
     with pytest.raises(ValueError, match='duplicate event ids'):
         collate_dom_packing([ev, dict(ev)], det)
+
+
+# unreadable files and missing columns: one DataError naming the file
+def graphnet_db(tmp_path, pulses=True, truth=True, drop=()):
+    "A GraphNeT SQLite file of synthetic events, with tables or columns left out"
+    g = write_graphnet([IceCubeSynth(8, seed=2)[i] for i in range(8)], icecube86(), tmp_path/'g')
+    p = pd.read_parquet(g/'SRTInIcePulses'/'SRTInIcePulses_0.parquet').reset_index()
+    t = pd.read_parquet(g/'truth'/'truth_0.parquet').reset_index()
+    db = tmp_path/'events.db'
+    with sqlite3.connect(db) as con:
+        if pulses is not None:
+            (p if pulses is True else pulses(p)).drop(columns=list(drop)).to_sql('SRTInIcePulses', con)
+        if truth:
+            t.to_sql('truth', con)
+    return db
+
+
+def test_corrupt_batch_file(folder, tmp_path):
+    d = Path(shutil.copytree(folder, tmp_path/'k'))
+    f = d/'train'/'batch_2.parquet'
+    f.write_bytes(f.read_bytes()[:500])
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'batch_2.parquet',
+           'cannot be read as Parquet')
+
+
+def test_graphnet_db_without_truth(tmp_path):
+    db = graphnet_db(tmp_path, truth=False)
+    expect(train(f'data.source={db}', out=tmp_path/'r'), 2, 'events.db', "no tables ['truth']")
+
+
+def test_zero_byte_db(tmp_path):
+    (tmp_path/'events.db').write_bytes(b'')
+    expect(train(f'data.source={tmp_path/"events.db"}', out=tmp_path/'r'), 2, 'events.db',
+           'holds no tables')
+
+
+def test_graphnet_missing_columns(tmp_path):
+    db = graphnet_db(tmp_path, drop=['dom_time'])
+    expect(train(f'data.source={db}', out=tmp_path/'r'), 2, 'events.db', "lacks the columns ['dom_time']",
+           "'charge'")
+
+
+def test_kaggle_missing_columns(folder, tmp_path):
+    d = broken(folder, tmp_path/'k', pulses=lambda df: df.pop('charge'))
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'batch_1.parquet',
+           "lacks the columns ['charge']", "'sensor_id'")
+
+
+def test_predict_graphnet_folder_lacking_columns(tiny_run, tmp_path):
+    g = write_graphnet([IceCubeSynth(4, seed=3)[i] for i in range(4)], icecube86(), tmp_path/'g')
+    f = g/'SRTInIcePulses'/'SRTInIcePulses_0.parquet'
+    pd.read_parquet(f).drop(columns=['hlc', 'string']).to_parquet(f)
+    r = predict(tiny_run, '--data', g, '--out', tmp_path/'sub.csv')
+    expect(r, 2, "lacks the columns ['string', 'hlc']", 'SRTInIcePulses')
+    assert not (tmp_path/'sub.csv').exists()
+
+
+# codes and ranges of the pulses
+def test_buffer_zero(tmp_path):
+    expect(train('data.buffer=0', out=tmp_path/'r'), 2, 'data.buffer', '>= 1')
+
+
+def test_auxiliary_coded_2(folder, tmp_path):
+    def aux(df):
+        df['auxiliary'] = df.auxiliary.astype(int)
+        df.loc[df.index[4], 'auxiliary'] = 2
+    d = broken(folder, tmp_path/'k', pulses=aux)
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'auxiliary coded 2',
+           '0/1', 'batch_1.parquet')
+
+
+def test_negative_charge(folder, tmp_path):
+    def neg(df):
+        df.loc[df.index[4], 'charge'] = -1.0
+    d = broken(folder, tmp_path/'k', pulses=neg)
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'negative charge',
+           'batch_1.parquet')
+
+
+def test_graphnet_inf_time_is_non_finite(tmp_path):
+    def inf(p):
+        p.loc[3, 'dom_time'] = np.inf
+        return p
+    db = graphnet_db(tmp_path, pulses=inf)
+    expect(train(f'data.source={db}', out=tmp_path/'r'), 2, 'non-finite', 'events.db')
+
+
+def test_db_path_with_odd_characters_reads(tmp_path):
+    "Read-only SQLite by URI: a path with a space, '#' or '?' still reads (and is never created)"
+    db = graphnet_db(tmp_path)
+    odd = tmp_path/'a b#1?x'
+    odd.mkdir()
+    assert len(read_graphnet(shutil.copy(db, odd/'events.db'))) == 8
+    with pytest.raises(DataError, match='cannot be read'):
+        read_graphnet(odd/'missing.db')
+    assert not (odd/'missing.db').exists()
+
+
+def test_zero_byte_meta_file(folder, tmp_path):
+    d = Path(shutil.copytree(folder, tmp_path/'k'))
+    (d/'train_meta.parquet').write_bytes(b'')
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'train_meta.parquet',
+           'cannot be read as Parquet')

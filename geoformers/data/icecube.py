@@ -57,6 +57,36 @@ def check_unique_events(events:list):
                         "twice, "
                         "or files that share event ids")
 
+def _need_columns(have, need, source:str):
+    "Refuse a table without the columns a reader needs, naming the missing and the present ones"
+    have = list(have)
+    missing = [c for c in need if c not in have]
+    if missing:
+        raise DataError(f"{source} lacks the columns {missing} (it has {have}); "
+                        "give a table with them")
+
+def _finite(x:np.ndarray)->bool:
+    "All values finite: one sum, no temporary mask (a non-finite sum is checked value by value)"
+    return x.dtype.kind != 'f' or bool(np.isfinite(x.sum())) or bool(np.isfinite(x).all())
+
+def _check_pulses(time, charge, flag,   # [n] each; `flag` in its file's coding
+                  event_ids,            # [n] the event of each pulse
+                  source:str,           # the file, for the message
+                  flag_name:str='auxiliary'):
+    "Refuse non-finite times or charges, negative charges and flags not 0/1, naming the events"
+    t, q, f, e = np.asarray(time), np.asarray(charge), np.asarray(flag), np.asarray(event_ids)
+    def refuse(bad, what):
+        raise DataError(f"{source}: {what} in events {_first(np.unique(e[bad]))}")
+    if not (_finite(t) and _finite(q)):
+        refuse(~(np.isfinite(t) & np.isfinite(q)), "non-finite (NaN or inf) time or charge")
+    if len(q) and q.min() < 0:
+        refuse(q < 0, f"negative charge {_first(np.unique(q[q < 0]), 3)} (charges are >= 0)")
+    if f.dtype != bool and len(f):
+        ok = (f == 0) | (f == 1)
+        if not ok.all():
+            refuse(~ok, f"{flag_name} coded {_first(np.unique(f[~ok]), 3)} (must be 0/1 or "
+                        "true/false)")
+
 def split_events(ids, cols:dict, targets:dict, source:str='')->list:
     "Event dicts from flat pulse columns with an event id per pulse"
     order = np.argsort(ids, kind='stable')
@@ -205,24 +235,69 @@ class IceCubeEvents(Dataset):
         return self.events[i]
 
 # %% ../../nbs/13_data.icecube.ipynb #5067a108
-def _read_tables(path:Path, pulsemap:str, truth:str)->tuple:
-    "Pulse and truth tables of a GraphNeT SQLite file or merged Parquet folder"
+def _connect(path:Path)->sqlite3.Connection:
+    "A read-only connection (a missing file is not created)"
+    return sqlite3.connect(Path(path).resolve().as_uri() + '?mode=ro', uri=True)
+
+def _sqlite_tables(path:Path)->set:
+    "Table names of a SQLite file; a file that is not one (or is cut short) is a `DataError`"
+    try:
+        with _connect(path) as con:
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise DataError(f"{path} cannot be read as a SQLite file ({e}): is it cut short or of "
+                        "another format?") from None
+    if not names:
+        raise DataError(f"{path} holds no tables (an empty or zero-byte file?): give a GraphNeT or "
+                        "Prometheus SQLite file")
+    return names
+
+def _read_parquet(f:Path)->pd.DataFrame:
+    "One Parquet file; an unreadable one is a `DataError` naming it"
+    try:
+        return pd.read_parquet(f)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{f} cannot be read as Parquet ({str(e)[:200]}): is it cut short or "
+                        "corrupt? Rewrite or remove it") from None
+
+_PULSE_NEED = ['event_no', 'string', 'dom_number', 'dom_time', 'charge', 'hlc']
+
+def _read_tables(path:Path, pulsemap:str, truth:str, labels:bool=True)->tuple:
+    "Pulse and truth tables of a GraphNeT SQLite file or merged Parquet folder, columns checked"
     if path.suffix == '.db':
-        with sqlite3.connect(path) as con:
-            return pd.read_sql(f'SELECT * FROM {pulsemap}', con), pd.read_sql('SELECT * FROM '
-                                                                              f'{truth}', con)
-    if path.is_dir() and (path/pulsemap).is_dir():
-        read = lambda t: pd.concat([pd.read_parquet(f) for f in sorted((path/t).glob('*.parquet'))])
-        return read(pulsemap).reset_index(), read(truth).reset_index()
-    raise DataError(f"{path} is neither a GraphNeT .db file nor a folder with {pulsemap}/ and "
-                    f"{truth}/")
+        names = _sqlite_tables(path)
+        need = [pulsemap, truth] if labels else [pulsemap]
+        missing = [n for n in need if n not in names]
+        if missing:
+            raise DataError(f"{path} has no tables {missing} (it has {sorted(names)}): a GraphNeT "
+                            f"file needs the pulse map {pulsemap!r} and the truth table {truth!r}")
+        with _connect(path) as con:
+            p = pd.read_sql(f'SELECT * FROM {pulsemap}', con)
+            t = (pd.read_sql(f'SELECT * FROM {truth}', con) if truth in names
+                 else pd.DataFrame(dict(event_no=[])))
+    elif path.is_dir() and (path/pulsemap).is_dir():
+        def read(name):
+            fs = sorted((path/name).glob('*.parquet'))
+            if not fs:
+                raise DataError(f"{path/name} holds no .parquet files")
+            return pd.concat([_read_parquet(f) for f in fs]).reset_index()
+        p = read(pulsemap)
+        t = read(truth) if labels or (path/truth).is_dir() else pd.DataFrame(dict(event_no=[]))
+    else:
+        raise DataError(f"{path} is neither a GraphNeT .db file nor a folder with {pulsemap}/ and "
+                        f"{truth}/")
+    _need_columns(p.columns, _PULSE_NEED, f"{path.name} (pulse map {pulsemap})")
+    _need_columns(t.columns, ['event_no'] + (['azimuth', 'zenith'] if labels else []),
+                  f"{path.name} (truth table {truth})")
+    return p, t
 
 def graphnet_pulse_geometry(path, pulsemap:str='SRTInIcePulses', truth:str='truth')->Detector:
     "The detector of a GraphNeT file from the positions in its pulse table (a module per DOM, PMT)"
     path = Path(path)
-    p, _ = _read_tables(path, pulsemap, truth)
-    keyed = p.assign(_key=_graphnet_key(p))
+    p, _ = _read_tables(path, pulsemap, truth, labels=False)
     pos = ('dom_x', 'dom_y', 'dom_z')
+    _need_columns(p.columns, pos, f"{path.name} (pulse map {pulsemap}, for data.geometry='pulses')")
+    keyed = p.assign(_key=_graphnet_key(p))
     return pulse_geometry(keyed, '_key', pos, 'string', path.stem, path.name)
 
 def _graphnet_key(p:pd.DataFrame)->np.ndarray:
@@ -231,10 +306,11 @@ def _graphnet_key(p:pd.DataFrame)->np.ndarray:
 
 def read_graphnet(path,                        # GraphNeT SQLite `.db` or a merged Parquet folder
                   detector:Detector|str=None,  # default IceCube-86; 'pulses': from dom_x/y/z
-                  pulsemap:str='SRTInIcePulses', truth:str='truth')->list: # event dicts
+                  pulsemap:str='SRTInIcePulses', truth:str='truth',
+                  labels:bool=True)->list:     # False: the truth table may lack labels (predict)
     "Events from GraphNeT files; `hlc==0` becomes `auxiliary`; unknown sensors are a `DataError`"
     path = Path(path)
-    p, t = _read_tables(path, pulsemap, truth)
+    p, t = _read_tables(path, pulsemap, truth, labels)
     if isinstance(detector, str) and detector == 'pulses':
         detector = graphnet_pulse_geometry(path, pulsemap, truth)
         sid = detector.index_of_ids(_graphnet_key(p).values, path.name, p.event_no.values)
@@ -243,19 +319,28 @@ def read_graphnet(path,                        # GraphNeT SQLite `.db` or a merg
         pmt = p.pmt_number.values if 'pmt_number' in p.columns else None
         sid = detector.index_of_keys(p.string.values, p.dom_number.values, pmt, path.name,
                                      p.event_no.values)
-    check_targets(t.azimuth.values, t.zenith.values, t.event_no.values, f"{path.name} ({truth})")
-    targets = dict(zip(t.event_no.values.tolist(), t[['azimuth', 'zenith']].values))
+    _check_pulses(p.dom_time.values, p.charge.values, p.hlc.values, p.event_no.values,
+                  f"{path.name} ({pulsemap})", 'hlc')
+    targets = {}
+    if labels:
+        check_targets(t.azimuth.values, t.zenith.values, t.event_no.values,
+                      f"{path.name} ({truth})")
+        targets = dict(zip(t.event_no.values.tolist(), t[['azimuth', 'zenith']].values))
     cols = event_cols(sid, p.dom_time, p.charge, p.hlc.values == 0)
     return split_events(p.event_no.values, cols, targets, path.name)
 
 def _prometheus_tables(path:Path, hits:bool=True)->tuple:
-    with sqlite3.connect(path) as con:
-        names = set(pd.read_sql("SELECT name FROM sqlite_master WHERE type='table'", con).name)
-        if not {'total', 'mc_truth'} <= names:
-            raise DataError(f"{path} is not a Prometheus file: tables {sorted(names)}, need total "
-                            "and mc_truth")
+    names = _sqlite_tables(path)
+    if not {'total', 'mc_truth'} <= names:
+        raise DataError(f"{path} is not a Prometheus file: tables {sorted(names)}, need total "
+                        "and mc_truth")
+    with _connect(path) as con:
         h = pd.read_sql('SELECT * FROM total', con)
+        have = [r[1] for r in con.execute('PRAGMA table_info(mc_truth)')]
+        _need_columns(have, ['event_no', 'injection_azimuth', 'injection_zenith'],
+                      f"{path.name} (table mc_truth)")
         t = pd.read_sql('SELECT event_no, injection_azimuth, injection_zenith FROM mc_truth', con)
+    _need_columns(h.columns, ['event_no', 'sensor_id', 't'], f"{path.name} (table total)")
     return h, t
 
 def prometheus_geometry(path)->Detector:

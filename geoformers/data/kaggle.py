@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from fastcore.basics import patch, store_attr
 
 from .detectors import Detector, _first, icecube86
-from .icecube import check_targets, event_cols, synth_event
+from .icecube import (_check_pulses, _need_columns, check_targets, event_cols,
+                                     synth_event)
 from ..errors import DataError
 
 # %% ../../nbs/13c_data.kaggle.ipynb #dc63fa91
@@ -86,11 +87,19 @@ def batch_files(folder, batches=None, split:str='train')->list: # -> [Path]
         files = sorted((Path(p) for p in glob.glob(str(d/batches))), key=num)
     if not files:
         raise DataError(f"data.batches={batches!r} selects no batch file in {d}")
-    if len(set(files)) != len(files):
-        dup = sorted({p.name for p in files if files.count(p) > 1})
-        raise DataError(f"data.batches names the same files twice: {_first(dup)} (their events "
-                        "would repeat)")
+    _refuse_same_files(files, 'data.batches')
     return files
+
+def _refuse_same_files(files:list, what:str):
+    "Refuse one file given twice, under any name (a repeat, a link): its events would repeat"
+    seen = {}
+    for p in files:
+        key = Path(p).resolve()
+        if key in seen:
+            raise DataError(f"duplicate event ids: {seen[key]} and {p} are one file, given "
+                            f"twice in {what} (the same files twice: its events would repeat); "
+                            "give each file once")
+        seen[key] = p
 
 def meta_path(batch_file)->Path:
     "Kaggle's meta file of a batch file: `<folder>/<split>_meta.parquet` beside `<folder>/<split>/`"
@@ -99,17 +108,33 @@ def meta_path(batch_file)->Path:
 
 # %% ../../nbs/13c_data.kaggle.ipynb #e6282df6
 _PULSE_COLS = ['sensor_id', 'time', 'charge', 'auxiliary', 'event_id']
+_META_COLS = ['batch_id', 'event_id', 'first_pulse_index', 'last_pulse_index']
+
+def _parquet(path:Path, need:list=None)->pq.ParquetFile:
+    "Open a Parquet file, checking its columns; an unreadable one is a `DataError` naming it"
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{path} cannot be read as Parquet ({str(e)[:200]}): is it cut short or "
+                        "corrupt? Rewrite or remove it") from None
+    if need:
+        _need_columns(pf.schema_arrow.names, need, str(path))
+    return pf
 
 def _meta_rows(meta:Path, b:int, cols:list)->dict:
     "Meta rows of batch `b` as numpy columns (only row groups whose batch_id range holds `b`)"
-    pf = pq.ParquetFile(meta)
+    pf = _parquet(meta)
     j = pf.schema_arrow.get_field_index('batch_id')
     groups = []
     for g in range(pf.num_row_groups):
         st = pf.metadata.row_group(g).column(j).statistics
         if st is None or not st.has_min_max or st.min <= b <= st.max:
             groups.append(g)
-    t = pf.read_row_groups(groups, columns=['batch_id'] + cols)
+    try:
+        t = pf.read_row_groups(groups, columns=['batch_id'] + cols)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{meta}: its rows cannot be read ({str(e)[:200]}): is the file cut short "
+                        "or corrupt?") from None
     keep = t.column('batch_id').to_numpy() == b
     return {k: t.column(k).to_numpy()[keep] for k in cols}
 
@@ -125,7 +150,7 @@ class BatchFile:
             raise DataError(f"{self.path}: no meta file {meta.name} beside its folder")
         b = int(re.search(r'batch_(\d+)', self.name).group(1))
         cols = ['event_id', 'first_pulse_index', 'last_pulse_index']
-        have = pq.ParquetFile(meta).schema_arrow.names
+        have = _parquet(meta, _META_COLS).schema_arrow.names
         if labels and not {'azimuth', 'zenith'} <= set(have):
             raise DataError(f"{meta.name} has no azimuth/zenith labels (columns {have}): training "
                             "and validation need labelled events (predict does not)")
@@ -139,7 +164,7 @@ class BatchFile:
             where = f"{meta.name} (batch {b})"
             check_targets(m['azimuth'], m['zenith'], m['event_id'], where)
             self.targets = np.stack([m['azimuth'], m['zenith']], 1).astype(np.float32)
-        self.pf = pq.ParquetFile(self.path)
+        self.pf = _parquet(self.path, _PULSE_COLS)
         md = self.pf.metadata
         rg = np.array([md.row_group(i).num_rows for i in range(md.num_row_groups)])
         self.rg_start = np.r_[0, np.cumsum(rg)]
@@ -171,10 +196,6 @@ def _check_pulse_events(pulse_eid:np.ndarray, # [N] event id of each pulse (the 
     e = pulse_eid
     return bool((e[bounds[:-1]] == eid).all() and (e[bounds[1:] - 1] == eid).all()
                 and (eid[1:] > eid[:-1]).all() and not (e[1:] < e[:-1]).any())
-
-def _finite(x:np.ndarray)->bool:
-    "All values finite: one sum, no temporary mask (a non-finite sum is checked value by value)"
-    return x.dtype.kind != 'f' or bool(np.isfinite(x.sum())) or bool(np.isfinite(x).all())
 
 _NO_TARGET = np.full(2, np.nan, np.float32)   # the target of an unlabelled event (read-only)
 _NO_TARGET.flags.writeable = False
@@ -216,7 +237,11 @@ def read_chunk(self:BatchFile, c:int, a:int=0, b:int=None)->EventChunk:
     p0, p1 = int(first[0]), int(last[-1]) + 1
     g0 = int(np.searchsorted(self.rg_start, p0, side='right') - 1)
     g1 = int(np.searchsorted(self.rg_start, p1 - 1, side='right') - 1)
-    t = self.pf.read_row_groups(list(range(g0, g1 + 1)), columns=_PULSE_COLS)
+    try:
+        t = self.pf.read_row_groups(list(range(g0, g1 + 1)), columns=_PULSE_COLS)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{self.path}: row groups {g0}..{g1} cannot be read ({str(e)[:200]}): is "
+                        "the file cut short or corrupt?") from None
     if p0 != self.rg_start[g0] or p1 != self.rg_start[g1 + 1]:
         t = t.slice(p0 - int(self.rg_start[g0]), p1 - p0)
     col = {k: t.column(k).to_numpy() for k in _PULSE_COLS}
@@ -227,10 +252,7 @@ def read_chunk(self:BatchFile, c:int, a:int=0, b:int=None)->EventChunk:
     sid = self.detector.index_of_ids(col['sensor_id'], self.name, col['event_id'])
     tm = col['time'].astype(np.float32)
     q = col['charge'].astype(np.float32)
-    if not (_finite(tm) and _finite(q)):
-        bad = ~(np.isfinite(tm) & np.isfinite(q))
-        raise DataError(f"{self.name}: non-finite time or charge in events "
-                        f"{_first(np.unique(col['event_id'][bad]))}")
+    _check_pulses(tm, q, col['auxiliary'], col['event_id'], self.name)
     tg = self.targets[e0:e1] if self.labels else None
     return EventChunk(sid, tm, q, col['auxiliary'].astype(bool, copy=False), bounds, eid, tg,
                       self.name)
@@ -249,7 +271,7 @@ def read_kaggle_batch(batch_path,           # a Kaggle `batch_*.parquet`
     "Events of one Kaggle batch file (all of them, or the first few), checked"
     if labels is None:
         m = meta_path(batch_path) if meta is None else meta
-        labels = {'azimuth', 'zenith'} <= set(pq.ParquetFile(m).schema_arrow.names)
+        labels = {'azimuth', 'zenith'} <= set(_parquet(Path(m)).schema_arrow.names)
     bf = BatchFile(batch_path, meta, detector, labels)
     out = []
     for c in range(len(bf.chunk_sizes)):

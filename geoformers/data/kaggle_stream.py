@@ -14,7 +14,7 @@ from fastcore.basics import patch, store_attr
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .detectors import Detector, _first, icecube86
-from .kaggle import BatchFile
+from .kaggle import BatchFile, _refuse_same_files
 from ..errors import DataError
 
 # %% ../../nbs/13d_data.kaggle_stream.ipynb #c085550a
@@ -28,11 +28,14 @@ class KaggleStream(IterableDataset):
                  seed:int=0,                   # random seed of the order (with the epoch)
                  batch_size:int=1,             # the DataLoader's batch size (whole ones per worker)
                  skip_first:int=0):            # leave out the first events of the first file
+        if buffer < 1:
+            raise ValueError(f"buffer={buffer}: the shuffle buffer holds >= 1 events")
         self.files = [Path(f) for f in files]
         self.detector = icecube86() if detector is None else detector
         store_attr('labels,shuffle,buffer,seed,batch_size,skip_first')
         self.epoch = 0
         self.start = 0
+        _refuse_same_files(self.files, 'the list of batch files')
         bfs = [BatchFile(f, None, self.detector, labels) for f in self.files]
         self.sizes = [bf.chunk_sizes for bf in bfs]
         _check_disjoint(bfs)

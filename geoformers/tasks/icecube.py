@@ -20,7 +20,8 @@ from ..baselines.icecube import first_hit_linefit_score, linefit_score
 from ..core import count_params, progress, to_device
 from ..data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from ..data.dom_packing import collate_dom_packing
-from ..data.icecube import (IceCubeEvents, IceCubeSynth, graphnet_pulse_geometry,
+from ..data.icecube import (IceCubeEvents, IceCubeSynth, _sqlite_tables,
+                                     graphnet_pulse_geometry,
                                      prometheus_geometry, read_graphnet, read_prometheus,
                                      vector_to_angles)
 from ..data.kaggle import SubmissionWriter, batch_files, read_kaggle_batch
@@ -48,11 +49,7 @@ def source_format(source)->str:
     elif p.suffix == '.parquet' and p.name.startswith('batch_'):
         return 'kaggle'
     elif p.suffix == '.db':
-        import sqlite3
-        with sqlite3.connect(p) as con:
-            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            tables = {r[0] for r in rows}
-        return 'prometheus' if 'total' in tables else 'graphnet'
+        return 'prometheus' if 'total' in _sqlite_tables(p) else 'graphnet'
     raise DataError(f"data.source {str(source)!r} is not a format the icecube task reads (a Kaggle "
                     "folder with train/ or test/, a batch_*.parquet, a GraphNeT .db or merged "
                     "folder, a Prometheus .db)")
@@ -91,7 +88,7 @@ def read_events(source, det, labels:bool=True)->list:
     "All events of GraphNeT or Prometheus files (small files, read whole)"
     if source_format(source) == 'prometheus':
         return read_prometheus(source, det)
-    return read_graphnet(source, det)
+    return read_graphnet(source, det, labels=labels)
 
 # %% ../../nbs/43_tasks.icecube.ipynb #89850f4f
 def _kaggle_data(cfg, det)->dict:
@@ -132,7 +129,7 @@ class IceCubeTask(Task):
     config_ranges = {'data.n_train': Range(int, ge=1), 'data.n_val': Range(int, ge=1),
                      'data.max_seq_len': Range(int, ge=1),
                      'data.position_scale': Range(float, gt=0),
-                     'data.val_fraction': Range(float, gt=0, lt=1), 'data.buffer': Range(int, ge=0),
+                     'data.val_fraction': Range(float, gt=0, lt=1), 'data.buffer': Range(int, ge=1),
                      'model.dim': Range(int, ge=1), 'model.heads': Range(int, ge=1),
                      'model.t1_depth': Range(int, ge=1), 'model.t2_depth': Range(int, ge=1),
                      'model.max_batch_size': Range(int, ge=1),
@@ -246,7 +243,7 @@ def _predict_events(task, cfg, data, det):
     if fmt == 'synthetic':
         raise DataError("predict needs files, not 'synthetic' (pass --data PATH, or nothing for "
                         "the run's validation events)")
-    return IceCubeEvents(read_events(data, det))
+    return IceCubeEvents(read_events(data, det, labels=False))
 
 # %% ../../nbs/43_tasks.icecube.ipynb #c213cb43
 @patch
