@@ -18,13 +18,15 @@ from fastcore.basics import patch, store_attr
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
+from .errors import ConfigError
+
 # %% ../nbs/00a_layers.ipynb #fa9308d7
 _acts = {'gelu': nn.GELU, 'silu': nn.SiLU, 'relu': nn.ReLU, 'tanh': nn.Tanh}
 
 def get_act(name:str)->nn.Module:
     "An activation module by name (`gelu`, `silu`, `relu`, `tanh`)"
     if name not in _acts:
-        raise ValueError(f"Unknown activation {name!r}; choose one of {sorted(_acts)}")
+        raise ConfigError(f"Unknown activation {name!r}: choose one of {sorted(_acts)}")
     return _acts[name]()
 
 class MLP(nn.Sequential):

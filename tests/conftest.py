@@ -94,3 +94,42 @@ def run_inproc(command, *args, cwd=None) -> subprocess.CompletedProcess:
         out.getvalue(),
         err.getvalue(),
     )
+
+
+def assert_same_predictions(a: Path, b: Path):
+    """Two `geoformers_predict` outputs (a file, or a folder of them) hold the same values, coordinates
+    and ids; their provenance (run folder, checkpoint path) may differ and is not compared"""
+    a, b = Path(a), Path(b)
+    if a.is_dir():
+        names = sorted(p.name for p in a.iterdir())
+        assert names == sorted(p.name for p in b.iterdir())
+        for n in names:
+            assert_same_predictions(a / n, b / n)
+    elif a.suffix == '.nc':
+        import xarray as xr
+
+        with xr.open_dataset(a) as x, xr.open_dataset(b) as y:
+            xr.testing.assert_equal(x, y)  # values and coordinates; attributes left out
+    elif a.suffix == '.csv':
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(pd.read_csv(a), pd.read_csv(b))
+    elif a.suffix == '.parquet':
+        import pyarrow.parquet as pq
+
+        x, y = (pq.read_table(p).replace_schema_metadata(None) for p in (a, b))
+        assert x.equals(y)
+    elif a.suffix != '.json':
+        raise AssertionError(f'no comparison for {a.suffix} files ({a})')
+
+
+def assert_model_folder_predicts_like_the_run(run: Path, tmp_path: Path, suffix: str, data=None):
+    """`save_pretrained` of a run, then `geoformers_predict` from the model folder writes what the
+    run itself predicts (the hub path: `from_pretrained` reads the same folder layout)"""
+    from geoformers.train.hub import GeoformersModel
+    from geoformers.train.predict import predict_run
+
+    GeoformersModel.from_run(run).save_pretrained(tmp_path / 'model')
+    a = predict_run(run, data=data, out=tmp_path / f'from_run{suffix}')
+    b = predict_run(tmp_path / 'model', data=data, out=tmp_path / f'from_model{suffix}')
+    assert_same_predictions(a, b)

@@ -142,3 +142,9 @@ def test_patch_discrimination_centring():
     assert torch.allclose(patch_discrimination(p + off, t + off, valid), patch_discrimination(p, t, valid), atol=1e-4)
     assert patch_discrimination(p + off, t + off, valid, center=False) > 2 * patch_discrimination(p, t, valid, center=False)
     assert patch_discrimination(t + off, t + off, valid) < 0.01          # a copy of the targets is a perfect prediction
+
+
+def test_model_folder_predicts_like_the_run(tiny_run, tmp_path):
+    "save_pretrained, then predict from the model folder: the same scene embeddings and ids"
+    from conftest import assert_model_folder_predicts_like_the_run
+    assert_model_folder_predicts_like_the_run(tiny_run, tmp_path, '.parquet')

@@ -259,3 +259,10 @@ def test_upgrade_train_and_predict(tmp_path):
     ids, az, zen = _direct(tmp_path/'run', back, up)
     np.testing.assert_array_equal(sub.event_id.values, ids)
     np.testing.assert_allclose(sub.azimuth.values, az, atol=1e-5)
+
+
+def test_model_folder_predicts_like_the_run(kaggle, tmp_path):
+    "save_pretrained, then predict Kaggle test files from the model folder: the same submission"
+    from conftest import assert_model_folder_predicts_like_the_run
+    _train(tmp_path/'run', 'data.n_train=16', 'data.n_val=8')
+    assert_model_folder_predicts_like_the_run(tmp_path/'run', tmp_path, '.csv', data=kaggle)

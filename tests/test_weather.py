@@ -116,3 +116,11 @@ def test_mae_from_config_norm_pix_loss():
     assert mae_from_config(base, 3).norm_pix_loss
     assert mae_from_config({**base, 'norm_pix_loss': True}, 3).norm_pix_loss
     assert not mae_from_config({**base, 'norm_pix_loss': False}, 3).norm_pix_loss
+
+
+@pytest.mark.parametrize('name,suffix', [('weather-mae', '.nc'), ('weather-text', '.csv')])
+def test_model_folder_predicts_like_the_run(runs, heldout, tmp_path, monkeypatch, name, suffix):
+    "save_pretrained, then predict from the model folder: the same embeddings / captions"
+    from conftest import assert_model_folder_predicts_like_the_run
+    monkeypatch.chdir(runs)
+    assert_model_folder_predicts_like_the_run(runs/'runs'/name, tmp_path, suffix, data=heldout)

@@ -272,3 +272,12 @@ def test_eval_ndws_and_baselines(tmp_path):
     b = task.eval_baselines(data, cfg, tmp_path / 'run')
     assert set(b) == BASELINES
     assert abs(b['persistence']['f1'] - 0.25) < 0.01
+
+
+def test_model_folder_predicts_like_the_run(tmp_path):
+    "save_pretrained, then predict from the model folder: the same fire maps (threshold included)"
+    from conftest import assert_model_folder_predicts_like_the_run
+
+    _tiny_run(tmp_path)
+    held = save_fires(simulate_fires(1, seed=300, size=32, days=5), tmp_path / 'held')[0]
+    assert_model_folder_predicts_like_the_run(tmp_path / 'run', tmp_path, '.nc', data=held)
