@@ -97,8 +97,8 @@ def run_inproc(command, *args, cwd=None) -> subprocess.CompletedProcess:
 
 
 def assert_same_predictions(a: Path, b: Path):
-    """Two `geoformers_predict` outputs (a file, or a folder of them) hold the same values, coordinates
-    and ids; their provenance (run folder, checkpoint path) may differ and is not compared"""
+    """Two `geoformers_predict` outputs (a file, or a folder of them) hold the same values,
+    coordinates and ids; their provenance (run folder, checkpoint path) may differ, not compared"""
     a, b = Path(a), Path(b)
     if a.is_dir():
         names = sorted(p.name for p in a.iterdir())
