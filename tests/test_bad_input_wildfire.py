@@ -254,3 +254,40 @@ def test_stopped_baseline_keeps_summary(monkeypatch):
     out = task.baselines(data, cfg, '/tmp/unused')
     assert out['unet_last_frame'] == {'stopped_at': 3} and 'unet_stacked' not in out
     assert 'persistence' in out
+
+
+# 1. outputs are never replaced without --overwrite
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    "A 1-step wildfire run to predict with"
+    from geoformers.train.loop import fit
+    from geoformers.train.tasks import get_task, resolve_config
+
+    out = tmp_path_factory.mktemp('run') / 'r'
+    task = get_task('wildfire')
+    fit(task, resolve_config(task, overrides=TINY + ['train.max_steps=1']), out)
+    return out
+
+
+def predict(*args):
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / 'geoformers_predict'
+    r = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_predict_folder_output_is_not_replaced(tiny_run, tmp_path, fires):
+    "Several fires with --out x.nc write the folder x/; a second run refuses it unless --overwrite"
+    save_fires(fires[:2], tmp_path / 'fires')
+    rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x.nc')
+    assert rc == 0, out[-1500:]
+    files = sorted((tmp_path / 'x').glob('*.nc'))
+    assert len(files) == 2
+    before = {f: f.read_bytes() for f in files}
+    rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x.nc')
+    assert rc == 2 and 'Traceback' not in out, out[-1500:]
+    assert str(tmp_path / 'x') in out and '--overwrite' in out, out[-1500:]
+    assert {f: f.read_bytes() for f in files} == before
+    rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x.nc', '--overwrite')
+    assert rc == 0, out[-1500:]
