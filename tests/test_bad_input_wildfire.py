@@ -162,6 +162,17 @@ def test_fires_too_short_for_t_min():
     expect_user_error(['--set', *TINY, 'data.t_min=9'], 'data.t_min=9', 'lower data.t_min')
 
 
+@pytest.mark.parametrize('override,words', [
+    ('loss.pos_weight=-1', ['loss.pos_weight=-1', '> 0 or null']),
+    ('loss.dice=-1', ['loss.dice=-1', '>= 0']),
+    ('model.dropout=2', ['model.dropout=2', '< 1']),
+    ('model.heads=3', ['model.heads=3', 'model.dim=16', '[1, 2, 4, 8, 16]']),
+])
+def test_loss_and_model_ranges(override, words):
+    "Negative loss weights used to train silently; heads not dividing dim and dropout 2 were tracebacks"
+    expect_user_error(['--set', *TINY, override], *words)
+
+
 # predict / eval inputs
 def test_eval_data_unknown_format(tmp_path):
     from geoformers.data.ndws import read_fire_data

@@ -44,6 +44,11 @@ MODELS = ('emberformer', 'emberformer_dino', 'unet_last_frame', 'unet_stacked', 
 
 def wildfire_model(m, static_chans:int=5)->nn.Module:
     "The model named by `m.name` (one of `MODELS`) from a `model:` config"
+    if m.name in ('emberformer', 'emberformer_dino') and m.dim % m.heads:
+        ok = [h for h in range(1, m.dim + 1) if m.dim % h == 0]
+        raise ConfigError(f"model.heads={m.heads} does not divide model.dim={m.dim} (each head "
+                          f"takes dim / heads channels): set model.heads to one of {ok}, "
+                          "or change model.dim")
     g = lambda k, default: m.get(k, default)
     if m.name == 'unet_last_frame': return LastFrameUNet(static_chans, m.unet_hidden)
     k = g('stack_days', 5)
@@ -97,7 +102,10 @@ class WildfireTask(Task):
         'model.stack_days': Range(int, ge=1), 'model.refine': Range(str, choices=('conv', 'unet')),
         'model.decoder': Range(str, choices=('unet', 'light')),
         'model.encoder': Range(str, choices=('transformer', 'last', 'none')),
-        'loss.pos_weight_power': Range(float, ge=0)}
+        'model.dropout': Range(float, ge=0, lt=1),
+        'loss.pos_weight_power': Range(float, ge=0),
+        'loss.pos_weight': Range(float, gt=0, none=True),
+        'loss.dice': Range(float, ge=0)}
 
     def __init__(self):
         self.pos_weight = None
