@@ -211,6 +211,59 @@ def test_tfrecord_missing_feature(tmp_path):
         read_ndws_tfrecord(tmp_path / 's.tfrecord')
 
 
+def _ndws_tile(tmp_path, mask=None, target=None, ndvi=None):
+    "An NDWS .npz tile (12 inputs, 1 target) with optional PrevFireMask / FireMask / NDVI replaced"
+    from geoformers.data.wildfire import NDWS_CHANNELS
+
+    rng = np.random.default_rng(0)
+    c = {k: rng.uniform(0, 100, (16, 16)).astype('float32') for k in NDWS_CHANNELS}
+    c['NDVI'] = rng.uniform(-2000, 9000, (16, 16)).astype('float32')
+    c['PrevFireMask'] = (rng.random((16, 16)) < 0.1).astype('float32')
+    y = (rng.random((16, 16)) < 0.1).astype('float32')
+    if mask is not None: c['PrevFireMask'][3, 3] = mask
+    if target is not None: y[4, 4] = target
+    if ndvi is not None: c['NDVI'] = c['NDVI'] / 1e4
+    f = tmp_path / 'tile_007.npz'
+    np.savez(f, inputs=np.stack([c[k] for k in NDWS_CHANNELS]), targets=y[None])
+    return f
+
+
+@pytest.mark.parametrize('code', [2, 255, -2, 0.5])
+@pytest.mark.parametrize('where', ['PrevFireMask', 'FireMask'])
+def test_ndws_fire_code_names_the_mask_and_file(tmp_path, code, where):
+    "NDWS masks outside {-1, 0, 1}: the message names the NDWS variable and the tile's path, not 'fire'"
+    from geoformers.data.ndws import read_fire_data
+
+    kw = {'mask': code} if where == 'PrevFireMask' else {'target': code}
+    f = _ndws_tile(tmp_path, **kw)
+    with pytest.raises(UserError) as e:
+        read_fire_data(f)
+    for w in (str(f), where, str(float(code)), 'code book', 'recode'):
+        assert w in str(e.value), f'{w!r} not in: {e.value}'
+
+
+def test_ndws_ndvi_in_unit_range_is_refused(tmp_path):
+    "NDVI given as -1..1 instead of NDWS's x 1e4 used to be read as bare ground (fuel 0) silently"
+    from geoformers.data.ndws import read_fire_data
+
+    assert read_fire_data(_ndws_tile(tmp_path))[0].fuel.values.max() > 0.5    # NDWS units: fine
+    f = _ndws_tile(tmp_path, ndvi='unit')
+    with pytest.raises(UserError) as e:
+        read_fire_data(f)
+    for w in (str(f), 'NDVI', '1e4'):
+        assert w in str(e.value), f'{w!r} not in: {e.value}'
+
+
+def test_ndws_tfrecord_fire_code_names_the_shard(tmp_path):
+    from geoformers.data.ndws import NDWS_FEATURES, read_ndws_tfrecord, write_ndws_tfrecord
+
+    ex = {f: np.zeros((64, 64), 'float32') for f in NDWS_FEATURES}
+    ex['FireMask'][1, 1] = 255
+    write_ndws_tfrecord(tmp_path / 's.tfrecord', [ex])
+    with pytest.raises(UserError, match=r"s.tfrecord #0: NDWS FireMask holds \[255.0\]"):
+        read_ndws_tfrecord(tmp_path / 's.tfrecord')
+
+
 # model inputs: channels and dtypes
 def _batch():
     ds = WildfireDataset(simulate_fires(2, size=16, days=5), t_min=2, t_max=4)
