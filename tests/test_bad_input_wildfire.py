@@ -162,6 +162,17 @@ def test_fires_too_short_for_t_min():
     expect_user_error(['--set', *TINY, 'data.t_min=9'], 'data.t_min=9', 'lower data.t_min')
 
 
+@pytest.mark.parametrize('override,words', [
+    ('loss.pos_weight=-1', ['loss.pos_weight=-1', '> 0 or null']),
+    ('loss.dice=-1', ['loss.dice=-1', '>= 0']),
+    ('model.dropout=2', ['model.dropout=2', '< 1']),
+    ('model.heads=3', ['model.heads=3', 'model.dim=16', '[1, 2, 4, 8, 16]']),
+])
+def test_loss_and_model_ranges(override, words):
+    "Negative loss weights used to train silently; heads not dividing dim and dropout 2 were tracebacks"
+    expect_user_error(['--set', *TINY, override], *words)
+
+
 # predict / eval inputs
 def test_eval_data_unknown_format(tmp_path):
     from geoformers.data.ndws import read_fire_data
@@ -197,6 +208,59 @@ def test_tfrecord_missing_feature(tmp_path):
     ex = {f: np.zeros((64, 64), 'float32') for f in NDWS_FEATURES if f != 'erc'}
     write_tfrecord(tmp_path / 's.tfrecord', [encode_example(ex)])
     with pytest.raises(UserError, match=r"record 0 lacks features \['erc'\]"):
+        read_ndws_tfrecord(tmp_path / 's.tfrecord')
+
+
+def _ndws_tile(tmp_path, mask=None, target=None, ndvi=None):
+    "An NDWS .npz tile (12 inputs, 1 target) with optional PrevFireMask / FireMask / NDVI replaced"
+    from geoformers.data.wildfire import NDWS_CHANNELS
+
+    rng = np.random.default_rng(0)
+    c = {k: rng.uniform(0, 100, (16, 16)).astype('float32') for k in NDWS_CHANNELS}
+    c['NDVI'] = rng.uniform(-2000, 9000, (16, 16)).astype('float32')
+    c['PrevFireMask'] = (rng.random((16, 16)) < 0.1).astype('float32')
+    y = (rng.random((16, 16)) < 0.1).astype('float32')
+    if mask is not None: c['PrevFireMask'][3, 3] = mask
+    if target is not None: y[4, 4] = target
+    if ndvi is not None: c['NDVI'] = c['NDVI'] / 1e4
+    f = tmp_path / 'tile_007.npz'
+    np.savez(f, inputs=np.stack([c[k] for k in NDWS_CHANNELS]), targets=y[None])
+    return f
+
+
+@pytest.mark.parametrize('code', [2, 255, -2, 0.5])
+@pytest.mark.parametrize('where', ['PrevFireMask', 'FireMask'])
+def test_ndws_fire_code_names_the_mask_and_file(tmp_path, code, where):
+    "NDWS masks outside {-1, 0, 1}: the message names the NDWS variable and the tile's path, not 'fire'"
+    from geoformers.data.ndws import read_fire_data
+
+    kw = {'mask': code} if where == 'PrevFireMask' else {'target': code}
+    f = _ndws_tile(tmp_path, **kw)
+    with pytest.raises(UserError) as e:
+        read_fire_data(f)
+    for w in (str(f), where, str(float(code)), 'code book', 'recode'):
+        assert w in str(e.value), f'{w!r} not in: {e.value}'
+
+
+def test_ndws_ndvi_in_unit_range_is_refused(tmp_path):
+    "NDVI given as -1..1 instead of NDWS's x 1e4 used to be read as bare ground (fuel 0) silently"
+    from geoformers.data.ndws import read_fire_data
+
+    assert read_fire_data(_ndws_tile(tmp_path))[0].fuel.values.max() > 0.5    # NDWS units: fine
+    f = _ndws_tile(tmp_path, ndvi='unit')
+    with pytest.raises(UserError) as e:
+        read_fire_data(f)
+    for w in (str(f), 'NDVI', '1e4'):
+        assert w in str(e.value), f'{w!r} not in: {e.value}'
+
+
+def test_ndws_tfrecord_fire_code_names_the_shard(tmp_path):
+    from geoformers.data.ndws import NDWS_FEATURES, read_ndws_tfrecord, write_ndws_tfrecord
+
+    ex = {f: np.zeros((64, 64), 'float32') for f in NDWS_FEATURES}
+    ex['FireMask'][1, 1] = 255
+    write_ndws_tfrecord(tmp_path / 's.tfrecord', [ex])
+    with pytest.raises(UserError, match=r"s.tfrecord #0: NDWS FireMask holds \[255.0\]"):
         read_ndws_tfrecord(tmp_path / 's.tfrecord')
 
 
@@ -254,3 +318,40 @@ def test_stopped_baseline_keeps_summary(monkeypatch):
     out = task.baselines(data, cfg, '/tmp/unused')
     assert out['unet_last_frame'] == {'stopped_at': 3} and 'unet_stacked' not in out
     assert 'persistence' in out
+
+
+# 1. outputs are never replaced without --overwrite
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    "A 1-step wildfire run to predict with"
+    from geoformers.train.loop import fit
+    from geoformers.train.tasks import get_task, resolve_config
+
+    out = tmp_path_factory.mktemp('run') / 'r'
+    task = get_task('wildfire')
+    fit(task, resolve_config(task, overrides=TINY + ['train.max_steps=1']), out)
+    return out
+
+
+def predict(*args):
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / 'geoformers_predict'
+    r = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_predict_folder_output_is_not_replaced(tiny_run, tmp_path, fires):
+    "Several fires with --out x.nc write the folder x/; a second run refuses it unless --overwrite"
+    save_fires(fires[:2], tmp_path / 'fires')
+    rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x.nc')
+    assert rc == 0, out[-1500:]
+    files = sorted((tmp_path / 'x').glob('*.nc'))
+    assert len(files) == 2
+    before = {f: f.read_bytes() for f in files}
+    rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x.nc')
+    assert rc == 2 and 'Traceback' not in out, out[-1500:]
+    assert str(tmp_path / 'x') in out and '--overwrite' in out, out[-1500:]
+    assert {f: f.read_bytes() for f in files} == before
+    rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x.nc', '--overwrite')
+    assert rc == 0, out[-1500:]

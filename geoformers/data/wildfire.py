@@ -208,6 +208,22 @@ def fire_probabilities(logits_fn,             # collate_fires batch -> pixel log
 NDWS_CHANNELS = ('elevation', 'NDVI', 'erc', 'pdsi', 'population', 'pr', 'sph', 'th', 'tmmn',
                  'tmmx', 'vs', 'PrevFireMask')
 
+def _check_ndws(c:dict, target, where:str):
+    "NDWS fire masks in their code book and NDVI in NDWS units (x 1e4), else a `DataError`"
+    for k, a in (('PrevFireMask', c['PrevFireMask']), ('FireMask', target)):
+        a = np.asarray(a, dtype='float64')
+        odd = np.unique(a[~np.isnan(a) & ~np.isin(a, FIRE_CODES)])
+        if odd.size:
+            raise DataError(f"{where}: NDWS {k} holds {odd.tolist()[:8]} outside its code book "
+                            "(1 fire, 0 no fire, -1 uncertain); recode them (e.g. 255 no-data "
+                            "as -1)")
+    ndvi = np.asarray(c['NDVI'], dtype='float64')
+    ndvi = ndvi[np.isfinite(ndvi)]
+    if ndvi.size and np.abs(ndvi).max() <= 1 and (ndvi != np.round(ndvi)).any():
+        raise DataError(f"{where}: NDVI lies in {ndvi.min():.2f}..{ndvi.max():.2f}, but NDWS "
+                        "stores NDVI x 1e4 (-10000..10000) and would read this as bare "
+                        "ground; multiply NDVI by 1e4")
+
 def ndws_fire(c:dict,              # channel name -> [H, W] array (the NDWS inputs, any order)
               target,              # [H, W] next-day FireMask (1 fire, 0 none, -1 uncertain)
               fire_id:str, cell_m:float=1000.)->xr.Dataset:
@@ -215,6 +231,7 @@ def ndws_fire(c:dict,              # channel name -> [H, W] array (the NDWS inpu
     missing = [k for k in NDWS_CHANNELS if k not in c]
     if missing:
         raise DataError(f"{fire_id}: NDWS sample lacks {missing}; expected {list(NDWS_CHANNELS)}")
+    _check_ndws(c, target, fire_id)
     slope, aspect = slope_aspect(c['elevation'], cell_m)
     th, vs = np.radians(c['th']), c['vs']
     u, v = float((-vs*np.sin(th)).mean()), float((-vs*np.cos(th)).mean())   # blowing *towards*
@@ -240,7 +257,9 @@ def read_ndws(path, channels=NDWS_CHANNELS, cell_m:float=1000.)->xr.Dataset:
     if x.shape[0] != len(channels):
         raise DataError(f"{path}: {x.shape[0]} input channels, expected {len(channels)} "
                         f"({channels})")
-    return ndws_fire(dict(zip(channels, x)), y[0], Path(path).stem, cell_m)
+    c = dict(zip(channels, x))
+    if 'PrevFireMask' in c and 'NDVI' in c: _check_ndws(c, y[0], str(path))
+    return ndws_fire(c, y[0], Path(path).stem, cell_m)
 
 def load_ndws(folder)->list:
     "All NDWS tiles below `folder` (e.g. `ndws_micro` with `train/` and `val/`), sorted by path"

@@ -44,6 +44,11 @@ MODELS = ('emberformer', 'emberformer_dino', 'unet_last_frame', 'unet_stacked', 
 
 def wildfire_model(m, static_chans:int=5)->nn.Module:
     "The model named by `m.name` (one of `MODELS`) from a `model:` config"
+    if m.name in ('emberformer', 'emberformer_dino') and m.dim % m.heads:
+        ok = [h for h in range(1, m.dim + 1) if m.dim % h == 0]
+        raise ConfigError(f"model.heads={m.heads} does not divide model.dim={m.dim} (each head "
+                          f"takes dim / heads channels): set model.heads to one of {ok}, "
+                          "or change model.dim")
     g = lambda k, default: m.get(k, default)
     if m.name == 'unet_last_frame': return LastFrameUNet(static_chans, m.unet_hidden)
     k = g('stack_days', 5)
@@ -97,7 +102,10 @@ class WildfireTask(Task):
         'model.stack_days': Range(int, ge=1), 'model.refine': Range(str, choices=('conv', 'unet')),
         'model.decoder': Range(str, choices=('unet', 'light')),
         'model.encoder': Range(str, choices=('transformer', 'last', 'none')),
-        'loss.pos_weight_power': Range(float, ge=0)}
+        'model.dropout': Range(float, ge=0, lt=1),
+        'loss.pos_weight_power': Range(float, ge=0),
+        'loss.pos_weight': Range(float, gt=0, none=True),
+        'loss.dice': Range(float, ge=0)}
 
     def __init__(self):
         self.pos_weight = None
@@ -249,18 +257,36 @@ def _threshold(attrs):
     if p and p.exists(): return float(json.loads(p.read_text())['metrics'].get('threshold', 0.5))
     return 0.5
 
-@patch
-def predict(self:WildfireTask, model, cfg, data=None, out=None, batch_size=None, device='cpu',
-            attrs=None, threshold:float=None, **kw)->Path:
-    "Next-day fire probability NetCDF(s) for the fires at `data` (default: the validation fires)"
+def _predict_fires(task, cfg, data)->list:
+    "The fires to predict, read once for `predict_target` and `predict` of the same `data`"
+    key = (id(cfg), str(data))
+    cached = getattr(task, '_predict_cache', None)
+    if cached and cached[0] == key: return cached[1]
     if data is None:
         fires = wildfire_fires(cfg.data)
         fires = [fires[i] for i in split_fires(len(fires), cfg.data.val_frac, cfg.data.sim_seed)[1]]
     else: fires = read_fire_data(data)
+    task._predict_cache = (key, fires)
+    return fires
+
+def _predict_folder(fires, out:Path):
+    "Several fires (or `out` without .nc): one NetCDF per fire in the folder `out` less its suffix"
+    return None if len(fires) == 1 and out.suffix == '.nc' else out.with_suffix('')
+
+@patch
+def predict_target(self:WildfireTask, cfg, data, out)->Path:
+    "What `predict` writes for `data` at `out`: the file `out`, or a folder for several fires"
+    return _predict_folder(_predict_fires(self, cfg, data), Path(out)) or Path(out)
+
+@patch
+def predict(self:WildfireTask, model, cfg, data=None, out=None, batch_size=None, device='cpu',
+            attrs=None, threshold:float=None, **kw)->Path:
+    "Next-day fire probability NetCDF(s) for the fires at `data` (default: the validation fires)"
+    fires, self._predict_cache = _predict_fires(self, cfg, data), None   # read once, used once
     threshold = _threshold(attrs) if threshold is None else threshold
     bs = batch_size or cfg.train.get('val_batch_size') or cfg.train.batch_size
     out = Path(out or ('predictions.nc' if len(fires) == 1 else 'predictions'))
-    folder = None if len(fires) == 1 and out.suffix == '.nc' else out.with_suffix('')
+    folder = _predict_folder(fires, out)
     if folder: folder.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
     for ds in progress(fires, desc='wildfire predict', leave=False):
