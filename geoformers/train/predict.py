@@ -131,7 +131,9 @@ def load_run(
 def _default_out(task, run, data) -> Path:
     name = Path(data).stem if data else 'val'
     folder = Path(run) if Path(run).is_dir() else Path('.')
-    return folder / 'predictions' / f"{name}{task.output_suffix}"
+    # a task may choose the suffix by the input (bandset: a GeoTIFF in, a GeoTIFF out)
+    suffix = task.predict_suffix(data) if hasattr(task, 'predict_suffix') else task.output_suffix
+    return folder / 'predictions' / f"{name}{suffix}"
 
 
 def _check_out(out: Path, overwrite: bool):
@@ -165,6 +167,9 @@ def predict_run(
     task, cfg, model = load_run(run, checkpoint, device)
     out = Path(out) if out is not None else _default_out(task, run, data)
     _check_out(out, overwrite)
+    # a task may write elsewhere than `out` (wildfire: a folder for several fires): check that too
+    if hasattr(task, 'predict_target'):
+        _check_out(Path(task.predict_target(cfg, data, out)), overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     attrs = dict(model.provenance)
     res = Path(
