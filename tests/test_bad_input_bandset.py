@@ -184,6 +184,18 @@ def test_predict_data_that_is_not_a_geotiff(tiny_run, tmp_path):
     assert_user_error(predict(tiny_run, f, tmp_path/'o.parquet'), 'scenes.csv', 'GeoTIFF')
 
 
+def test_predict_geotiff_respects_the_out_suffix_and_existing_files(tiny_run, tmp_path):
+    "A GeoTIFF with --out x.parquet is refused (it used to write x.tif over an existing one); x.tif needs --overwrite"
+    f = s2_geotiff(tmp_path)
+    (tmp_path/'x.tif').write_bytes(b'mine')
+    assert_user_error(predict(tiny_run, f, tmp_path/'x.parquet'), 'x.parquet', 'GeoTIFF', '.tif')
+    assert_user_error(predict(tiny_run, f, tmp_path/'x.tif'), 'x.tif', '--overwrite')
+    assert (tmp_path/'x.tif').read_bytes() == b'mine' and not (tmp_path/'x.parquet').exists()
+    assert_user_error(run_cli('geoformers_predict', tiny_run, '--out', tmp_path/'v.tif'), 'v.tif', '.parquet')
+    r = run_cli('geoformers_predict', tiny_run, '--data', f, '--out', tmp_path/'x.tif', '--overwrite')
+    assert r.returncode == 0 and (tmp_path/'x.tif').read_bytes() != b'mine', r.stderr[-2000:]
+
+
 # --- non-finite losses name the scenes (cause 7) ---------------------------------------------------------------------
 def test_nonfinite_loss_names_the_scenes(tmp_path):
     from geoformers.train.tasks import get_task, resolve_config
