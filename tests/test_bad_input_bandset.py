@@ -28,6 +28,9 @@ def train(*args):
     ('data.probe_draws=[10,5]', ['probe_draws', 'same length']),
     ('model.contrastive_views=crops', ['contrastive_views', 'crops', 'dates']),
     ('data.n_val=0', ['data.n_val', '0']),
+    ('model.patch_size=7', ['model.patch_size=7', 'data.size=32', '[1, 2, 4, 8, 16, 32]']),
+    ('model.merge_after_layer=9', ['model.merge_after_layer=9', 'model.depth=4', '0..3']),
+    ('model.heads=5', ['model.heads=5', 'model.dim=64', 'one of']),
 ])
 def test_config_errors_name_the_key_and_the_valid_values(override, words):
     assert_user_error(train('--set', override), *words)

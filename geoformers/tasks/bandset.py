@@ -119,6 +119,20 @@ def model(self:BandsetTask, cfg)->LatentMIM:
     "`LatentMIM` over a `BandsetEncoder` and `BandsetPredictor` built from `model.*`"
     m, mods = cfg.model, list(cfg.data.modalities)
     views = m.contrastive_views
+    size = cfg.data.size
+    if size % m.patch_size:
+        ok = [p for p in range(1, size + 1) if size % p == 0]
+        raise ConfigError(f"model.patch_size={m.patch_size} does not divide data.size={size} "
+                          f"(scenes are cut into whole patches): set model.patch_size to one of "
+                          f"{ok}, or change data.size")
+    if not -1 <= m.merge_after_layer < m.depth:
+        raise ConfigError(f"model.merge_after_layer={m.merge_after_layer} is beyond model.depth="
+                          f"{m.depth}: it must be -1 (merge before the transformer) or "
+                          f"0..{m.depth - 1} (merge after that block)")
+    if m.dim % m.heads:
+        ok = [h for h in range(1, m.dim + 1) if m.dim % h == 0]
+        raise ConfigError(f"model.heads={m.heads} does not divide model.dim={m.dim}: set "
+                          f"model.heads to one of {ok}, or change model.dim")
     missing = [x for x in mods if x not in m.bandsets]
     if missing: raise ConfigError(f"model.bandsets has no preset for {missing}; "
                                   f"set e.g. --set model.bandsets.{missing[0]}=default")
