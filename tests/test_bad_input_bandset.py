@@ -181,6 +181,45 @@ def test_nan_and_inf_pixels_are_no_data_and_change_nothing_else(tmp_path):
     assert torch.equal(sc['s2'][keep], ref['s2'][keep])                    # and nothing else moved
 
 
+@pytest.mark.parametrize('dtype', ['int8', 'uint8'])
+def test_8bit_geotiff_names_the_dtype(tiny_run, tmp_path, dtype):
+    "8-bit pixels cannot hold S2 digital numbers: they were scaled by 1e-4 into near-black scenes, silently"
+    from geoformers.data.geotiff import read_geotiff, write_geotiff
+    a, geo = read_geotiff(s2_geotiff(tmp_path, units='reflectance'))
+    f = write_geotiff(tmp_path/f'S2A_20200715T103031_{dtype}.tif', (a * 100).astype(dtype), geo)
+    assert_user_error(predict(tiny_run, f, tmp_path/'o.tif'), f.name, dtype, 'uint16')
+    assert not (tmp_path/'o.tif').exists()
+
+
+def test_geotiff_with_only_inf_pixels_names_the_cause(tiny_run, tmp_path):
+    from geoformers.data.geotiff import read_geotiff, write_geotiff
+    a, geo = read_geotiff(s2_geotiff(tmp_path, units='reflectance'))
+    f = write_geotiff(tmp_path/'S2A_20200715T103031_inf.tif', np.full_like(a, np.inf), geo)
+    assert_user_error(predict(tiny_run, f, tmp_path/'o.tif'), f.name, 'no valid pixel', 'inf')
+
+
+def test_encoder_names_inf_at_valid_pixels():
+    "An inf marked valid used to turn the scene's tokens into NaN silently; at invalid pixels it changes nothing"
+    from geoformers.models.bandset import BandsetEncoder
+    enc = BandsetEncoder({'s2': 'default'}, dim=16, depth=1, heads=2, patch_size=8).eval()
+    x = torch.rand(2, 1, 12, 16, 16)
+    valid = torch.ones(2, 1, 16, 16, dtype=torch.bool)
+    b = dict(s2=x, s2_valid=valid, months=torch.zeros(2, 1, dtype=torch.long))
+    with torch.no_grad(): ref = enc(b)['tokens']['s2']
+    bad = x.clone()
+    bad[0, 0, 3, 5, 7] = float('inf')
+    with pytest.raises(ValueError, match=r'1 non-finite.*s2_valid'):
+        enc({**b, 's2': bad})
+    v2 = valid.clone()
+    v2[0, 0, 5, 7] = False
+    x2 = x.clone()
+    x2[0, 0, 3, 5, 7] = 0.
+    with torch.no_grad():
+        torch.testing.assert_close(enc({**b, 's2': bad, 's2_valid': v2})['tokens']['s2'],
+                                   enc({**b, 's2': x2, 's2_valid': v2})['tokens']['s2'])
+    assert torch.isfinite(ref).all()
+
+
 def test_predict_data_that_is_not_a_geotiff(tiny_run, tmp_path):
     f = tmp_path/'scenes.csv'
     f.write_text('a,b\n1,2\n')
