@@ -28,6 +28,9 @@ def train(*args):
     ('data.probe_draws=[10,5]', ['probe_draws', 'same length']),
     ('model.contrastive_views=crops', ['contrastive_views', 'crops', 'dates']),
     ('data.n_val=0', ['data.n_val', '0']),
+    ('model.patch_size=7', ['model.patch_size=7', 'data.size=32', '[1, 2, 4, 8, 16, 32]']),
+    ('model.merge_after_layer=9', ['model.merge_after_layer=9', 'model.depth=4', '0..3']),
+    ('model.heads=5', ['model.heads=5', 'model.dim=64', 'one of']),
 ])
 def test_config_errors_name_the_key_and_the_valid_values(override, words):
     assert_user_error(train('--set', override), *words)
@@ -178,10 +181,61 @@ def test_nan_and_inf_pixels_are_no_data_and_change_nothing_else(tmp_path):
     assert torch.equal(sc['s2'][keep], ref['s2'][keep])                    # and nothing else moved
 
 
+@pytest.mark.parametrize('dtype', ['int8', 'uint8'])
+def test_8bit_geotiff_names_the_dtype(tiny_run, tmp_path, dtype):
+    "8-bit pixels cannot hold S2 digital numbers: they were scaled by 1e-4 into near-black scenes, silently"
+    from geoformers.data.geotiff import read_geotiff, write_geotiff
+    a, geo = read_geotiff(s2_geotiff(tmp_path, units='reflectance'))
+    f = write_geotiff(tmp_path/f'S2A_20200715T103031_{dtype}.tif', (a * 100).astype(dtype), geo)
+    assert_user_error(predict(tiny_run, f, tmp_path/'o.tif'), f.name, dtype, 'uint16')
+    assert not (tmp_path/'o.tif').exists()
+
+
+def test_geotiff_with_only_inf_pixels_names_the_cause(tiny_run, tmp_path):
+    from geoformers.data.geotiff import read_geotiff, write_geotiff
+    a, geo = read_geotiff(s2_geotiff(tmp_path, units='reflectance'))
+    f = write_geotiff(tmp_path/'S2A_20200715T103031_inf.tif', np.full_like(a, np.inf), geo)
+    assert_user_error(predict(tiny_run, f, tmp_path/'o.tif'), f.name, 'no valid pixel', 'inf')
+
+
+def test_encoder_names_inf_at_valid_pixels():
+    "An inf marked valid used to turn the scene's tokens into NaN silently; at invalid pixels it changes nothing"
+    from geoformers.models.bandset import BandsetEncoder
+    enc = BandsetEncoder({'s2': 'default'}, dim=16, depth=1, heads=2, patch_size=8).eval()
+    x = torch.rand(2, 1, 12, 16, 16)
+    valid = torch.ones(2, 1, 16, 16, dtype=torch.bool)
+    b = dict(s2=x, s2_valid=valid, months=torch.zeros(2, 1, dtype=torch.long))
+    with torch.no_grad(): ref = enc(b)['tokens']['s2']
+    bad = x.clone()
+    bad[0, 0, 3, 5, 7] = float('inf')
+    with pytest.raises(ValueError, match=r'1 non-finite.*s2_valid'):
+        enc({**b, 's2': bad})
+    v2 = valid.clone()
+    v2[0, 0, 5, 7] = False
+    x2 = x.clone()
+    x2[0, 0, 3, 5, 7] = 0.
+    with torch.no_grad():
+        torch.testing.assert_close(enc({**b, 's2': bad, 's2_valid': v2})['tokens']['s2'],
+                                   enc({**b, 's2': x2, 's2_valid': v2})['tokens']['s2'])
+    assert torch.isfinite(ref).all()
+
+
 def test_predict_data_that_is_not_a_geotiff(tiny_run, tmp_path):
     f = tmp_path/'scenes.csv'
     f.write_text('a,b\n1,2\n')
     assert_user_error(predict(tiny_run, f, tmp_path/'o.parquet'), 'scenes.csv', 'GeoTIFF')
+
+
+def test_predict_geotiff_respects_the_out_suffix_and_existing_files(tiny_run, tmp_path):
+    "A GeoTIFF with --out x.parquet is refused (it used to write x.tif over an existing one); x.tif needs --overwrite"
+    f = s2_geotiff(tmp_path)
+    (tmp_path/'x.tif').write_bytes(b'mine')
+    assert_user_error(predict(tiny_run, f, tmp_path/'x.parquet'), 'x.parquet', 'GeoTIFF', '.tif')
+    assert_user_error(predict(tiny_run, f, tmp_path/'x.tif'), 'x.tif', '--overwrite')
+    assert (tmp_path/'x.tif').read_bytes() == b'mine' and not (tmp_path/'x.parquet').exists()
+    assert_user_error(run_cli('geoformers_predict', tiny_run, '--out', tmp_path/'v.tif'), 'v.tif', '.parquet')
+    r = run_cli('geoformers_predict', tiny_run, '--data', f, '--out', tmp_path/'x.tif', '--overwrite')
+    assert r.returncode == 0 and (tmp_path/'x.tif').read_bytes() != b'mine', r.stderr[-2000:]
 
 
 # --- non-finite losses name the scenes (cause 7) ---------------------------------------------------------------------

@@ -96,6 +96,10 @@ def reflectance_scale(a:np.ndarray, units:str='auto', name:str='the raster', nod
     "The factor that turns `a` into reflectance: 1e-4 for digital numbers, 1 for reflectance"
     if units not in UNITS:
         raise DataError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+    if a.dtype.kind not in 'uif' or (a.dtype.kind in 'ui' and a.dtype.itemsize < 2):
+        raise DataError(f"{name} holds {a.dtype} pixels, which cannot be Sentinel-2 data: digital "
+                        "numbers (reflectance × 10000, up to about 20000) need uint16 or wider, "
+                        "reflectance needs floats; export the bands as uint16 DN or float32")
     ok = np.isfinite(a) if a.dtype.kind == 'f' else np.ones(a.shape, bool)
     if nodata is not None: ok &= a != nodata
     q = float(np.percentile(a[ok], 99)) if ok.any() else 0.

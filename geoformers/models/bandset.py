@@ -253,6 +253,15 @@ def _bands(self:BandsetEncoder, batch:dict, m:str)->Tensor: # [B, T, C, H, W] in
         raise TypeError(f"batch[{m!r}] is {x.dtype}: the encoder reads float reflectance (about "
                         "0-1); integer digital numbers must be scaled first (× 1e-4, as "
                         "read_s2_geotiff does)")
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        valid = batch.get(f'{m}_valid')
+        at_valid = bad.any(2) & valid if valid is not None else bad.any(2)
+        if at_valid.any():
+            raise ValueError(f"batch[{m!r}] holds {int(bad.sum())} non-finite values (NaN or inf), "
+                             f"{int(at_valid.sum())} pixels of them marked valid in {m}_valid: "
+                             f"set {m}_valid False there (scene_to_tensor and geotiff_scene do)")
+        x = torch.nan_to_num(x, nan=0., posinf=0., neginf=0.)              # invalid pixels only
     return x.to(self.embed[m][0].weight.dtype)
 
 @patch

@@ -19,7 +19,7 @@ from ..core import count_params, progress
 from ..data.geotiff import write_geotiff
 from ..data.multispectral import (SyntheticScenes, band_names, band_stats, class_groups,
                                            class_names, collate_scenes)
-from ..errors import ConfigError, DataError, Range
+from ..errors import ConfigError, DataError, Range, UserError
 from ..metrics.probes import beats_references, probe_keys, probe_protocol
 from ..models.bandset import BandsetEncoder, BandsetPredictor, plot_roles
 from ..models.latentmim import MASKINGS, DatesLatentMIM, LatentMIM
@@ -119,6 +119,20 @@ def model(self:BandsetTask, cfg)->LatentMIM:
     "`LatentMIM` over a `BandsetEncoder` and `BandsetPredictor` built from `model.*`"
     m, mods = cfg.model, list(cfg.data.modalities)
     views = m.contrastive_views
+    size = cfg.data.size
+    if size % m.patch_size:
+        ok = [p for p in range(1, size + 1) if size % p == 0]
+        raise ConfigError(f"model.patch_size={m.patch_size} does not divide data.size={size} "
+                          f"(scenes are cut into whole patches): set model.patch_size to one of "
+                          f"{ok}, or change data.size")
+    if not -1 <= m.merge_after_layer < m.depth:
+        raise ConfigError(f"model.merge_after_layer={m.merge_after_layer} is beyond model.depth="
+                          f"{m.depth}: it must be -1 (merge before the transformer) or "
+                          f"0..{m.depth - 1} (merge after that block)")
+    if m.dim % m.heads:
+        ok = [h for h in range(1, m.dim + 1) if m.dim % h == 0]
+        raise ConfigError(f"model.heads={m.heads} does not divide model.dim={m.dim}: set "
+                          f"model.heads to one of {ok}, or change model.dim")
     missing = [x for x in mods if x not in m.bandsets]
     if missing: raise ConfigError(f"model.bandsets has no preset for {missing}; "
                                   f"set e.g. --set model.bandsets.{missing[0]}=default")
@@ -261,6 +275,27 @@ def preview(self:BandsetTask, model, batch, cfg):
     return fig
 
 # %% ../../nbs/42_tasks.bandset.ipynb #3a1c2e71
+def _is_geotiff(data)->bool:
+    if data is None or not Path(data).is_file(): return False
+    return Path(data).suffix.lower() in ('.tif', '.tiff')
+
+@patch
+def predict_suffix(self:BandsetTask, data)->str:
+    "The output suffix for `data`: .tif for one GeoTIFF (embeddings per patch), else .parquet"
+    return '.tif' if _is_geotiff(data) else self.output_suffix
+
+@patch
+def predict_target(self:BandsetTask, cfg, data, out)->Path:
+    "The file `predict` writes: `out` itself, once its suffix fits `data` (else a `UserError`)"
+    out, want = Path(out), self.predict_suffix(data)
+    ok = ('.tif', '.tiff') if want == '.tif' else (want,)
+    if out.suffix.lower() not in ok:
+        what = ('one GeoTIFF gives embeddings per patch, as a GeoTIFF' if want == '.tif' else
+                'scenes give one embedding each, written as a Parquet table')
+        raise UserError(f"--out {out}: {what}, not {out.suffix or 'a file without suffix'}; "
+                        f"give --out a {want} file")
+    return out
+
 @patch
 def predict(self:BandsetTask, model, cfg,
             data=None,              # None (validation scenes), a folder of S2 GeoTIFFs or a GeoTIFF
@@ -273,10 +308,9 @@ def predict(self:BandsetTask, model, cfg,
     bs = batch_size or cfg.train.batch_size
     attrs = {**(attrs or {}), 'embedding_dim': enc.dim, 'patch_size': enc.patch_size}
     data = None if data is None else Path(data)
-    out = Path(out or 'bandset_embeddings.parquet')
-    if data is not None and data.is_file() and data.suffix.lower() in ('.tif', '.tiff'):
+    out = self.predict_target(cfg, data, out or f'bandset_embeddings{self.predict_suffix(data)}')
+    if _is_geotiff(data):
         emb, geo = embed_geotiff(enc, data, tile=cfg.data.size, batch_size=bs)
-        if out.suffix.lower() not in ('.tif', '.tiff'): out = out.with_suffix('.tif')
         attrs.update(source=data.name, bands=[f'embedding_{i}' for i in range(enc.dim)])
         return write_geotiff(out, emb.numpy(), geo, attrs)
     if data is None:

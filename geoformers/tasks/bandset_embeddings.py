@@ -66,6 +66,9 @@ def geotiff_scene(path, size:int=None)->tuple: # -> (scene dict, GeoInfo)
             raise DataError(f"{path} is {H}x{W} pixels, smaller than the scenes ({size})")
         y0, x0 = (H - size) // 2, (W - size) // 2
         x, valid = x[..., y0:y0 + size, x0:x0 + size], valid[..., y0:y0 + size, x0:x0 + size]
+    if not valid.any():
+        raise DataError(f"{path}: no valid pixel{' in the central window' if size else ''} (all "
+                        f"no-data, NaN or inf); check the file's no-data value and its bands")
     month = torch.tensor([acquisition_month(path)])
     scene = dict(s2=x, s2_valid=valid, months=month, id=Path(path).name)
     return scene, da.attrs['geo']
