@@ -5,7 +5,7 @@ Runs, each as its own process (peak memory: GNU time's maximum resident set):
 2. `geoformers_predict RUN` on the run's validation scenes (Parquet of pooled embeddings);
 3. `geoformers_predict RUN --data <the Sentinel-2 sample GeoTIFF>` (per-patch embeddings), when the sample is here.
 Writes `bench/results/bandset_run.json` with the timings, the run's summary metrics and its sanity check. Time it
-alone on the machine: `flock /work/coord/heavy.lock python bench/bandset_run.py` (any lock file works elsewhere).
+alone on the machine: `flock /tmp/bench.lock python bench/bandset_run.py` (any lock file works elsewhere).
 About 5 minutes on a quiet 2-core machine; `--quick` (tiny data, 4 steps) under a minute.
 """
 import argparse

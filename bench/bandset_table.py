@@ -13,7 +13,7 @@ random band dropout U(0, 0.3)), each trained with the task's defaults on two see
   probe and inference pay) and a whole training step (both losses, backward, AdamW, EMA update) on one batch of the
   default size; the fastest of the repeats (other processes only ever add time; medians are kept beside them),
   and ratios to the three-bandset preset. Run it alone on the machine:
-  `flock /work/coord/heavy.lock python bench/bandset_table.py --timing` (any lock file works elsewhere).
+  `flock /tmp/bench.lock python bench/bandset_table.py --timing` (any lock file works elsewhere).
 
 Both parts merge into `bench/results/bandset_table.json` (`--out`), which nbs/42_tasks.bandset renders. Run time
 on 2 CPU cores: `--quality --jobs 2` took 62 minutes on a machine shared with other jobs (load 13-18; 18 runs of

@@ -18,7 +18,7 @@ kept), each in a fresh process, and the step-time cost of checkpointing). `--def
 
 Timings on shared CPUs are noisy: throughputs are medians over interleaved repeats, reported as ratios to a
 baseline measured in the same run. The default is one intra-op thread (`--threads 1`): on an oversubscribed
-machine several threads spin against each other. Run timed benches under `flock /work/coord/heavy.lock` or on a
+machine several threads spin against each other. Run timed benches under `flock /tmp/bench.lock` or on a
 quiet machine. Results go to stdout as JSON and to `bench/results/icecube.json` (read by the task notebook).
 """
 import argparse

@@ -8,7 +8,7 @@ on their default data (the held-out windows): wall time and peak memory, each in
 Writes `bench/results/weather_pipeline.json`, which nbs/41_tasks.weather renders.
 
 Run from the repository root: `python bench/weather_pipeline.py [--work runs-bench]` (about 13-15 minutes on 2 cores,
-7 GB peak; run it alone: `flock /work/coord/heavy.lock ...` on a shared machine). `--quick` runs 40 days and a few
+7 GB peak; run it alone: `flock /tmp/bench.lock ...` on a shared machine). `--quick` runs 40 days and a few
 steps (about 2 minutes) to check the script; `--predict_only` re-measures predict on an existing work folder;
 `--baselines_only` scores only the text baselines of `weather-text` (`no_prefix`, `facts_prefix`, `majority`) with the
 default data and text LM, without the vision stages (`bench/results/weather_text_baselines.json`; the LM and data are
