@@ -7,7 +7,7 @@
 Each task runs `geoformers_train TASK` in a fresh working folder, as a new user would
 (`weather-text` runs after `weather-mae` in the same folder: it captions through that run). For
 each run the script measures the wall time and the peak resident memory of the whole process tree
-(sampled every 0.1 s), reads `runs/TASK/summary.json`, and writes one JSON file (default
+(sampled every 0.1 s) and its CPU seconds, reads `runs/TASK/summary.json`, and writes one JSON file (default
 `bench/results/tasks_at_a_glance.json`, or `..._quick.json` with `--quick`) with the date, the
 machine, and per task: the command, what it trains, the default data, wall time, peak memory, the
 headline metric and the same metric for each baseline. `nbs/index.ipynb` renders its table from
@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -87,16 +88,24 @@ def _tree_rss(pid:int)->int:
         return total
 
 
+def _children_cpu()->float:
+    "User + system CPU seconds of every finished child process (unlike wall time, load-independent)"
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def measure(cmd:list, cwd:Path, log:Path)->dict:
-    "Run `cmd` in `cwd` (output to `log`); wall time, peak RSS of its process tree, exit code"
+    "Run `cmd` in `cwd` (output to `log`); wall and CPU time, peak RSS of its process tree, exit code"
     t0 = time.time()
+    cpu0 = _children_cpu()
     with open(log, 'w') as f:
         p = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
         peak = 0
         while p.poll() is None:
             peak = max(peak, _tree_rss(p.pid))
             time.sleep(0.1)
-    return dict(wall_s=round(time.time() - t0, 1), peak_rss_mb=round(peak / 2**20), rc=p.returncode)
+    return dict(wall_s=round(time.time() - t0, 1), cpu_s=round(_children_cpu() - cpu0, 1),
+                peak_rss_mb=round(peak / 2**20), rc=p.returncode)
 
 
 def headline(task:str, summary:dict)->dict:
@@ -127,7 +136,8 @@ def run_all(tasks:list, quick:bool, work:Path)->list:
                        baselines=s.get('baselines'), runtime_s=s.get('runtime_s'))
         else:
             row['error'] = (folder/f'{task}.log').read_text()[-2000:]
-        print(f"  {r['wall_s']} s, peak {r['peak_rss_mb']} MB, rc {r['rc']}", flush=True)
+        print(f"  {r['wall_s']} s ({r['cpu_s']} s CPU), peak {r['peak_rss_mb']} MB, "
+              f"rc {r['rc']}", flush=True)
         rows.append(row)
     return rows
 
