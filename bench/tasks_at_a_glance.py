@@ -5,15 +5,15 @@
     python bench/tasks_at_a_glance.py --tasks wildfire,icecube
 
 Each task runs `geoformers_train TASK` in a fresh working folder, as a new user would
-(`weather-text` runs after `weather-mae` in the same folder: it captions through that run). For
-each run the script measures the wall time and the peak resident memory of the whole process tree
-(sampled every 0.1 s) and its CPU seconds, reads `runs/TASK/summary.json`, and writes one JSON file (default
-`bench/results/tasks_at_a_glance.json`, or `..._quick.json` with `--quick`) with the date, the
-machine, and per task: the command, what it trains, the default data, wall time, peak memory, the
-headline metric and the same metric for each baseline. `nbs/index.ipynb` renders its table from
+(`weather-text` runs after `weather-mae` in the same folder: it captions through that run). For each
+run the script measures the wall time and the peak resident memory of the whole process tree
+(sampled every 0.1 s) and its CPU seconds, reads `runs/TASK/summary.json`, and writes one JSON file
+(default `bench/results/tasks_at_a_glance.json`, or `..._quick.json` with `--quick`) with the date,
+the machine, and per task: the command, what it trains, the default data, wall time, peak memory,
+the headline metric and the same metric for each baseline. `nbs/index.ipynb` renders its table from
 that file (the full run's when it exists, else the quick one's, marked as such): after a run,
-`python tools/make_readme.py --execute` re-executes the home page and rewrites README.md. Run it
-on a quiet machine: other jobs inflate the wall times.
+`python tools/make_readme.py --execute` re-executes the home page and rewrites README.md. Run it on
+a quiet machine: other jobs inflate the wall times.
 """
 import argparse
 import datetime as dt
@@ -89,13 +89,13 @@ def _tree_rss(pid:int)->int:
 
 
 def _children_cpu()->float:
-    "User + system CPU seconds of every finished child process (unlike wall time, load-independent)"
+    "User + system CPU seconds of every finished child process (load-independent, unlike wall time)"
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
 
 def measure(cmd:list, cwd:Path, log:Path)->dict:
-    "Run `cmd` in `cwd` (output to `log`); wall and CPU time, peak RSS of its process tree, exit code"
+    "Run `cmd` in `cwd`, output to `log`: wall and CPU time, peak tree RSS, exit code"
     t0 = time.time()
     cpu0 = _children_cpu()
     with open(log, 'w') as f:
