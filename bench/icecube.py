@@ -13,7 +13,9 @@ reference), `backends` (T1 training throughput: bucket vs the dense block mask a
 typical batches and on batches with long modules), `memory` (peak training memory of one T1+T2 step on the
 24.8K-pulse and the 113K-pulse event with the default config, whose T1 works in mini-batches of at most 20,000
 pulse slots recomputed in backward, and with `model.checkpoint_pulses=0` (64-row mini-batches, activations
-kept), each in a fresh process, and the step-time cost of checkpointing). `--default_run` adds the default run's metric, wall time and peak memory and
+kept), each in a fresh process; once as the task runs, where checkpointed steps have glibc return freed memory at
+once (`geoformers.core.return_freed_memory`), and once with that switch disabled (`_keep`: glibc keeps freed
+memory for reuse); and the step-time costs of checkpointing and of returning memory). `--default_run` adds the default run's metric, wall time and peak memory and
 `geoformers_predict` on its validation events and on a streamed Kaggle test folder (wall time, peak memory).
 
 Timings on shared CPUs are noisy: throughputs are medians over interleaved repeats, reported as ratios to a
@@ -218,9 +220,13 @@ def _reset_peak_kb():
     return _status_kb('VmRSS')
 
 
-def _memory_child(brightness, ck):
-    "In a fresh process: peak RSS growth and time of one training step (default model) on one event"
+def _memory_child(brightness, ck, keep):
+    """In a fresh process: peak RSS growth and time of one training step (default model) on one event;
+    `keep` disables the task's switch to returning freed memory (glibc's default reuse throughout)"""
+    import geoformers.tasks.icecube as icecube_task
     from geoformers.train.tasks import get_task, resolve_config
+    if keep:
+        icecube_task.return_freed_memory = lambda on=True: False
     torch.set_num_threads(1)
     task = get_task('icecube')
     cfg = resolve_config(task, overrides=[] if ck else ['model.checkpoint_pulses=0'])   # default: 20000
@@ -238,14 +244,14 @@ def _memory_child(brightness, ck):
 
 
 def memory():
-    """Peak step memory per case, with glibc's default allocator settings and with MALLOC_TRIM_THRESHOLD_=0
-    (freed heap memory goes back to the system at once, so the peak is the memory actually in use)"""
+    """Peak step memory per case, as the task runs (checkpointed steps return freed memory at once) and with
+    glibc keeping freed memory for reuse (`_keep`)"""
     out = {}
-    for alloc, env in (('', {}), ('_trim0', {'MALLOC_TRIM_THRESHOLD_': '0'})):
+    for alloc, keep in (('', False), ('_keep', True)):
         for br, name in ((1e4, 'event_24.8K'), (1.6e5, 'event_113K')):
             for ck in (False, True):
-                r = subprocess.run([sys.executable, __file__, '--memory_child', f'{br},{int(ck)}'],
-                                   capture_output=True, text=True, timeout=900, env={**os.environ, **env})
+                r = subprocess.run([sys.executable, __file__, '--memory_child', f'{br},{int(ck)},{int(keep)}'],
+                                   capture_output=True, text=True, timeout=900)
                 if r.returncode:
                     raise RuntimeError(r.stderr[-2000:])
                 out[f"{name}_{'checkpoint' if ck else 'plain'}{alloc}"] = json.loads(r.stdout.strip().splitlines()[-1])
@@ -253,7 +259,9 @@ def memory():
         out[f'ratio_113K_vs_24.8K_checkpoint{alloc}'] = g('event_113K_checkpoint') / g('event_24.8K_checkpoint')
         out[f'ratio_113K_vs_24.8K_plain{alloc}'] = g('event_113K_plain') / g('event_24.8K_plain')
         out[f'checkpoint_memory_saving_113K{alloc}'] = g('event_113K_plain') / g('event_113K_checkpoint')
-    out['checkpoint_step_time_cost_113K'] = out['event_113K_checkpoint']['step_s'] / out['event_113K_plain']['step_s']
+    step = lambda k: out[k]['step_s']
+    out['checkpoint_step_time_cost_113K'] = step('event_113K_checkpoint') / step('event_113K_plain')
+    out['memory_return_step_time_cost_113K'] = step('event_113K_checkpoint') / step('event_113K_checkpoint_keep')
     return out
 
 
@@ -348,9 +356,10 @@ def table(r):
         m = r['memory']
         t['peak step memory 113K / 24.8K pulses, checkpoint on / off'] = (
             f"{m['ratio_113K_vs_24.8K_checkpoint']:.2f} / {m['ratio_113K_vs_24.8K_plain']:.2f} "
-            f"(memory in use: {m['ratio_113K_vs_24.8K_checkpoint_trim0']:.2f} / "
-            f"{m['ratio_113K_vs_24.8K_plain_trim0']:.2f})")
+            f"(glibc keeping freed memory: {m['ratio_113K_vs_24.8K_checkpoint_keep']:.2f} / "
+            f"{m['ratio_113K_vs_24.8K_plain_keep']:.2f})")
         t['checkpoint step time cost (113K)'] = f"{m['checkpoint_step_time_cost_113K']:.2f}×"
+        t['returning freed memory, step time cost (113K)'] = f"{m['memory_return_step_time_cost_113K']:.2f}×"
     if 'packing' in r:
         p = r['packing']
         t['packing, typical / extreme (0 truncated)'] = f"{p['typical_best_fit']:.2%} / {p['extreme_best_fit']:.2%}"
@@ -370,8 +379,8 @@ if __name__ == '__main__':
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.memory_child:
-        br, ck = a.memory_child.split(',')
-        _memory_child(float(br), bool(int(ck)))
+        br, ck, keep = a.memory_child.split(',')
+        _memory_child(float(br), bool(int(ck)), bool(int(keep)))
         sys.exit()
     det = icecube86()
     only = set(a.only.split(','))

@@ -4,12 +4,14 @@
 
 # %% auto #0
 __all__ = ['seed_everything', 'get_device', 'count_params', 'to_device', 'progress', 'hf_progress', 'sinusoidal_encoding',
-           'SinusoidalEncoding', 'lengths_to_mask', 'key_padding_mask', 'last_valid', 'MLP', 'Attention', 'Block',
-           'get_act', 'patch_grid', 'patchify', 'rename_keys', 'rename_on_load', 'rope', 'unpatchify',
-           'upgrade_attention_keys']
+           'SinusoidalEncoding', 'lengths_to_mask', 'key_padding_mask', 'last_valid', 'return_freed_memory', 'MLP',
+           'Attention', 'Block', 'get_act', 'patch_grid', 'patchify', 'rename_keys', 'rename_on_load', 'rope',
+           'unpatchify', 'upgrade_attention_keys']
 
 # %% ../nbs/00_core.ipynb #3c2cb6a6
 import copy
+import ctypes
+import ctypes.util
 import math
 import os
 import random
@@ -162,6 +164,33 @@ def last_valid(x:Tensor,     # [B, T, ...]
         raise ValueError("every sequence needs at least one valid step")
     idx = (torch.arange(T, device=valid.device) * valid).argmax(1)   # [B] index of last True
     return x[torch.arange(B, device=x.device), idx]
+
+# %% ../nbs/00_core.ipynb #5ef52389
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # mallopt parameters (malloc.h)
+_allocator = {'returning': False}
+
+
+def _glibc():
+    "The C library when it is glibc (it has `malloc_trim`), else None"
+    name = ctypes.util.find_library('c')
+    if name is None:
+        return None
+    libc = ctypes.CDLL(name)
+    return libc if hasattr(libc, 'malloc_trim') and hasattr(libc, 'mallopt') else None
+
+
+def return_freed_memory(on:bool=True, # return freed memory at once, or glibc's fast reuse
+                       )->bool:       # True where the setting applies (glibc), else False
+    "Switch glibc between returning freed memory at once (flat resident memory) and fast reuse"
+    libc = _glibc()
+    if libc is None:
+        return False
+    if on != _allocator['returning']:
+        trim, mmap = (0, 128 << 10) if on else (64 << 20, 32 << 20)   # off: glibc's largest values
+        libc.mallopt(_M_TRIM_THRESHOLD, trim)
+        libc.mallopt(_M_MMAP_THRESHOLD, mmap)
+        _allocator['returning'] = on
+    return True
 
 # %% ../nbs/00_core.ipynb #9f4dcecc
 from .layers import (MLP, Attention, Block, get_act, patch_grid, patchify,  # noqa: F401

@@ -17,7 +17,7 @@ import torch
 from fastcore.basics import patch
 
 from ..baselines.icecube import first_hit_linefit_score, linefit_score
-from ..core import count_params, progress, to_device
+from ..core import count_params, progress, return_freed_memory, to_device
 from ..data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from ..data.dom_packing import collate_dom_packing
 from ..data.icecube import (IceCubeEvents, IceCubeSynth, _sqlite_tables,
@@ -174,6 +174,7 @@ def model(self:IceCubeTask, cfg)->IceCubeModel:
 def _forward(self:IceCubeTask, model, batch, cfg)->tuple:
     budget = cfg.model.checkpoint_pulses
     model.t1.checkpoint = bool(budget) and batch['metadata']['n_pulses'] > budget
+    return_freed_memory(model.t1.checkpoint)   # flat memory on checkpointed batches (glibc)
     pred, target, _ = model(batch)
     loss = (vmf_loss if cfg.model.loss == 'vmf' else angular_loss)(pred.float(), target)
     az, zen = vector_to_angles(pred.detach().float())
