@@ -14,8 +14,9 @@ import torch
 
 from geoformers.data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from geoformers.data.dom_packing import collate_dom_packing
-from geoformers.data.icecube import IceCubeSynth, read_graphnet, write_graphnet
-from geoformers.data.kaggle import write_kaggle
+from geoformers.data.graphnet import read_graphnet, write_graphnet
+from geoformers.data.icecube import IceCubeSynth
+from geoformers.data.kaggle_write import write_kaggle
 from geoformers.errors import DataError
 from geoformers.models.events import EventTransformer
 from geoformers.models.t1 import DOMTransformer
