@@ -33,20 +33,25 @@ def _is_number_type(t)->bool:
     return getattr(t, 'kind', 'O') in 'biuf'
 
 def _not_number(values)->str:
-    "The first value of a column that is not a number, for a message"
-    bad = (v for v in values if not isinstance(v, (bool, int, float, np.number, np.bool_)))
-    return f" (e.g. {next(bad, None)!r})"
+    "An example for the message: the first value that is not a number, even read as text"
+    first = None
+    for v in values:
+        if isinstance(v, (bool, int, float, np.number, np.bool_)):
+            continue
+        first = v if first is None else first
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return f" (e.g. {v!r})"
+    return '' if first is None else f" (numbers written as text, e.g. {first!r})"
 
 def _need_columns(table,        # a DataFrame, an Arrow schema, or column names (not type-checked)
                   need, source:str,
                   also=()):     # further number columns, checked where present
     "Refuse a table without the columns a reader needs or with text in one of them, naming them"
-    if isinstance(table, pd.DataFrame):
-        types = dict(table.dtypes.items())
-    elif isinstance(table, pa.Schema):
-        types = dict(zip(table.names, table.types))
-    else:
-        types = dict.fromkeys(table)
+    types = (dict(table.dtypes.items()) if isinstance(table, pd.DataFrame)
+             else dict(zip(table.names, table.types)) if isinstance(table, pa.Schema)
+             else dict.fromkeys(table))
     missing = [c for c in need if c not in types]
     if missing:
         raise DataError(f"{source} lacks the columns {missing} (it has {list(types)}); "
