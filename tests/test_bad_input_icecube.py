@@ -486,3 +486,12 @@ def test_geometry_csv_text_position(tmp_path):
     df.to_csv(g, index=False)
     expect(train(f'data.geometry={g}', 'data.n_train=16', 'data.n_val=8', out=tmp_path/'r'), 2,
            'sensor_geometry.csv', "column 'z'", "'deep'")
+
+
+def test_graphnet_geometry_table_text_depth(tmp_path):
+    s = icecube86().sensors
+    g = pd.DataFrame(dict(string=s.string, dom_number=s.module, pmt_number=s.pmt, dom_x=s.x, dom_y=s.y,
+                          dom_z=s.z.astype(str)))
+    g.to_parquet(tmp_path/'table.parquet')
+    expect(train(f'data.geometry={tmp_path/"table.parquet"}', 'data.n_train=16', 'data.n_val=8',
+                 out=tmp_path/'r'), 2, 'table.parquet', "column 'dom_z'", 'numbers written as text')
