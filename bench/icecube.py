@@ -42,8 +42,9 @@ import torch
 from geoformers.data.detectors import icecube86
 from geoformers.data.dom_packing import collate_dom_packing, pack_next_fit
 from geoformers.data.icecube import IceCubeSynth, extreme_event, synth_event
-from geoformers.data.kaggle import batch_files, meta_path, write_kaggle
+from geoformers.data.kaggle import batch_files, meta_path
 from geoformers.data.kaggle_stream import KaggleStream
+from geoformers.data.kaggle_write import write_kaggle
 from geoformers.models.t1 import DOMTransformer, flex_dom_mask
 
 ROOT = Path(__file__).resolve().parent.parent

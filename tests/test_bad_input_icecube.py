@@ -14,14 +14,15 @@ import torch
 
 from geoformers.data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from geoformers.data.dom_packing import collate_dom_packing
-from geoformers.data.icecube import IceCubeSynth, read_graphnet, write_graphnet
-from geoformers.data.kaggle import write_kaggle
+from geoformers.data.graphnet import read_graphnet, read_prometheus, write_graphnet
+from geoformers.data.icecube import IceCubeSynth
+from geoformers.data.kaggle_write import write_kaggle
 from geoformers.errors import DataError
 from geoformers.models.events import EventTransformer
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data
 from geoformers.train.cli import train_cli
-from geoformers.train.predict import predict_cli
+from geoformers.train.predict import eval_cli, predict_cli
 
 from conftest import run_inproc
 
@@ -360,3 +361,137 @@ def test_zero_byte_meta_file(folder, tmp_path):
     (d/'train_meta.parquet').write_bytes(b'')
     expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'train_meta.parquet',
            'cannot be read as Parquet')
+
+
+# a GraphNeT folder of pulses without truth/: predict reads it, training and eval name what is missing
+def pulses_only(tmp_path, n=6, seed=3):
+    "A GraphNeT merged folder of synthetic events, its truth/ removed"
+    g = write_graphnet([IceCubeSynth(n, seed=seed)[i] for i in range(n)], icecube86(), tmp_path/'pulses_only')
+    shutil.rmtree(g/'truth')
+    return g
+
+
+def test_predict_graphnet_folder_without_truth(tiny_run, tmp_path):
+    g = pulses_only(tmp_path)
+    r = predict(tiny_run, '--data', g, '--out', tmp_path/'sub.csv')
+    expect(r, 0)
+    sub = pd.read_csv(tmp_path/'sub.csv')
+    assert sorted(sub.event_id) == [3 * 10**7 + i for i in range(6)]
+    assert np.isfinite(sub[['azimuth', 'zenith']].values).all()
+
+
+def test_train_graphnet_folder_without_truth(tmp_path):
+    g = pulses_only(tmp_path)
+    expect(train(f'data.source={g}', out=tmp_path/'r'), 2, str(g), 'no truth tables',
+           'training and evaluation need')
+    assert not (tmp_path/'r'/'best.pt').exists()
+
+
+def test_eval_graphnet_folder_without_truth(tiny_run, tmp_path):
+    g = pulses_only(tmp_path)
+    expect(run_inproc(eval_cli, tiny_run, '--data', g), 2, str(g), 'no truth tables',
+           'training and evaluation need')
+
+
+def test_predict_real_graphnet_pulses_without_truth(tiny_run, tmp_path):
+    "GraphNeT's own merged sample, its truth tables left out"
+    src = shared_data('icecube', 'graphnet', 'oscNext_genie_level7_v02', 'merged')
+    if src is None:
+        pytest.skip("the shared GraphNeT merged sample is absent")
+    g = tmp_path/'merged'
+    shutil.copytree(src/'SRTInIcePulses', g/'SRTInIcePulses')
+    expect(predict(tiny_run, '--data', g, '--out', tmp_path/'sub.csv'), 0)
+    assert len(pd.read_csv(tmp_path/'sub.csv')) == 5
+    expect(train(f'data.source={g}', out=tmp_path/'r'), 2, 'merged', 'no truth tables')
+
+
+# text in a number column: refused where the table enters, naming the file, the column and the dtype
+def test_kaggle_text_charge(folder, tmp_path):
+    def text(df):
+        df['charge'] = df.charge.astype(str)
+    d = broken(folder, tmp_path/'k', pulses=text)
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'batch_1.parquet',
+           "column 'charge'", 'string', 'not numbers')
+
+
+def test_kaggle_meta_text_zenith(folder, tmp_path):
+    d = broken(folder, tmp_path/'k', meta=lambda m: m.astype({'zenith': str}))
+    expect(train(f'data.source={d}', 'data.n_val=4', out=tmp_path/'r'), 2, 'train_meta.parquet',
+           "column 'zenith'", 'string')
+
+
+def test_kaggle_text_sensor_id_at_predict(tiny_run, tmp_path):
+    d = tmp_path/'k'
+    write_kaggle(d, n_files=1, events_per_file=12, events_per_group=4, split='test', first_batch=661)
+    f = d/'test'/'batch_661.parquet'
+    pd.read_parquet(f).astype({'sensor_id': str}).to_parquet(f)
+    expect(predict(tiny_run, '--data', d, '--out', tmp_path/'sub.csv'), 2, 'batch_661.parquet',
+           "column 'sensor_id'", 'string')
+    assert not (tmp_path/'sub.csv').exists()
+
+
+def test_graphnet_parquet_text_time_at_predict(tiny_run, tmp_path):
+    g = pulses_only(tmp_path)
+    f = g/'SRTInIcePulses'/'SRTInIcePulses_0.parquet'
+    pd.read_parquet(f).astype({'dom_time': str}).to_parquet(f)
+    expect(predict(tiny_run, '--data', g, '--out', tmp_path/'sub.csv'), 2, 'SRTInIcePulses_0.parquet',
+           "column 'dom_time'", 'dtype str', 'not numbers')
+
+
+def test_graphnet_sqlite_text_charge(tmp_path):
+    def text(p):
+        p['charge'] = p.charge.astype(object)
+        p.loc[3, 'charge'] = 'n/a'
+        return p
+    db = graphnet_db(tmp_path, pulses=text)
+    expect(train(f'data.source={db}', out=tmp_path/'r'), 2, 'events.db', "column 'charge'", 'dtype',
+           "'n/a'")
+
+
+def test_graphnet_geometry_pulses_text_position(tmp_path):
+    "data.geometry='pulses' reads positions from the pulse map: text there is named too"
+    def text(p):
+        p['dom_x'] = p.dom_x.astype(str)
+        return p
+    db = graphnet_db(tmp_path, pulses=text)
+    expect(train(f'data.source={db}', 'data.geometry=pulses', out=tmp_path/'r'), 2, 'events.db',
+           "column 'dom_x'")
+
+
+def prometheus_db(path, hits=None):
+    "A tiny Prometheus file: two events of three photon hits on three sensors"
+    h = pd.DataFrame(dict(sensor_id=[0, 1, 2, 0, 1, 2], sensor_pos_x=[0., 10, 20] * 2,
+                          sensor_pos_y=[0.] * 6, sensor_pos_z=[0., -10, -20] * 2,
+                          sensor_string_id=[0, 0, 1] * 2, t=[1., 5, 9, 2, 4, 8],
+                          event_no=[0, 0, 0, 1, 1, 1]))
+    t = pd.DataFrame(dict(event_no=[0, 1], injection_azimuth=[1., 2.], injection_zenith=[0.5, 1.5]))
+    with sqlite3.connect(path) as con:
+        (h if hits is None else hits(h)).to_sql('total', con, index=False)
+        t.to_sql('mc_truth', con, index=False)
+    return path
+
+
+def test_prometheus_text_time(tmp_path):
+    assert len(read_prometheus(prometheus_db(tmp_path/'good.db'))) == 2
+    db = prometheus_db(tmp_path/'hits.db', hits=lambda h: h.astype({'t': str}))
+    expect(train(f'data.source={db}', 'data.val_fraction=0.5', out=tmp_path/'r'), 2, 'hits.db',
+           "column 't'", 'table total')
+
+
+def test_geometry_csv_text_position(tmp_path):
+    g = tmp_path/'sensor_geometry.csv'
+    df = pd.DataFrame(icecube86().module_pos, columns=list('xyz')).assign(sensor_id=np.arange(5160))
+    df['z'] = df.z.astype(object)
+    df.loc[7, 'z'] = 'deep'
+    df.to_csv(g, index=False)
+    expect(train(f'data.geometry={g}', 'data.n_train=16', 'data.n_val=8', out=tmp_path/'r'), 2,
+           'sensor_geometry.csv', "column 'z'", "'deep'")
+
+
+def test_graphnet_geometry_table_text_depth(tmp_path):
+    s = icecube86().sensors
+    g = pd.DataFrame(dict(string=s.string, dom_number=s.module, pmt_number=s.pmt, dom_x=s.x, dom_y=s.y,
+                          dom_z=s.z.astype(str)))
+    g.to_parquet(tmp_path/'table.parquet')
+    expect(train(f'data.geometry={tmp_path/"table.parquet"}', 'data.n_train=16', 'data.n_val=8',
+                 out=tmp_path/'r'), 2, 'table.parquet', "column 'dom_z'", 'numbers written as text')

@@ -13,9 +13,11 @@ from torch.utils.data import DataLoader
 
 from geoformers.data.detectors import graphnet_geometry, icecube86
 from geoformers.data.dom_packing import collate_dom_packing
-from geoformers.data.icecube import IceCubeSynth, event_cols, extreme_event, read_graphnet, write_graphnet
-from geoformers.data.kaggle import batch_files, read_kaggle_batch, write_kaggle
+from geoformers.data.graphnet import read_graphnet, write_graphnet
+from geoformers.data.icecube import IceCubeSynth, event_cols, extreme_event
+from geoformers.data.kaggle import batch_files, read_kaggle_batch
 from geoformers.data.kaggle_stream import KaggleStream
+from geoformers.data.kaggle_write import write_kaggle
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data
 

@@ -14,18 +14,57 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from fastcore.basics import patch, store_attr
 
 from ..errors import DataError
 
-# %% ../../nbs/13b_data.detectors.ipynb #b8d97551
-SENSOR_COLUMNS = ('string', 'module', 'pmt', 'x', 'y', 'z', 'dir_x', 'dir_y', 'dir_z', 'active')
-
+# %% ../../nbs/13b_data.detectors.ipynb #00fb77e3
 def _first(values, k:int=8)->str:
     "At most `k` values, for a message"
     values = list(values)
     more = f" and {len(values) - k} more" if len(values) > k else ''
     return ', '.join(str(v) for v in values[:k]) + more
+
+def _is_number_type(t)->bool:
+    "Whether a numpy or pandas dtype, or an Arrow type, holds numbers (booleans included)"
+    if isinstance(t, pa.DataType):
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+    return getattr(t, 'kind', 'O') in 'biuf'
+
+def _not_number(values)->str:
+    "An example for the message: the first value that is not a number, even read as text"
+    first = None
+    for v in values:
+        if isinstance(v, (bool, int, float, np.number, np.bool_)):
+            continue
+        first = v if first is None else first
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return f" (e.g. {v!r})"
+    return '' if first is None else f" (numbers written as text, e.g. {first!r})"
+
+def _need_columns(table,        # a DataFrame, an Arrow schema, or column names (not type-checked)
+                  need, source:str,
+                  also=()):     # further number columns, checked where present
+    "Refuse a table without the columns a reader needs or with text in one of them, naming them"
+    types = (dict(table.dtypes.items()) if isinstance(table, pd.DataFrame)
+             else dict(zip(table.names, table.types)) if isinstance(table, pa.Schema)
+             else dict.fromkeys(table))
+    missing = [c for c in need if c not in types]
+    if missing:
+        raise DataError(f"{source} lacks the columns {missing} (it has {list(types)}); "
+                        "give a table with them")
+    for c in [*need, *(a for a in also if a in types)]:
+        t = types[c]
+        if t is not None and not _is_number_type(t):
+            eg = _not_number(table[c]) if isinstance(table, pd.DataFrame) else ''
+            raise DataError(f"{source}: column {c!r} has dtype {t}{eg}, not numbers; write it "
+                            "as a number column (integers or floats)")
+
+# %% ../../nbs/13b_data.detectors.ipynb #b8d97551
+SENSOR_COLUMNS = ('string', 'module', 'pmt', 'x', 'y', 'z', 'dir_x', 'dir_y', 'dir_z', 'active')
 
 class Detector:
     "Sensors (PMTs) grouped into modules: positions (m), PMT directions, and checked id lookups"
@@ -35,10 +74,7 @@ class Detector:
                  scale:float=500.,     # metres per unit of the normalised positions
                  ids=None,             # [P] the ids files use for the sensors (default: the index)
                  source:str=''):       # where the geometry came from, for messages
-        missing = [c for c in SENSOR_COLUMNS if c not in sensors.columns]
-        if missing:
-            raise DataError(f"{source or name}: sensor table lacks columns {missing}; needs "
-                            f"{list(SENSOR_COLUMNS)}")
+        _need_columns(sensors, SENSOR_COLUMNS, f"{source or name} (sensor table)")
         s = sensors[list(SENSOR_COLUMNS)].reset_index(drop=True)
         ext = np.arange(len(s)) if ids is None else np.asarray(ids, np.int64)
         dup = s.duplicated(['string', 'module', 'pmt'], keep=False)
@@ -182,6 +218,7 @@ def kaggle_geometry(path)->Detector: # Kaggle `sensor_geometry.csv`: `sensor_id,
                         "must name its sensors; rows are never matched by their order")
     if not {'x', 'y', 'z'} <= set(g.columns):
         raise DataError(f"{path} needs columns sensor_id, x, y, z; has {list(g.columns)}")
+    _need_columns(g, ['sensor_id', 'x', 'y', 'z'], str(path))
     sid = g.sensor_id.values
     if sid.dtype.kind not in 'iu' or (sid < 0).any():
         raise DataError(f"{path}: sensor_id must be non-negative integers, got {_first(sid[:8])}")
@@ -233,6 +270,8 @@ def graphnet_geometry(path,                          # a GraphNeT geometry table
     if not need <= set(t.columns):
         raise DataError(f"{path} is not a GraphNeT geometry table: needs {sorted(need)}, has "
                         f"{list(t.columns)}")
+    dirs = [f'pmt_dir_{c}' for c in 'xyz']
+    _need_columns(t, sorted(need), str(path), also=['dom_type', *dirs])
     if 'dom_type' in t.columns and dom_types is not None:
         t = t[t.dom_type.isin(dom_types)]
     d = {c: (t[f'pmt_dir_{c}'].values if f'pmt_dir_{c}' in t.columns else 0.) for c in 'xyz'}
@@ -249,10 +288,7 @@ def pulse_geometry(pulses:pd.DataFrame,              # one row per pulse
                    name:str='detector', source:str='', scale:float=500.)->Detector:
     "A detector of single-PMT modules from the positions written with every pulse"
     cols = [id_col, *pos_cols] + ([string_col] if string_col else [])
-    missing = [c for c in cols if c not in pulses.columns]
-    if missing:
-        have = list(pulses.columns)
-        raise DataError(f"{source or name}: pulse table lacks {missing}; has {have}")
+    _need_columns(pulses, cols, f"{source or name} (pulse table)")
     s = pulses[cols].drop_duplicates()
     if s[id_col].duplicated().any():
         bad = s.loc[s[id_col].duplicated(), id_col].unique()

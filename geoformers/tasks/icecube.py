@@ -20,11 +20,11 @@ from ..baselines.icecube import first_hit_linefit_score, linefit_score
 from ..core import count_params, progress, return_freed_memory, to_device
 from ..data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from ..data.dom_packing import collate_dom_packing
-from ..data.icecube import (IceCubeEvents, IceCubeSynth, _sqlite_tables,
-                                     graphnet_pulse_geometry,
-                                     prometheus_geometry, read_graphnet, read_prometheus,
-                                     vector_to_angles)
-from ..data.kaggle import SubmissionWriter, batch_files, read_kaggle_batch
+from ..data.graphnet import (graphnet_format, graphnet_pulse_geometry,
+                                      prometheus_geometry, read_graphnet, read_prometheus)
+from ..data.icecube import IceCubeEvents, IceCubeSynth, vector_to_angles
+from ..data.kaggle import batch_files, read_kaggle_batch
+from ..data.kaggle_write import SubmissionWriter
 from ..data.kaggle_stream import KaggleStream
 from ..errors import ConfigError, DataError, Range
 from ..metrics.angular import angular_error, angular_metrics, angular_stats
@@ -41,15 +41,12 @@ def source_format(source)->str:
     if not p.exists():
         raise DataError(f"data.source {str(source)!r} does not exist: give 'synthetic', a Kaggle "
                         "folder, a GraphNeT .db file or merged folder, or a Prometheus .db file")
-    if p.is_dir():
-        if (p/'train').is_dir() or (p/'test').is_dir():
-            return 'kaggle'
-        if (p/'truth').is_dir():
-            return 'graphnet'
-    elif p.suffix == '.parquet' and p.name.startswith('batch_'):
+    if p.is_dir() and ((p/'train').is_dir() or (p/'test').is_dir()):
         return 'kaggle'
-    elif p.suffix == '.db':
-        return 'prometheus' if 'total' in _sqlite_tables(p) else 'graphnet'
+    if p.suffix == '.parquet' and p.name.startswith('batch_'):
+        return 'kaggle'
+    if fmt := graphnet_format(p):
+        return fmt
     raise DataError(f"data.source {str(source)!r} is not a format the icecube task reads (a Kaggle "
                     "folder with train/ or test/, a batch_*.parquet, a GraphNeT .db or merged "
                     "folder, a Prometheus .db)")
