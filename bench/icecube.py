@@ -118,7 +118,8 @@ def stream(folder, repeats):
 def train_workers(folder, steps, workers=(0, 1, 2)):
     "Training events/s through KaggleStream + collate + the default model, and the share spent waiting for data"
     from torch.utils.data import DataLoader
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     task = get_task('icecube')
     cfg = resolve_config(task)
     det = icecube86()
@@ -153,7 +154,8 @@ def blockmask(det, repeats):
     from torch.nn.attention.flex_attention import create_block_mask
     import warnings
     warnings.filterwarnings('ignore', message='flex_attention called without torch.compile')
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     cfg = resolve_config(get_task('icecube'))
     m = cfg.model
     t1 = DOMTransformer(m.dim, m.t1_depth, m.heads, max_batch_size=m.max_batch_size, backend='flex').eval()
@@ -220,7 +222,8 @@ def _reset_peak_kb():
 
 def _memory_child(brightness, ck):
     "In a fresh process: peak RSS growth and time of one training step (default model) on one event"
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     torch.set_num_threads(1)
     task = get_task('icecube')
     cfg = resolve_config(task, overrides=[] if ck else ['model.checkpoint_pulses=0'])   # default: 20000
