@@ -284,7 +284,7 @@ def _wait_for(path: Path, proc, timeout=120):
 
 
 def _long_toy_run(out, *sets: str, cwd=None) -> subprocess.Popen:
-    "`geoformers_train toy` for 100000 steps in a process of its own (one thread), for a test to stop"
+    "`geoformers_train toy` for 100000 steps in a process of its own (one thread), to be stopped"
     cmd = [sys.executable, '-m', 'geoformers.train.cli', 'toy', '--out', str(out)]
     return subprocess.Popen(
         [*cmd, '--max_steps', '100000', '--set', *sets, 'train.progress=false'],
