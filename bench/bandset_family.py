@@ -20,7 +20,8 @@ import torch
 from geoformers.baselines.bandset import mean_spectra, train_supervised
 from geoformers.data.multispectral import class_names
 from geoformers.tasks.bandset import embed_scenes
-from geoformers.train.tasks import get_task, resolve_config
+from geoformers.train.config import resolve_config
+from geoformers.train.tasks import get_task
 
 GROUPS = ('only10m', 'only20m', 'only60m', 'default')
 OUT = Path(__file__).parent/'results'/'bandset_family.json'

@@ -27,8 +27,10 @@ from geoformers.data.multispectral import collate_scenes
 from geoformers.data.multispectral import class_names
 from geoformers.models.bandset import BandsetEncoder, MaskValue
 from geoformers.models.latentmim import LatentMIM
-from geoformers.train.loop import fit, read_metrics
-from geoformers.train.tasks import get_task, resolve_config
+from geoformers.train.config import resolve_config
+from geoformers.train.loop import fit
+from geoformers.train.run_log import read_metrics
+from geoformers.train.tasks import get_task
 
 def supervise(task):
     "Patch LatentMIM's loss to the cross-entropy of a linear head (added by the task's model) on the pooled embedding"

@@ -96,8 +96,9 @@ def install(kind:str, task):
 
 
 def one_run(row:str, seed:int, quick:bool)->dict:
+    from geoformers.train.config import resolve_config
     from geoformers.train.loop import fit
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.tasks import get_task
     task = get_task('bandset')
     ov = [o for o in ROWS[row] if not o.startswith('patch=')]
     patched = [o[len('patch='):] for o in ROWS[row] if o.startswith('patch=')]

@@ -56,8 +56,9 @@ def overrides(row:str, seed:int, quick:bool)->list:
 
 def one_run(row:str, seed:int, quick:bool)->dict:
     "Train one (preset, seed) with the task's own loop; the parts of its summary the table needs"
+    from geoformers.train.config import resolve_config
     from geoformers.train.loop import fit
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.tasks import get_task
     task = get_task('bandset')
     cfg = resolve_config(task, ROWS[row], overrides(row, seed, quick))
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +95,8 @@ def timing(quick:bool, repeats:int=7)->dict:
     "Fastest encoder and training-step time of every preset on one default batch, interleaved; ratios to REFERENCE"
     import torch
     from geoformers.data.multispectral import collate_scenes
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     task = get_task('bandset')
     fns = {}
     for row, preset in ROWS.items():

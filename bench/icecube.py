@@ -121,7 +121,8 @@ def stream(folder, repeats):
 def train_workers(folder, steps, workers=(0, 1, 2)):
     "Training events/s through KaggleStream + collate + the default model, and the share spent waiting for data"
     from torch.utils.data import DataLoader
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     task = get_task('icecube')
     cfg = resolve_config(task)
     det = icecube86()
@@ -156,7 +157,8 @@ def blockmask(det, repeats):
     from torch.nn.attention.flex_attention import create_block_mask
     import warnings
     warnings.filterwarnings('ignore', message='flex_attention called without torch.compile')
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     cfg = resolve_config(get_task('icecube'))
     m = cfg.model
     t1 = DOMTransformer(m.dim, m.t1_depth, m.heads, max_batch_size=m.max_batch_size, backend='flex').eval()
@@ -225,7 +227,8 @@ def _memory_child(brightness, ck, keep):
     """In a fresh process: peak RSS growth and time of one training step (default model) on one event;
     `keep` disables the task's switch to returning freed memory (glibc's default reuse throughout)"""
     import geoformers.tasks.icecube as icecube_task
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     if keep:
         icecube_task.return_freed_memory = lambda on=True: False
     torch.set_num_threads(1)

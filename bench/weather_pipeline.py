@@ -67,7 +67,8 @@ def predict(work:Path)->dict:
 def baselines_only(work:Path)->dict:
     "The text baselines of the default weather-text data and LM, without the vision run"
     from geoformers.baselines.weather import text_baselines
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     t0 = time.time()
     t = get_task('weather-text')
     cfg = resolve_config(t, None, [f'data.cache={work}/cache', f'model.lm_dir={work}/lm', 'model.mae_ckpt=none'])

@@ -14,8 +14,8 @@ import re
 import torch
 import torch.nn.functional as F
 
+from geoformers.train.evaluation import make_loader
 from geoformers.train.predict import load_run
-from geoformers.train.loop import make_loader
 
 COMPASS = re.compile(r'^(north|south|east|west|centre)(erly)?$|^(north|south)-?(east|west)(erly)?$|^(east|west)erly$|^-$')
 KINDS = ('number', 'compass', 'first word', 'other')

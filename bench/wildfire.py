@@ -73,8 +73,9 @@ def assemble(out, seed, sim_seed):
     import torch
     from geoformers.baselines.wildfire import Persistence
     from geoformers.core import count_params
-    from geoformers.train.loop import evaluate, make_loader
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.evaluation import evaluate, make_loader
+    from geoformers.train.tasks import get_task
 
     out = Path(out)
     task = get_task('wildfire')
@@ -197,7 +198,8 @@ def timed(root):
     )
     code = (
         "import json,resource,time,torch; from geoformers.train.tasks import get_task; "
-        "from geoformers.train.loop import as_config; from geoformers.train.checkpoint import load_checkpoint; "
+        "from geoformers.train.settings import as_config; "
+        "from geoformers.train.checkpoint import load_checkpoint; "
         f"run='{out}'; t=get_task('wildfire'); cfg=as_config(json.load(open(run+'/config.json'))); "
         "m=t.model(cfg); load_checkpoint(run+'/best.pt', m); t0=time.time(); "
         "p=t.predict(m, cfg, out=run+'/pred', attrs={'run': run}); "

@@ -240,8 +240,9 @@ def test_predict_geotiff_respects_the_out_suffix_and_existing_files(tiny_run, tm
 
 # --- non-finite losses name the scenes (cause 7) ---------------------------------------------------------------------
 def test_nonfinite_loss_names_the_scenes(tmp_path):
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
     from geoformers.train.loop import fit
+    from geoformers.train.tasks import get_task
     task = get_task('bandset')
     cfg = resolve_config(task, None, [*TINY, 'baselines.supervised=false'])
     real = task.loss

@@ -20,11 +20,15 @@ from torch.utils.data import Subset
 
 from conftest import assert_user_error, run_cli, run_inproc
 from geoformers.errors import CheckpointError, ConfigError, DataError
+from geoformers.tasks.toy import ToyTask
 from geoformers.train.checkpoint import load_checkpoint
 from geoformers.train.cli import train_cli
-from geoformers.train.loop import NonFiniteLoss, fit, read_metrics
+from geoformers.train.config import resolve_config
+from geoformers.train.loop import fit
 from geoformers.train.predict import eval_cli, predict_cli
-from geoformers.train.tasks import ToyTask, get_task, resolve_config
+from geoformers.train.run_log import read_metrics
+from geoformers.train.stopping import NonFiniteLoss
+from geoformers.train.tasks import get_task
 
 QUIET = ['--set', 'train.progress=false']
 
@@ -279,27 +283,22 @@ def _wait_for(path: Path, proc, timeout=120):
         time.sleep(0.05)
 
 
-def test_kill_9_then_resume_logs_every_step_once(tmp_path):
-    out = tmp_path / 'r'
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            '-m',
-            'geoformers.train.cli',
-            'toy',
-            '--out',
-            str(out),
-            '--max_steps',
-            '100000',
-            '--set',
-            'train.val_every=200',
-            'train.log_every=10',
-            'train.progress=false',
-        ],
+def _long_toy_run(out, *sets: str, cwd=None) -> subprocess.Popen:
+    "`geoformers_train toy` for 100000 steps in a process of its own (one thread), to be stopped"
+    cmd = [sys.executable, '-m', 'geoformers.train.cli', 'toy', '--out', str(out)]
+    return subprocess.Popen(
+        [*cmd, '--max_steps', '100000', '--set', *sets, 'train.progress=false'],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, 'OMP_NUM_THREADS': '1'},
     )
+
+
+def test_kill_9_then_resume_logs_every_step_once(tmp_path):
+    out = tmp_path / 'r'
+    p = _long_toy_run(out, 'train.val_every=200', 'train.log_every=10')
     _wait_for(out / 'best.pt', p)
     time.sleep(0.3)  # a few more log records past the checkpoint
     p.kill()
@@ -313,26 +312,7 @@ def test_kill_9_then_resume_logs_every_step_once(tmp_path):
 
 
 def test_sigterm_prints_a_resume_command_that_works(tmp_path):
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            '-m',
-            'geoformers.train.cli',
-            'toy',
-            '--out',
-            'r',
-            '--max_steps',
-            '100000',
-            '--set',
-            'model.hidden=12',
-            'train.progress=false',
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, 'OMP_NUM_THREADS': '1'},
-    )
+    p = _long_toy_run('r', 'model.hidden=12', cwd=tmp_path)
     _wait_for(tmp_path / 'r' / 'config.json', p)
     time.sleep(0.5)
     p.send_signal(signal.SIGTERM)

@@ -216,7 +216,8 @@ def caption_cmd():
 
 # round 4: documented values work; every weather key has a declared range (cause 2)
 def test_documented_values_accepted(tmp_path, days):
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     for g in ('skip', 'index'):
         assert resolve_config(get_task('weather-text'), None, [f'data.gaps={g}']).data.gaps == g
     days.isel(time=np.r_[0:8, 16:32]).to_netcdf(tmp_path/'gap.nc')
@@ -251,7 +252,8 @@ RANGE_CASES = [
 
 @pytest.mark.parametrize('task,override,w1,w2', RANGE_CASES, ids=[c[1] for c in RANGE_CASES])
 def test_range_refused(task, override, w1, w2):
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     with pytest.raises(ConfigError) as e: resolve_config(get_task(task), None, [override])
     for w in (w1, w2): assert w in str(e.value), str(e.value)
 
@@ -268,7 +270,7 @@ def test_range_refused_from_the_command_line(tmp_path):
     (['model.patch=[2,0,4]'], 'model.patch=[2, 0, 4] is not allowed')])
 def test_mae_sizes_that_do_not_fit(over, words):
     from geoformers.tasks.weather import WeatherMAETask
-    from geoformers.train.tasks import resolve_config
+    from geoformers.train.config import resolve_config
     t = WeatherMAETask()
     with pytest.raises(ConfigError, match=__import__('re').escape(words)): t.data(resolve_config(t, None, over))
 
@@ -282,7 +284,7 @@ def test_dim_not_divisible_from_the_command_line(tmp_path, days):
 
 def test_text_sizes_that_do_not_fit():
     from geoformers.tasks.weather_text import WeatherTextTask
-    from geoformers.train.tasks import resolve_config
+    from geoformers.train.config import resolve_config
     t = WeatherTextTask()
     with pytest.raises(ConfigError, match=r'model.pool_grid=\[1, 4, 4\] holds 16 tokens but model.num_tokens=8'):
         t.data(resolve_config(t, None, ['model.pool=mean', 'model.num_tokens=8']))

@@ -274,8 +274,9 @@ def _batch():
 @pytest.mark.parametrize('name', ['emberformer', 'unet_last_frame', 'unet_stacked', 'utae'])
 def test_model_channel_mismatch(name):
     from geoformers.tasks.wildfire import wildfire_model
-    from geoformers.train.loop import as_config
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.settings import as_config
+    from geoformers.train.tasks import get_task
 
     cfg = as_config(resolve_config(get_task('wildfire'), overrides=TINY + [f'model.name={name}']))
     m = wildfire_model(cfg.model)
@@ -290,8 +291,9 @@ def test_model_channel_mismatch(name):
 def test_model_accepts_other_dtypes(name):
     "float16, float64 and integer inputs are converted to the model's float32, with the same result"
     from geoformers.tasks.wildfire import wildfire_model
-    from geoformers.train.loop import as_config
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.settings import as_config
+    from geoformers.train.tasks import get_task
 
     cfg = as_config(resolve_config(get_task('wildfire'), overrides=TINY + [f'model.name={name}']))
     m = wildfire_model(cfg.model).eval()
@@ -306,8 +308,9 @@ def test_model_accepts_other_dtypes(name):
 def test_stopped_baseline_keeps_summary(monkeypatch):
     "A baseline fit stopped by SIGTERM (no 'metrics' in its result) is recorded as stopped, not a KeyError"
     import geoformers.baselines.wildfire as bw
-    from geoformers.train.loop import as_config
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.config import resolve_config
+    from geoformers.train.settings import as_config
+    from geoformers.train.tasks import get_task
 
     task = get_task('wildfire')
     cfg = as_config(resolve_config(task, overrides=TINY))
@@ -324,8 +327,9 @@ def test_stopped_baseline_keeps_summary(monkeypatch):
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
     "A 1-step wildfire run to predict with"
+    from geoformers.train.config import resolve_config
     from geoformers.train.loop import fit
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.tasks import get_task
 
     out = tmp_path_factory.mktemp('run') / 'r'
     task = get_task('wildfire')

@@ -176,8 +176,9 @@ def test_train_smoke(tmp_path):
 
 
 def _load(run_dir):
-    from geoformers.train.tasks import get_task, resolve_config
     from geoformers.train.checkpoint import load_checkpoint
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
     task = get_task('icecube')
     cfg = resolve_config(task, json.loads((Path(run_dir)/'config.json').read_text()))
     model = task.model(cfg)

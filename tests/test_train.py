@@ -153,8 +153,9 @@ def _task_names():
 @pytest.mark.parametrize('name', _task_names())
 def test_every_task_model_round_trips_through_safetensors(tmp_path, name):
     "Each task's default model (buffers, tied or non-contiguous tensors) survives a model folder"
+    from geoformers.train.config import resolve_config
     from geoformers.train.hub import GeoformersModel
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.tasks import get_task
 
     task = get_task(name)
     if task.model_needs_data:
@@ -217,7 +218,7 @@ WILDFIRE_TINY = [
 
 def test_ddp_eval_statistics_equal_one_process(tmp_path):
     "Histogram statistics (wildfire AP, threshold) summed over 2 gloo ranks equal one process's"
-    from geoformers.train.loop import evaluate, make_loader
+    from geoformers.train.evaluation import evaluate, make_loader
     from geoformers.train.predict import load_run
 
     out = tmp_path / 'ddp'
@@ -248,7 +249,7 @@ def test_all_reduce_sum_keeps_shapes_over_two_ranks(tmp_path):
     script = tmp_path / 'reduce.py'
     script.write_text(
         "import json, sys, torch, torch.distributed as dist\n"
-        "from geoformers.train.loop import all_reduce_sum\n"
+        "from geoformers.train.distributed import all_reduce_sum\n"
         "dist.init_process_group('gloo')\n"
         "r = dist.get_rank()\n"
         "s = {'n': torch.tensor(1.0 + r), 'hist': torch.arange(6.).reshape(2, 3) * (r + 1)}\n"

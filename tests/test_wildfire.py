@@ -13,8 +13,11 @@ import torch
 from geoformers.data.firesim import simulate_fires
 from geoformers.data.wildfire import save_fires
 from geoformers.testing import shared_data, torchrun_cmd
-from geoformers.train.loop import as_config, evaluate, fit, make_loader
-from geoformers.train.tasks import get_task, resolve_config
+from geoformers.train.config import resolve_config
+from geoformers.train.evaluation import evaluate, make_loader
+from geoformers.train.loop import fit
+from geoformers.train.settings import as_config
+from geoformers.train.tasks import get_task
 
 TINY = [
     'data.n_fires=6',

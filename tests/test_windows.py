@@ -105,8 +105,9 @@ def test_weather_mae_lazy_chunk_batches_resume(tmp_path):
     import warnings
     from geoformers.data.chunks import ChunkBatchSampler
     from geoformers.data.era5_synth import arco_like
+    from geoformers.train.config import resolve_config
     from geoformers.train.loop import fit
-    from geoformers.train.tasks import get_task, resolve_config
+    from geoformers.train.tasks import get_task
     arco_like(tmp_path/'era5.zarr', n_time=48, res=5.0)
     over = [f'data.paths={tmp_path}/era5.zarr', 'data.variables=[2m_temperature, temperature]', 'data.levels=[500]',
             'data.window={time: 4, lat: 8, lon: 8}', 'data.stride={time: 2, lat: 8, lon: 8}', 'model.dim=16',

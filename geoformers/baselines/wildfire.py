@@ -23,8 +23,10 @@ from ..core import SinusoidalEncoding, count_params, last_valid
 from ..models.emberformer import fire_inputs, recent_frames, wind_planes
 from ..models.temporal import conv_block, days_ago
 from ..train.checkpoint import load_checkpoint
-from ..train.loop import as_config, evaluate, fit, make_loader
-from ..train.tasks import resolve_config
+from ..train.config import resolve_config
+from ..train.evaluation import evaluate, make_loader
+from ..train.loop import fit
+from ..train.settings import as_config
 from nbdev.showdoc import show_doc
 
 # %% ../../nbs/60_baselines.wildfire.ipynb #0a5f5d73

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from ..data.caption_text import CaptionText, pad_batch, pad_id, train_tokenizer
 from .hrm import HRMForCausalLM, hrm_loss
 from ..train.checkpoint import load_checkpoint
-from ..train.loop import TRAIN_DEFAULTS, fit
+from ..train.loop import fit
+from ..train.settings import TRAIN_DEFAULTS
 from ..train.tasks import Task
 from nbdev.showdoc import show_doc
 

@@ -25,7 +25,7 @@ from ..models.bandset import BandsetEncoder, BandsetPredictor, plot_roles
 from ..models.latentmim import MASKINGS, DatesLatentMIM, LatentMIM
 from .bandset_embeddings import (embed_geotiff, embed_scenes, geotiff_scene,
                                                  geotiffs, scene_labels, write_embeddings_parquet)
-from ..train.loop import evaluate, make_loader
+from ..train.evaluation import evaluate, make_loader
 from ..train.tasks import Task, register_task
 
 # %% ../../nbs/42_tasks.bandset.ipynb #3f7f9a06

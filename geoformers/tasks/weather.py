@@ -22,7 +22,7 @@ from ..data.weather_inputs import (chunk_batches, collate_cubes, split_by_date,
                                             weather_windows)
 from ..errors import ConfigError, DataError, Range
 from ..models.swin_mae import SatSwinMAE, random_token_mask, show_reconstruction
-from ..train.loop import make_loader
+from ..train.evaluation import make_loader
 from ..train.tasks import Task, register_task
 
 # %% ../../nbs/41_tasks.weather.ipynb #a0d26aa0

@@ -26,7 +26,7 @@ from ..metrics.captions import fact_scores
 from ..models.prefixer import (Prefixer, TokenPool, VisionTextModel, add_lora,
                                         load_causal_lm)
 from ..models.text_lm import pretrain_text_lm
-from ..train.loop import make_loader
+from ..train.evaluation import make_loader
 from ..train.tasks import Task, register_task
 from .weather import (_DATA_RANGES, _new_windows, find_mae_checkpoint,
                                       load_encoder)

@@ -19,9 +19,10 @@ from torch import nn
 
 from ..errors import CheckpointError, RunFolderError, UserError
 from .checkpoint import rename_keys, state_dict_diff
-from .loop import user_device
+from .config import resolve_config
+from .distributed import user_device
 from .predict import config_hash, format_table, load_run
-from .tasks import get_task, resolve_config
+from .tasks import get_task
 
 with warnings.catch_warnings():  # tqdm.auto warns in a kernel without ipywidgets
     warnings.filterwarnings('ignore', message='IProgress not found')

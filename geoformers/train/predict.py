@@ -22,8 +22,10 @@ import geoformers
 from ..errors import Arg, CheckpointError, DataError, RunFolderError, UserError
 from ..errors import cli_command
 from .checkpoint import _diff, load_checkpoint, rename_keys, state_dict_diff
-from .loop import evaluate, make_loader, user_device
-from .tasks import get_task, resolve_config
+from .config import resolve_config
+from .distributed import user_device
+from .evaluation import evaluate, make_loader
+from .tasks import get_task
 
 # %% ../../nbs/32a_train.predict.ipynb #8d8d0d59
 def config_hash(cfg) -> str:
