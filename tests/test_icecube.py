@@ -175,6 +175,23 @@ def test_train_smoke(tmp_path):
     assert {'linefit', 'first_hit_linefit'} <= set(s['baselines'])
 
 
+def test_checkpointed_batches_return_freed_memory(det, monkeypatch):
+    "Batches over the pulse budget run checkpointed with freed memory returned; smaller ones switch it off"
+    import geoformers.tasks.icecube as icecube_task
+    from geoformers.train.config import resolve_config
+    from geoformers.train.tasks import get_task
+    calls = []
+    monkeypatch.setattr(icecube_task, 'return_freed_memory', calls.append)
+    events = sorted((IceCubeSynth(4, 0, det)[i] for i in range(4)), key=lambda e: len(e['time']))
+    budget = len(events[0]['time'])                                   # the smallest event fits
+    task = get_task('icecube')
+    cfg = resolve_config(task, overrides=TINY + [f'model.checkpoint_pulses={budget}'])
+    model = task.model(cfg)
+    for batch in (collate_dom_packing(events[-1:], det), collate_dom_packing(events[:1], det)):
+        task.loss(model, batch, cfg)['loss'].backward()
+    assert calls == [True, False]
+
+
 def _load(run_dir):
     from geoformers.train.checkpoint import load_checkpoint
     from geoformers.train.config import resolve_config
