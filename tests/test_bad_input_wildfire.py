@@ -358,7 +358,7 @@ def test_predict_folder_output_is_not_replaced(tiny_run, tmp_path, fires):
 
 
 def test_predict_overwrite_removes_stale_files(tiny_run, tmp_path, fires):
-    "--overwrite deletes every file the earlier prediction listed: the folder never mixes two predictions"
+    "--overwrite deletes every file the earlier prediction listed: no mix of two predictions"
     import json
 
     save_fires(fires[:3], tmp_path / 'three')
