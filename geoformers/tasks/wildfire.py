@@ -22,8 +22,9 @@ from ..baselines.wildfire import (TRAINED_BASELINES, UTAE, LastFrameUNet, Stacke
 from ..core import count_params, last_valid, progress, to_device
 from ..data.firesim import simulate_fires
 from ..data.ndws import read_fire_data
-from ..data.wildfire import (WildfireDataset, collate_fires, fire_probabilities,
-                                      load_fires, prediction_dataset, split_fires)
+from ..data.wildfire import (FIRE_CMAP, FIRE_RANGE, WildfireDataset, collate_fires,
+                                      fire_probabilities, load_fires, prediction_dataset,
+                                      split_fires)
 from ..errors import ConfigError, DataError, Range
 from ..metrics.pixel import pixel_metrics, pixel_stats
 from ..models.emberformer import EmberFormer, EmberFormerDINO
@@ -229,14 +230,16 @@ def preview(self:WildfireTask, model, batch, cfg, n:int=2):
     y, wind = batch['target'].cpu(), batch['wind'].cpu()
     n = min(n, len(y))
     fig, axs = plt.subplots(n, 5, figsize=(8, 1.9 * n), squeeze=False)
-    titles = ['day -2', 'day -1', 'today + wind', 'tomorrow (-1 grey)', 'predicted']
+    titles = ['day -2', 'day -1', 'today + wind', 'tomorrow (grey: -1)', 'predicted']
     for i in range(n):
         L = int(valid[i].sum())
         ims = [fire[i, L - k] if L - k >= 0 else torch.zeros_like(fire[i, 0]) for k in (3, 2, 1)]
         ims += [y[i, 0], prob[i, 0]]
         H, W = y.shape[-2:]
         for j, (ax, im) in enumerate(zip(axs[i], ims)):
-            ax.imshow(im, cmap='magma', vmin=-1 if j == 3 else 0, vmax=1)
+            # fire codes in FIRE_CMAP's colours; the probability on a sequential scale
+            kw = dict(cmap=FIRE_CMAP, **FIRE_RANGE) if j < 4 else dict(cmap='magma', vmin=0, vmax=1)
+            ax.imshow(im, **kw)
             ax.set_xticks([0, W - 1])
             ax.set_yticks([0, H - 1])
             ax.tick_params(labelsize=6)
@@ -247,6 +250,7 @@ def preview(self:WildfireTask, model, batch, cfg, n:int=2):
         axs[i, 2].arrow(W / 2, H / 2, u * W / 3, -v * H / 3, color='cyan', width=0.6,
                         head_width=2.5)
     fig.tight_layout()
+    plt.close(fig)                   # the caller shows or saves it (else notebooks show it twice)
     return fig
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #8ad86ad1
