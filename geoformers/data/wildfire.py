@@ -79,8 +79,8 @@ def load_fires(folder)->list:
     return out
 
 # %% ../../nbs/11_data.wildfire.ipynb #a72d2aef
-FIRE_CMAP = ListedColormap(['lightgrey', 'black', 'gold'], name='fire_codes')   # -1, 0, 1
-FIRE_CMAP.set_bad('lightgrey')                                   # NaN is uncertain as well
+_FIRE_COLOURS = ['lightgrey', 'black', 'gold']                   # -1 uncertain, 0 no fire, 1 fire
+FIRE_CMAP = ListedColormap(_FIRE_COLOURS, name='fire_codes').with_extremes(bad='lightgrey')  # NaN
 FIRE_RANGE = dict(vmin=-1.5, vmax=1.5)                           # imshow's range for FIRE_CMAP
 
 # %% ../../nbs/11_data.wildfire.ipynb #94d299dd
