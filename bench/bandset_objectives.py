@@ -45,7 +45,7 @@ def install(kind:str, task):
     import torch.nn.functional as F
     from einops import rearrange
     from torch import nn
-    from geoformers.models.bandset import MaskValue, collapse
+    from geoformers.models.bandset_tokens import MaskValue, collapse
     from geoformers.models.latentmim import DEC, LatentMIM
     build = task.model
 
