@@ -19,7 +19,7 @@ import torch
 
 from geoformers.baselines.bandset import mean_spectra, train_supervised
 from geoformers.data.multispectral import class_names
-from geoformers.tasks.bandset import embed_scenes
+from geoformers.tasks.bandset_embeddings import embed_scenes
 from geoformers.train.config import resolve_config
 from geoformers.train.tasks import get_task
 

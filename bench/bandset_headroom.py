@@ -25,7 +25,8 @@ from torch import nn
 from geoformers.data.multispectral import collate_scenes
 
 from geoformers.data.multispectral import class_names
-from geoformers.models.bandset import BandsetEncoder, MaskValue
+from geoformers.models.bandset import BandsetEncoder
+from geoformers.models.bandset_tokens import MaskValue
 from geoformers.models.latentmim import LatentMIM
 from geoformers.train.config import resolve_config
 from geoformers.train.loop import fit

@@ -18,12 +18,11 @@ protocol of the pretrained encoder and of the random-init encoder and the mean s
 """
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bandset_common import add_worker_args, run_worker, run_workers
 
 ROWS = {
     'design: patch disc. + masked-view InfoNCE 0.1': ['model.contrastive_views=masks', 'model.contrastive_weight=0.1'],
@@ -46,7 +45,7 @@ def install(kind:str, task):
     import torch.nn.functional as F
     from einops import rearrange
     from torch import nn
-    from geoformers.models.bandset import MaskValue, collapse
+    from geoformers.models.bandset_tokens import MaskValue, collapse
     from geoformers.models.latentmim import DEC, LatentMIM
     build = task.model
 
@@ -123,34 +122,19 @@ def main():
     ap.add_argument('--seeds', nargs='*', type=int, default=list(SEEDS))
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--out', default=None)
-    ap.add_argument('--one', help=argparse.SUPPRESS)
-    ap.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument('--part', help=argparse.SUPPRESS)
+    add_worker_args(ap)
     a = ap.parse_args()
-    if a.one:
-        Path(a.part).write_text(json.dumps(one_run(a.one, a.seed, a.quick), default=float))
+    if run_worker(a, one_run):
         return
     out = Path(a.out or (OUT.with_name('bandset_objectives_quick.json') if a.quick else OUT))
     res = json.loads(out.read_text()) if out.exists() else {'runs': []}
     todo = [(r, s) for r in a.rows for s in (a.seeds[:1] if a.quick else a.seeds)]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-    running, t0 = [], time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        while todo or running:
-            while todo and len(running) < a.jobs:
-                r, s = todo.pop(0)
-                part = Path(tmp)/f'{len(todo)}.json'
-                cmd = [sys.executable, __file__, '--one', r, '--seed', str(s), '--part', str(part)]
-                running.append((subprocess.Popen(cmd + (['--quick'] if a.quick else []), env=env), part, r, s))
-            time.sleep(1)
-            for p in [x for x in running if x[0].poll() is not None]:
-                running.remove(p)
-                if p[0].returncode: raise RuntimeError(f"run {p[2]!r} seed {p[3]} failed")
-                run = json.loads(p[1].read_text())
-                res['runs'] = [x for x in res['runs'] if (x['row'], x['seed']) != (p[2], p[3])] + [run]
-                print(json.dumps({k: run[k] for k in ('row', 'seed', 'wall_s')}), flush=True)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(res, indent=1, default=float))
+    t0 = time.time()
+    for r, s, run in run_workers(__file__, todo, a.jobs, a.quick):
+        res['runs'] = [x for x in res['runs'] if (x['row'], x['seed']) != (r, s)] + [run]
+        print(json.dumps({k: run[k] for k in ('row', 'seed', 'wall_s')}), flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1, default=float))
     res.update(rows=list(ROWS), wall_s=round(time.time() - t0), date=time.strftime('%Y-%m-%d'))
     out.write_text(json.dumps(res, indent=1, default=float))
 

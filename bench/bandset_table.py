@@ -22,13 +22,12 @@ on 2 CPU cores: `--quality --jobs 2` took 62 minutes on a machine shared with ot
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bandset_common import add_worker_args, run_worker, run_workers
 
 ROWS = {   # table row -> preset (None: the task's defaults, three bandsets unmerged)
     'single bandset (12 bands)': 'single_bandset_cross_random_masked_neg',
@@ -73,21 +72,10 @@ def one_run(row:str, seed:int, quick:bool)->dict:
 def quality(jobs:int, quick:bool, rows:list)->list:
     "Every (row, seed) as a subprocess (one thread each), `jobs` at a time"
     todo = [(r, s) for r in rows for s in (SEEDS[:1] if quick else SEEDS)]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-    running, results = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        while todo or running:
-            while todo and len(running) < jobs:
-                r, s = todo.pop(0)
-                part = Path(tmp)/f'{len(todo)}.json'
-                cmd = [sys.executable, __file__, '--one', r, '--seed', str(s), '--part', str(part)]
-                running.append((subprocess.Popen(cmd + (['--quick'] if quick else []), env=env), part, r, s))
-            time.sleep(1)
-            for p in [x for x in running if x[0].poll() is not None]:
-                running.remove(p)
-                if p[0].returncode: raise RuntimeError(f"run {p[2]!r} seed {p[3]} failed ({p[0].returncode})")
-                results.append(json.loads(p[1].read_text()))
-                print(f"done: {p[2]} seed {p[3]} ({results[-1]['wall_s']} s)", flush=True)
+    results = []
+    for r, s, run in run_workers(__file__, todo, jobs, quick):
+        results.append(run)
+        print(f"done: {r} seed {s} ({run['wall_s']} s)", flush=True)
     return results
 
 
@@ -179,12 +167,9 @@ def main():
     ap.add_argument('--quick', action='store_true', help='tiny data and 4 steps, one seed: checks the bench')
     ap.add_argument('--summarise', action='store_true', help='only recompute the table from the stored runs')
     ap.add_argument('--out', default=None, help=f'JSON to merge the results into (default {OUT})')
-    ap.add_argument('--one', help=argparse.SUPPRESS)
-    ap.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument('--part', help=argparse.SUPPRESS)
+    add_worker_args(ap)
     a = ap.parse_args()
-    if a.one:
-        Path(a.part).write_text(json.dumps(one_run(a.one, a.seed, a.quick), default=float))
+    if run_worker(a, one_run):
         return
     out = Path(a.out or (OUT.with_name('bandset_table_quick.json') if a.quick else OUT))
     res = json.loads(out.read_text()) if out.exists() else {}

@@ -126,7 +126,7 @@ def test_encoder_names_the_expected_bands():
 
 # --- role masks: codes outside MaskValue, booleans (cause 3) ---------------------------------------------------------
 def _merge_inputs():
-    from geoformers.models.bandset import BandsetMerge, MaskValue
+    from geoformers.models.bandset_tokens import BandsetMerge, MaskValue
     torch.manual_seed(0)
     E = MaskValue.ONLINE_ENCODER.value
     return BandsetMerge(3, 8), torch.randn(2, 3, 8), torch.full((2, 3), E)

@@ -359,3 +359,38 @@ def test_predict_folder_output_is_not_replaced(tiny_run, tmp_path, fires):
     assert {f: f.read_bytes() for f in files} == before
     rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x.nc', '--overwrite')
     assert rc == 0, out[-1500:]
+
+
+def test_predict_overwrite_removes_stale_files(tiny_run, tmp_path, fires):
+    "--overwrite deletes every file the earlier prediction listed: no mix of two predictions"
+    import json
+
+    save_fires(fires[:3], tmp_path / 'three')
+    save_fires(fires[:2], tmp_path / 'two')
+    rc, out = predict(tiny_run, '--data', tmp_path / 'three', '--out', tmp_path / 'x')
+    assert rc == 0, out[-1500:]
+    assert len(list((tmp_path / 'x').glob('*.nc'))) == 3
+    rc, out = predict(tiny_run, '--data', tmp_path / 'two', '--out', tmp_path / 'x', '--overwrite')
+    assert rc == 0, out[-1500:]
+    names = sorted(f.name for f in (tmp_path / 'x').iterdir())
+    assert names == sorted(f"{f.attrs['fire_id']}.nc" for f in fires[:2]), names
+    assert json.loads((tmp_path / 'x.provenance.json').read_text())['files'] == names
+
+
+def test_predict_overwrite_refuses_foreign_files(tiny_run, tmp_path, fires):
+    "A file no prediction listed stops --overwrite (exit 2, named) before anything is deleted"
+    save_fires(fires[:2], tmp_path / 'fires')
+    rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / 'x')
+    assert rc == 0, out[-1500:]
+    (tmp_path / 'x' / 'notes.txt').write_text('mine')
+    (tmp_path / 'y').mkdir()
+    (tmp_path / 'y' / 'keep.nc').write_text('not a prediction')     # a folder with no provenance
+    for folder, name in (('x', 'notes.txt'), ('y', 'keep.nc')):
+        files = sorted(tmp_path.rglob('*'))
+        before = {f: f.read_bytes() for f in files if f.is_file()}
+        rc, out = predict(tiny_run, '--data', tmp_path / 'fires', '--out', tmp_path / folder,
+                          '--overwrite')
+        assert rc == 2 and 'Traceback' not in out, out[-1500:]
+        assert name in out and 'another --out' in out, out[-1500:]
+        assert sorted(tmp_path.rglob('*')) == files
+        assert {f: f.read_bytes() for f in files if f.is_file()} == before

@@ -68,7 +68,7 @@ def test_run_writes_probe_protocol_baselines_and_sanity(tiny_run):
 
 def test_predict_parquet_matches_a_direct_model_call(tiny_run, tmp_path):
     import pyarrow.parquet as pq
-    from geoformers.tasks.bandset import embed_scenes
+    from geoformers.tasks.bandset_embeddings import embed_scenes
     from geoformers.train.predict import load_run
     out = tmp_path/'val.parquet'
     r = run_cli('geoformers_predict', tiny_run, '--out', out)
@@ -87,7 +87,7 @@ def test_predict_parquet_matches_a_direct_model_call(tiny_run, tmp_path):
 
 def test_predict_geotiff_per_patch_embeddings_keep_the_georeferencing(tiny_run, tmp_path):
     from geoformers.data.geotiff import read_description, read_geotiff
-    from geoformers.tasks.bandset import embed_geotiff
+    from geoformers.tasks.bandset_embeddings import embed_geotiff
     from geoformers.train.predict import load_run
     tif = s2_geotiff(tmp_path, size=48)                                    # 48 px: two tiles of 32, one padded
     out = tmp_path/'emb.tif'

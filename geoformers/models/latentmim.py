@@ -16,7 +16,8 @@ from einops import einsum
 from fastcore.basics import patch, store_attr
 from torch import Tensor, nn
 
-from .bandset import BandsetEncoder, BandsetPredictor, MaskValue, collapse, pack
+from .bandset import BandsetEncoder, BandsetPredictor
+from .bandset_tokens import MaskValue, collapse, pack
 
 # %% ../../nbs/26a_models.latentmim.ipynb #05dcfc14
 E = MaskValue.ONLINE_ENCODER.value

@@ -14,18 +14,18 @@ from einops import rearrange
 from fastcore.basics import patch
 from torch import Tensor
 
-from ..baselines.bandset import mean_spectra, train_supervised
-from ..core import count_params, progress
-from ..data.geotiff import write_geotiff
+from ..baselines.bandset import saved_baselines, train_baselines
+from ..core import count_params
 from ..data.multispectral import (SyntheticScenes, band_names, band_stats, class_groups,
                                            class_names, collate_scenes)
-from ..errors import ConfigError, DataError, Range, UserError
+from ..errors import ConfigError, DataError, Range
 from ..metrics.probes import beats_references, probe_keys, probe_protocol
-from ..models.bandset import BandsetEncoder, BandsetPredictor, plot_roles
+from ..models.bandset import BandsetEncoder, BandsetPredictor
+from ..models.bandset_tokens import plot_roles
 from ..models.latentmim import MASKINGS, DatesLatentMIM, LatentMIM
-from .bandset_embeddings import (embed_geotiff, embed_scenes, geotiff_scene,
-                                                 geotiffs, scene_labels, write_embeddings_parquet)
-from ..train.evaluation import evaluate, make_loader
+from .bandset_embeddings import embed_scenes, geotiff_scene, geotiffs, scene_labels
+from .bandset_predict import (embeddings_suffix, embeddings_target,
+                                              predict_embeddings)
 from ..train.tasks import Task, register_task
 
 # %% ../../nbs/42_tasks.bandset.ipynb #3f7f9a06
@@ -204,36 +204,14 @@ def compute_metrics(self:BandsetTask, stats, cfg)->dict:
                     if k.startswith('probe/') and k != 'probe/runs'})
     return out
 
-# %% ../../nbs/42_tasks.bandset.ipynb #4c2aac57
-def _total_steps(cfg)->int:
-    "The optimiser steps of a run under `cfg` (as `fit` counts them)"
-    t = cfg.train
-    return t.max_steps or t.epochs * (cfg.data.n_train // (t.batch_size * t.grad_accum))
-
 # %% ../../nbs/42_tasks.bandset.ipynb #848b05dc
 @patch
 def baselines(self:BandsetTask, data, cfg, run_dir)->dict:
     "The probe protocol on a random-init encoder, the mean spectra and a supervised encoder"
     pretrained = self._last_probe       # the final validation's probe (a baseline replaces it)
-    tr, te = self.probe_sets(cfg)
-    torch.manual_seed(cfg.get('seed', 0) + 1)
-    loader = make_loader(data['val'], cfg, data['collate'])
-    out = {'random_init': evaluate(self, self.model(cfg), loader, cfg, torch.device('cpu'))}
-    out['mean_spectrum'] = self.probe(mean_spectra(tr)[0], mean_spectra(te)[0], cfg)
-    if cfg.baselines.supervised:
-        torch.manual_seed(cfg.get('seed', 0))
-        enc = self.model(cfg).encoder
-        steps = cfg.baselines.supervised_steps or _total_steps(cfg)
-        train_supervised(enc, tr, len(class_names(cfg.data.labels)), steps=steps,
-                         lr=cfg.baselines.supervised_lr, batch_size=cfg.train.batch_size,
-                         seed=cfg.get('seed', 0))
-        out['supervised'] = self.probe(embed_scenes(enc, tr), embed_scenes(enc, te), cfg)
-        if run_dir is not None:
-            (Path(run_dir)/'baselines').mkdir(parents=True, exist_ok=True)
-            torch.save(enc.state_dict(), Path(run_dir)/'baselines'/'supervised_encoder.pt')
+    self._baseline_probes = train_baselines(self, data, cfg, run_dir)
     self._last_probe = pretrained
-    self._baseline_probes = out
-    return out
+    return self._baseline_probes
 
 # %% ../../nbs/42_tasks.bandset.ipynb #840e0aec
 @patch
@@ -275,26 +253,15 @@ def preview(self:BandsetTask, model, batch, cfg):
     return fig
 
 # %% ../../nbs/42_tasks.bandset.ipynb #3a1c2e71
-def _is_geotiff(data)->bool:
-    if data is None or not Path(data).is_file(): return False
-    return Path(data).suffix.lower() in ('.tif', '.tiff')
-
 @patch
 def predict_suffix(self:BandsetTask, data)->str:
     "The output suffix for `data`: .tif for one GeoTIFF (embeddings per patch), else .parquet"
-    return '.tif' if _is_geotiff(data) else self.output_suffix
+    return embeddings_suffix(data, self.output_suffix)
 
 @patch
 def predict_target(self:BandsetTask, cfg, data, out)->Path:
     "The file `predict` writes: `out` itself, once its suffix fits `data` (else a `UserError`)"
-    out, want = Path(out), self.predict_suffix(data)
-    ok = ('.tif', '.tiff') if want == '.tif' else (want,)
-    if out.suffix.lower() not in ok:
-        what = ('one GeoTIFF gives embeddings per patch, as a GeoTIFF' if want == '.tif' else
-                'scenes give one embedding each, written as a Parquet table')
-        raise UserError(f"--out {out}: {what}, not {out.suffix or 'a file without suffix'}; "
-                        f"give --out a {want} file")
-    return out
+    return embeddings_target(out, data)
 
 @patch
 def predict(self:BandsetTask, model, cfg,
@@ -303,26 +270,10 @@ def predict(self:BandsetTask, model, cfg,
             batch_size=None, device='cpu',
             attrs=None,             # provenance, written into the file's metadata
             **kw)->Path:
-    "Pooled embeddings per scene (Parquet), or per patch of one GeoTIFF (GeoTIFF)"
-    enc = model.encoder.to(device)
-    bs = batch_size or cfg.train.batch_size
-    attrs = {**(attrs or {}), 'embedding_dim': enc.dim, 'patch_size': enc.patch_size}
-    data = None if data is None else Path(data)
-    out = self.predict_target(cfg, data, out or f'bandset_embeddings{self.predict_suffix(data)}')
-    if _is_geotiff(data):
-        emb, geo = embed_geotiff(enc, data, tile=cfg.data.size, batch_size=bs)
-        attrs.update(source=data.name, bands=[f'embedding_{i}' for i in range(enc.dim)])
-        return write_geotiff(out, emb.numpy(), geo, attrs)
-    if data is None:
-        scenes = self.probe_sets(cfg)[1]
-        labels = scene_labels(scenes).tolist()
-    elif data.is_dir():
-        files = progress(geotiffs(data), desc='reading')
-        scenes = [geotiff_scene(f, cfg.data.size)[0] for f in files]
-        labels = None
-    else: raise DataError(f"--data must be a Sentinel-2 GeoTIFF or a folder of them, got {data}")
-    ids = [s.get('id', str(i)) for i, s in enumerate(scenes)]
-    return write_embeddings_parquet(out, ids, embed_scenes(enc, scenes, bs), labels, attrs)
+    "Pooled embeddings per scene (Parquet) or per patch of one GeoTIFF: `predict_embeddings`"
+    scenes = self.probe_sets(cfg)[1] if data is None else None
+    return predict_embeddings(model.encoder.to(device), data, out, scenes, size=cfg.data.size,
+                              batch_size=batch_size or cfg.train.batch_size, attrs=attrs)
 
 # %% ../../nbs/42_tasks.bandset.ipynb #42a3f14d
 @patch
@@ -352,13 +303,4 @@ def eval_data(self:BandsetTask, cfg, path)->dict:
 @patch
 def eval_baselines(self:BandsetTask, data, cfg, run_dir)->dict:
     "The probes on the mean spectra, a random-init and the run's supervised encoder, on `data`"
-    tr, te = self.probe_sets(cfg)
-    out = {'mean_spectrum': self.probe(mean_spectra(tr)[0], mean_spectra(te)[0], cfg)}
-    torch.manual_seed(cfg.get('seed', 0) + 1)
-    enc = self.model(cfg).encoder
-    out['random_init'] = self.probe(embed_scenes(enc, tr), embed_scenes(enc, te), cfg)
-    weights = Path(run_dir)/'baselines'/'supervised_encoder.pt'
-    if weights.exists():
-        enc.load_state_dict(torch.load(weights, weights_only=True))
-        out['supervised'] = self.probe(embed_scenes(enc, tr), embed_scenes(enc, te), cfg)
-    return out
+    return saved_baselines(self, cfg, run_dir)

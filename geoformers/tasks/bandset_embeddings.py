@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from ..core import progress, to_device
 from ..data.multispectral import collate_scenes, read_s2_geotiff, scene_to_tensor
 from ..errors import ConfigError, DataError
-from ..models.bandset import MaskValue
+from ..models.bandset_tokens import MaskValue
 
 # %% ../../nbs/42b_tasks.bandset_embeddings.ipynb #5281a057
 @torch.no_grad()

@@ -6,7 +6,6 @@
 __all__ = ['MODELS', 'wildfire_fires', 'wildfire_model', 'best_threshold', 'WildfireTask']
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #36319856
-import json
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -19,16 +18,16 @@ from torch import nn
 
 from ..baselines.wildfire import (TRAINED_BASELINES, UTAE, LastFrameUNet, StackedUNet,
                                           saved_baselines, train_baselines)
-from ..core import count_params, last_valid, progress, to_device
+from ..core import count_params, last_valid, to_device
 from ..data.firesim import simulate_fires
 from ..data.ndws import read_fire_data
-from ..data.wildfire import (WildfireDataset, collate_fires, fire_probabilities,
-                                      load_fires, prediction_dataset, split_fires)
+from ..data.wildfire import (FIRE_CMAP, FIRE_RANGE, WildfireDataset, collate_fires,
+                                      load_fires, split_fires)
 from ..errors import ConfigError, DataError, Range
 from ..metrics.pixel import pixel_metrics, pixel_stats
 from ..models.emberformer import EmberFormer, EmberFormerDINO
+from .wildfire_predict import predict_folder, run_threshold, write_fire_predictions
 from ..train.tasks import Task, register_task
-from nbdev.showdoc import show_doc
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #1663a1f7
 @lru_cache(maxsize=4)
@@ -229,14 +228,16 @@ def preview(self:WildfireTask, model, batch, cfg, n:int=2):
     y, wind = batch['target'].cpu(), batch['wind'].cpu()
     n = min(n, len(y))
     fig, axs = plt.subplots(n, 5, figsize=(8, 1.9 * n), squeeze=False)
-    titles = ['day -2', 'day -1', 'today + wind', 'tomorrow (-1 grey)', 'predicted']
+    titles = ['day -2', 'day -1', 'today + wind', 'tomorrow (grey: -1)', 'predicted']
     for i in range(n):
         L = int(valid[i].sum())
         ims = [fire[i, L - k] if L - k >= 0 else torch.zeros_like(fire[i, 0]) for k in (3, 2, 1)]
         ims += [y[i, 0], prob[i, 0]]
         H, W = y.shape[-2:]
         for j, (ax, im) in enumerate(zip(axs[i], ims)):
-            ax.imshow(im, cmap='magma', vmin=-1 if j == 3 else 0, vmax=1)
+            # fire codes in FIRE_CMAP's colours; the probability on a sequential scale
+            kw = dict(cmap=FIRE_CMAP, **FIRE_RANGE) if j < 4 else dict(cmap='magma', vmin=0, vmax=1)
+            ax.imshow(im, **kw)
             ax.set_xticks([0, W - 1])
             ax.set_yticks([0, H - 1])
             ax.tick_params(labelsize=6)
@@ -247,16 +248,10 @@ def preview(self:WildfireTask, model, batch, cfg, n:int=2):
         axs[i, 2].arrow(W / 2, H / 2, u * W / 3, -v * H / 3, color='cyan', width=0.6,
                         head_width=2.5)
     fig.tight_layout()
+    plt.close(fig)                   # the caller shows or saves it (else notebooks show it twice)
     return fig
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #8ad86ad1
-def _threshold(attrs):
-    "The run's validation-chosen threshold from `RUN/summary.json`, else 0.5"
-    run = (attrs or {}).get('run')
-    p = Path(run)/'summary.json' if run else None
-    if p and p.exists(): return float(json.loads(p.read_text())['metrics'].get('threshold', 0.5))
-    return 0.5
-
 def _predict_fires(task, cfg, data)->list:
     "The fires to predict, read once for `predict_target` and `predict` of the same `data`"
     key = (id(cfg), str(data))
@@ -269,32 +264,21 @@ def _predict_fires(task, cfg, data)->list:
     task._predict_cache = (key, fires)
     return fires
 
-def _predict_folder(fires, out:Path):
-    "Several fires (or `out` without .nc): one NetCDF per fire in the folder `out` less its suffix"
-    return None if len(fires) == 1 and out.suffix == '.nc' else out.with_suffix('')
-
 @patch
 def predict_target(self:WildfireTask, cfg, data, out)->Path:
     "What `predict` writes for `data` at `out`: the file `out`, or a folder for several fires"
-    return _predict_folder(_predict_fires(self, cfg, data), Path(out)) or Path(out)
+    return predict_folder(_predict_fires(self, cfg, data), out) or Path(out)
 
 @patch
 def predict(self:WildfireTask, model, cfg, data=None, out=None, batch_size=None, device='cpu',
             attrs=None, threshold:float=None, **kw)->Path:
     "Next-day fire probability NetCDF(s) for the fires at `data` (default: the validation fires)"
     fires, self._predict_cache = _predict_fires(self, cfg, data), None   # read once, used once
-    threshold = _threshold(attrs) if threshold is None else threshold
+    threshold = run_threshold(attrs) if threshold is None else threshold
     bs = batch_size or cfg.train.get('val_batch_size') or cfg.train.batch_size
-    out = Path(out or ('predictions.nc' if len(fires) == 1 else 'predictions'))
-    folder = _predict_folder(fires, out)
-    if folder: folder.mkdir(parents=True, exist_ok=True)
     model = model.to(device).eval()
-    for ds in progress(fires, desc='wildfire predict', leave=False):
-        prob = fire_probabilities(lambda b: self.logits(model, to_device(b, device)), ds,
-                                  cfg.data.t_max, bs)
-        dest = folder/f"{ds.attrs.get('fire_id', 'fire')}.nc".replace(' #', '_') if folder else out
-        prediction_dataset(ds, prob, threshold, attrs).to_netcdf(dest)
-    return folder or out
+    return write_fire_predictions(lambda b: self.logits(model, to_device(b, device)), fires, out,
+                                  cfg.data.t_max, bs, threshold, attrs)
 
 # %% ../../nbs/40_tasks.wildfire.ipynb #ff02ee23
 @patch

@@ -143,6 +143,36 @@ def _check_out(out: Path, overwrite: bool):
         raise RunFolderError(f"{out} exists: pass --overwrite to replace it, or another --out")
 
 
+def _files(target: Path) -> list:
+    "The files of the folder `target`, relative to it, or `[target.name]` for a file"
+    if not target.is_dir():
+        return [target.name]
+    return sorted(p.relative_to(target).as_posix() for p in target.rglob('*') if p.is_file())
+
+
+def _clear_previous(target: Path):
+    "For --overwrite: delete the files the provenance beside the folder `target` lists, and it"
+    if not target.is_dir():
+        return  # a file is written again
+    prov = Path(f'{target}.provenance.json')
+    try:
+        meta = json.loads(prov.read_text())
+        listed = set(meta['files']) if 'geoformers_version' in meta else set()
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = set()
+    foreign = [f for f in _files(target) if f not in listed]
+    if foreign:
+        more = ' ...' if len(foreign) > 5 else ''
+        raise RunFolderError(
+            f"--out {target} holds {len(foreign)} file(s) that {prov.name} does not list as "
+            f"written by geoformers ({', '.join(foreign[:5])}{more}): --overwrite deletes only "
+            "a prediction's own files; move those away or give another --out"
+        )
+    for f in _files(target):
+        (target / f).unlink()
+    prov.unlink(missing_ok=True)
+
+
 def _check_batch_size(batch_size):
     ok = batch_size is None or (isinstance(batch_size, int) and not isinstance(batch_size, bool))
     if not ok or (batch_size is not None and batch_size < 1):
@@ -170,8 +200,10 @@ def predict_run(
     out = Path(out) if out is not None else _default_out(task, run, data)
     _check_out(out, overwrite)
     # a task may write elsewhere than `out` (wildfire: a folder for several fires): check that too
-    if hasattr(task, 'predict_target'):
-        _check_out(Path(task.predict_target(cfg, data, out)), overwrite)
+    target = Path(task.predict_target(cfg, data, out)) if hasattr(task, 'predict_target') else out
+    _check_out(target, overwrite)
+    if overwrite:
+        _clear_previous(target)
     out.parent.mkdir(parents=True, exist_ok=True)
     attrs = dict(model.provenance)
     res = Path(
@@ -183,6 +215,7 @@ def predict_run(
         **attrs,
         data=str(data) if data else 'the run\'s validation split',
         output=str(res),
+        files=_files(res),
         command=command,
         created=time.strftime('%Y-%m-%dT%H:%M:%S%z'),
         wall_s=round(time.time() - t0, 3),
