@@ -80,7 +80,7 @@ class WindowDataset(Dataset):
         self.dims = d = detect_dims(ds, dims)
         time_axis(ds, d['time'])
         ds = ds.sel({d['time']: slice(time_start, time_end)})
-        self.arrays = select_channels(ds, variables, d, levels, select, fold)
+        self.arrays = select_channels(ds, variables, d, levels, select, fold, self.source)
         self.channels = list(self.arrays) + (['nan_mask'] if nan == 'fill' else [])
         self.times = ds[d['time']].values
         self.lat, self.lon = ds[d['lat']].values, ds[d['lon']].values
@@ -137,8 +137,8 @@ def _make_grid(self:WindowDataset, window:dict, stride:dict):
                for n, w_, g, r in zip(shape, self.window, self.grid, roles) if g == 0]
         rng = 'empty'
         if len(self.times): rng = f"{str(self.times[0])[:16]}..{str(self.times[-1])[:16]}"
-        raise DataError(f"No windows: {'; '.join(why)} (time range {rng}); shrink the window or "
-                        "widen time_start/time_end")
+        raise DataError(f"No windows: {'; '.join(why)} in {self.source} (time range {rng}); "
+                        "shrink the window (data.window in a task) or widen time_start/time_end")
     T = self.window[0]
     self.anchor_offset = {'first': 0, 'middle': (T - 1)//2, 'last': T - 1}[self.anchor]
     self.anchors = self.times[np.arange(self.grid[0])*self.stride[0] + self.anchor_offset]

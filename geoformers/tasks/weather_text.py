@@ -22,14 +22,15 @@ from ..data.caption_text import caption_ids, pad_batch, pad_id
 from ..data.weather_inputs import (caption_table, chunk_batches, collate_cubes,
                                             split_by_date, weather_windows)
 from ..errors import ConfigError, DataError, Range
+from ..layers import _acts
 from ..metrics.captions import fact_scores
 from ..models.prefixer import (Prefixer, TokenPool, VisionTextModel, add_lora,
                                         load_causal_lm)
 from ..models.text_lm import pretrain_text_lm
 from ..train.loop import make_loader
 from ..train.tasks import Task, register_task
-from .weather import (_DATA_RANGES, _new_windows, find_mae_checkpoint,
-                                      load_encoder)
+from .weather import (_DATA_RANGES, _check_fits, _new_windows,
+                                      find_mae_checkpoint, load_encoder)
 
 # %% ../../nbs/41b_tasks.weather_text.ipynb #ab601b3a
 _FALLBACK = dict(dim=64, depth=2, heads=4, patch=[2, 4, 4], window=[2, 4, 4], decoder_dim=32,
@@ -50,7 +51,9 @@ _TEXT_RANGES = {
     'model.train_encoder': Range(bool), 'model.encoder_freeze_epochs': Range(int, ge=0),
     'eval.n_generate': Range(int, ge=0), 'eval.max_new_tokens': _pos,
     'eval.temperature': Range(float, ge=0), 'eval.top_p': Range(float, gt=0, le=1),
-    'eval.prior_temperature': Range(float, gt=0)}
+    'eval.prior_temperature': Range(float, gt=0),
+    # the prefixer's MLP: an activation get_act knows; the initial scale of its branch
+    'model.act': Range(choices=tuple(_acts)), 'model.layerscale': Range(float, ge=0, none=True)}
 
 def _check_text(m):
     "Refuse `model:` keys of weather-text that do not fit together"
@@ -63,13 +66,40 @@ def _check_text(m):
                           f"model.num_tokens={m.num_tokens}: make their product equal, or set "
                           "model.pool_grid=null")
 
-def _load_lm(name:str)->tuple:
-    "`(lm, tokenizer)` from a local folder or a Hugging Face name, or a `ConfigError` naming it"
-    from transformers import AutoTokenizer
+def _hub_unreachable(timeout:float=5.)->str|None:
+    "None when the Hugging Face hub answers, else why it cannot be used (offline mode, no network)"
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+    if constants.HF_HUB_OFFLINE: return 'offline mode is on (HF_HUB_OFFLINE)'
+    # one request, no retries: an unreachable hub is known in seconds
+    try: get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as e:
+        return f"the hub {constants.ENDPOINT} cannot be reached ({type(e).__name__})"
+    return None
+
+def _check_lm(name:str):
+    """Refuse a `model.lm` that can be neither trained here, found
+    in a folder or the local cache, nor downloaded now"""
+    from huggingface_hub import try_to_load_from_cache
+    if name in ('embedded', 'hrm'): return
     looks_local = name.startswith(('.', '/', '~')) or Path(name).exists()
     if looks_local and not (Path(name).expanduser()/'config.json').exists():
         raise ConfigError(f"model.lm={name!r}: there is no folder with a config.json there; use "
                           "embedded, hrm, a folder saved by save_pretrained or a Hugging Face name")
+    if looks_local: return
+    try: cached = isinstance(try_to_load_from_cache(name, 'config.json'), str)
+    except ValueError: cached = False               # not a valid repository name: the hub says why
+    why = None if cached else _hub_unreachable()
+    if why:
+        raise ConfigError(f"model.lm={name!r} could not be loaded: it is not in the local Hugging "
+                          f"Face cache and {why}; download it where the hub is reachable "
+                          f"(hf download {name}) and copy the cache here, pass a "
+                          "folder saved by save_pretrained, or use embedded, hrm")
+
+def _load_lm(name:str)->tuple:
+    "`(lm, tokenizer)` from a local folder or a Hugging Face name, or a `ConfigError` naming it"
+    from transformers import AutoTokenizer
+    _check_lm(name)
     try: return load_causal_lm(name), AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as e:
         why = (str(e).strip().splitlines() or [''])[0][:200]
@@ -109,6 +139,8 @@ class WeatherTextTask(Task):
         fixed caption per window), and the language side"""
         d = cfg.data
         _check_text(cfg.model)
+        # before any data is read: a named LM that cannot be had fails in seconds
+        _check_lm(cfg.model.lm)
         # recorded as an absolute path in the run's config.json,
         ck = find_mae_checkpoint(cfg.model.mae_ckpt)
         # so the run rebuilds from any folder
@@ -138,6 +170,7 @@ class WeatherTextTask(Task):
         lm = copy.deepcopy(self.language(cfg)[0])
         if m.lora_r: lm = add_lora(lm, r=m.lora_r, alpha=2 * m.lora_r)
         enc = load_encoder(m.mae_ckpt, self.channels, _FALLBACK)
+        _check_fits(cfg.data.window, enc.patch, 'the encoder (model.mae_ckpt)')
         # captions never use the MAE decoder
         for p in enc.decoder_parameters(): p.requires_grad_(False)
         grid = tuple(m.pool_grid) if m.pool_grid else None
