@@ -228,6 +228,11 @@ def eval_data(self:WeatherMAETask, cfg, path)->dict:
                 note='loss: mean squared error of the masked patches (fixed mask), inputs '
                      'normalised with the training statistics')
 
+@patch
+def eval_baselines(self:WeatherMAETask, data, cfg, run_dir)->dict:
+    "`patch_mean` on `data` from `eval_data`: each masked patch as its own mean, the same mask"
+    return self.baselines(data, cfg, run_dir)
+
 # %% ../../nbs/41_tasks.weather.ipynb #7c2e0782
 def find_mae_checkpoint(spec:str, root='runs')->Path|None:
     "`auto`: the newest `runs/weather-mae*/best.pt`; `none`: no checkpoint; else the path"

@@ -224,7 +224,8 @@ def _gen_idx(self:WeatherTextTask, data, cfg)->list:
 
 @patch
 def baselines(self:WeatherTextTask, data, cfg, run_dir):
-    "`no_prefix`, `facts_prefix`, `caption_prior` and `majority` on the validation windows"
+    """`no_prefix`, `facts_prefix`, `caption_prior` and `majority` on
+    the windows of `data['val']` (a `Subset` of a `WindowDataset`)"""
     model = self.model(cfg).eval()
     pos = self._gen_idx(data, cfg)
     batches = list(make_loader(Subset(data['val'], pos), cfg, data['collate']))
@@ -232,9 +233,11 @@ def baselines(self:WeatherTextTask, data, cfg, run_dir):
              for t in self.generate(model, b['x'], cfg, prefix=False,
                                     temperature=cfg.eval.prior_temperature, seed=i)]
     lm, tok = self.language(cfg)
-    return text_baselines(lm, tok, self.val_windows, self.val_idx, [self.val_idx[p] for p in pos],
-                          self.train_caps['text'], prior, max_len=self.max_len,
-                          max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.train.batch_size)
+    val, idx = data['val'].dataset, data['val'].indices
+    # majority: the most common facts of the run's training captions
+    return text_baselines(lm, tok, val, idx, [idx[p] for p in pos], self.train_caps['text'], prior,
+                          max_len=self.max_len, max_new_tokens=cfg.eval.max_new_tokens,
+                          batch_size=cfg.train.batch_size)
 
 @patch
 def preview(self:WeatherTextTask, model, batch, cfg):
@@ -309,7 +312,13 @@ def eval_data(self:WeatherTextTask, cfg, path)->dict:
     dsw, idx = _new_windows(self, cfg, fields, captions=True, caption_path=caps)
     return dict(val=Subset(dsw, idx), collate=self.collate, name=Path(path).stem,
                 note='perplexity of the captions of windows with captions on their date, one fixed '
-                     'caption each')
+                     'caption each; baselines\' fact scores on eval.n_generate of those windows')
+
+@patch
+def eval_baselines(self:WeatherTextTask, data, cfg, run_dir)->dict:
+    """`no_prefix`, `facts_prefix`, `caption_prior` and `majority` on `data`
+    from `eval_data`, as training scores them (majority: the run's training captions)"""
+    return self.baselines(data, cfg, run_dir)
 
 def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's data)
                  run:str='runs/weather-text',  # a weather-text run folder (config.json, best.pt)
