@@ -12,7 +12,8 @@ import torch
 import xarray as xr
 
 from geoformers.data.captions import load_captions, parse_dates
-from geoformers.data.era5_synth import synth_captions, synth_era5
+from geoformers.data.era5_captions import synth_captions
+from geoformers.data.era5_synth import synth_era5
 from geoformers.data.normalise import channel_stats
 from geoformers.data.sources import open_data
 from geoformers.data.windows import WindowDataset

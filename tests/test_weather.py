@@ -51,7 +51,8 @@ def heldout(tmp_path_factory):
 @pytest.fixture(scope='module')
 def heldout_captioned(tmp_path_factory):
     "A folder of other fields (3 days, another seed) with a captions.csv beside them, as geoformers_eval reads it"
-    from geoformers.data.era5_synth import synth_captions, synth_era5
+    from geoformers.data.era5_captions import synth_captions
+    from geoformers.data.era5_synth import synth_era5
     d = tmp_path_factory.mktemp('heldout_caps')
     hourly = synth_era5(n_days=3, seed=7, res=1.0, start='2020-06-01')
     hourly.isel(time=slice(None, None, 3)).to_netcdf(d/'fields.nc')
