@@ -19,10 +19,10 @@ import xarray as xr
 from fastcore.xtras import obj2dict
 
 from .captions import load_captions
-from .chunks import ChunkBatchSampler
+from .chunks import ChunkBatchSampler, batch_x
 from .era5_captions import synth_captions
 from .era5_synth import synth_era5
-from .windows import WindowDataset, batch_x
+from .windows import WindowDataset
 from ..errors import DataError
 
 # %% ../../nbs/10g_data.weather_inputs.ipynb #d2de3e58
