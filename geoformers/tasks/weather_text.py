@@ -77,30 +77,33 @@ def _hub_unreachable(timeout:float=5.)->str|None:
         return f"the hub {constants.ENDPOINT} cannot be reached ({type(e).__name__})"
     return None
 
-def _check_lm(name:str):
+def _check_lm(name:str)->str: # what to load: `name`, or its cached folder if the hub is unreachable
     """Refuse a `model.lm` that can be neither trained here, found
     in a folder or the local cache, nor downloaded now"""
     from huggingface_hub import try_to_load_from_cache
-    if name in ('embedded', 'hrm'): return
+    if name in ('embedded', 'hrm'): return name
     looks_local = name.startswith(('.', '/', '~')) or Path(name).exists()
     if looks_local and not (Path(name).expanduser()/'config.json').exists():
         raise ConfigError(f"model.lm={name!r}: there is no folder with a config.json there; use "
                           "embedded, hrm, a folder saved by save_pretrained or a Hugging Face name")
-    if looks_local: return
-    try: cached = isinstance(try_to_load_from_cache(name, 'config.json'), str)
-    except ValueError: cached = False               # not a valid repository name: the hub says why
-    why = None if cached else _hub_unreachable()
-    if why:
+    if looks_local: return name
+    try: cached = try_to_load_from_cache(name, 'config.json')
+    except ValueError: cached = None                # not a valid repository name: the hub says why
+    cached = Path(cached).parent if isinstance(cached, str) else None
+    why = _hub_unreachable()
+    if why and not cached:
         raise ConfigError(f"model.lm={name!r} could not be loaded: it is not in the local Hugging "
                           f"Face cache and {why}; download it where the hub is reachable "
                           f"(hf download {name}) and copy the cache here, pass a "
                           "folder saved by save_pretrained, or use embedded, hrm")
+    # the cached snapshot read as a folder: no request (and no retries) against the hub
+    return str(cached) if why else name
 
 def _load_lm(name:str)->tuple:
     "`(lm, tokenizer)` from a local folder or a Hugging Face name, or a `ConfigError` naming it"
     from transformers import AutoTokenizer
-    _check_lm(name)
-    try: return load_causal_lm(name), AutoTokenizer.from_pretrained(name)
+    src = _check_lm(name)
+    try: return load_causal_lm(src), AutoTokenizer.from_pretrained(src)
     except (OSError, ValueError) as e:
         why = (str(e).strip().splitlines() or [''])[0][:200]
         raise ConfigError(f"model.lm={name!r} could not be loaded ({why}); "
