@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import geoformers.data.era5_synth as es
+from geoformers.data.era5_captions import synth_captions
 from geoformers.data.normalise import channel_stats
 
 def timed(f):
@@ -31,7 +32,7 @@ def generator(days:int, block_days:int)->dict:
 def data_prep(days:int)->dict:
     import xarray as xr
     ds = es.synth_era5(n_days=days, seed=0, res=1.0)
-    _, caps_s = timed(lambda: es.synth_captions(ds, n_phrasings=3))
+    _, caps_s = timed(lambda: synth_captions(ds, n_phrasings=3))
     ds = ds.isel(time=slice(None, None, 3)).copy(deep=True)
     arrays = [ds[v].values for v in ('u10', 'v10', 'msl', 'tp', 't2m')]
     out = dict(captions_s=caps_s, fields_gb=sum(a.nbytes for a in arrays) / 1e9)

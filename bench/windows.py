@@ -33,9 +33,11 @@ import torch
 import xarray as xr
 from numpy.lib.stride_tricks import sliding_window_view
 
+from geoformers.data.chunks import ChunkBatchSampler
 from geoformers.data.era5_synth import arco_like
 from geoformers.data.sources import serve_folder
-from geoformers.data.windows import ChunkBatchSampler, WindowDataset, collate_windows
+from geoformers.data.window_reads import collate_windows
+from geoformers.data.windows import WindowDataset
 
 WIN, STRIDE = (8, 64, 64), (4, 32, 32)
 DIMS = ('time', 'latitude', 'longitude')

@@ -12,7 +12,8 @@ import torch
 import xarray as xr
 
 from geoformers.data.captions import load_captions, parse_dates
-from geoformers.data.era5_synth import synth_captions, synth_era5
+from geoformers.data.era5_captions import synth_captions
+from geoformers.data.era5_synth import synth_era5
 from geoformers.data.normalise import channel_stats
 from geoformers.data.sources import open_data
 from geoformers.data.windows import WindowDataset
@@ -344,3 +345,72 @@ def test_documented_values_in_weather_text(tmp_path, gaps):
                   'eval.max_new_tokens=4')
     assert rc == 0, out[-2000:]
     assert (tmp_path/'r'/'summary.json').exists() and (tmp_path/'r'/'last.pt').exists()
+
+
+# windows, levels, the prefixer's MLP and the language model: refused before any training
+BAD_CLI = [
+    ('weather-mae', ['data.window.time=0'], ['data.window.time=0', 'an int >= 1']),
+    ('weather-mae', ['data.stride.lon=0'], ['data.stride.lon=0', 'an int >= 1']),
+    ('weather-mae', ['data.stride.lat=-2'], ['data.stride.lat=-2', 'an int >= 1']),
+    ('weather-mae', ['data.window.lat=100'], ['No windows', '17 lat steps < window 100', 'd.nc',
+                                             'data.window']),
+    ('weather-mae', ['data.window.time=1'], ["data.window={'time': 1", 'smaller than one patch [2, 4, 4]',
+                                            'time 1 < 2']),
+    ('weather-text', ['model.act=swish'], ["model.act='swish'", "'gelu', 'silu', 'relu', 'tanh'"]),
+    ('weather-text', ['model.layerscale=-1'], ['model.layerscale=-1.0', 'a number >= 0 or null']),
+    ('weather-text', ['model.layerscale=big'], ["model.layerscale='big'", 'a number >= 0 or null']),
+    ('weather-mae', ['data.levels=[]'], ['data.levels=[]', '[850, 500]', 'null']),
+    ('weather-mae', ['data.variables=[t, msl]', 'data.levels=[700]'],
+     ['levels [700] are not in', "'t' of", 'd.nc', 'levels [850, 500]', 'data.levels']),
+    ('weather-mae', ['data.levels=[850]'], ['levels=[850]', 'none of the variables', 'd.nc', 'null']),
+]
+
+
+@pytest.mark.parametrize('task,over,words', BAD_CLI, ids=[' '.join(c[1]) for c in BAD_CLI])
+def test_bad_windows_levels_and_prefixer(tmp_path, days, task, over, words):
+    days.to_netcdf(tmp_path/'d.nc')
+    rest = TINY_MAE if task == 'weather-mae' else ['model.mae_ckpt=none', 'train.progress=false']
+    rc, out = cli('geoformers_train', task, '--max_steps', '1', '--out', str(tmp_path/'r'), '--set',
+                  f'data.paths={tmp_path/"d.nc"}', *rest, *over, cwd=tmp_path)
+    user_error(rc, out, *words)
+    assert not (tmp_path/'r'/'last.pt').exists()
+
+
+def test_unknown_hub_lm_fails_fast(tmp_path):
+    "An LM name that is neither cached nor reachable is refused in seconds, not after minutes of retries"
+    import time
+    env = {k: v for k, v in os.environ.items() if k not in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE')}
+    t0 = time.time()
+    r = subprocess.run(['geoformers_train', 'weather-text', '--max_steps', '1', '--out', str(tmp_path/'r'), '--set',
+                        'model.mae_ckpt=none', 'model.lm=no-such-org/no-such-lm', 'train.progress=false'],
+                       capture_output=True, text=True, timeout=240, env={**env, 'OMP_NUM_THREADS': '1'},
+                       cwd=tmp_path)
+    took = time.time() - t0
+    user_error(r.returncode, r.stdout + r.stderr, "model.lm='no-such-org/no-such-lm' could not be loaded",
+               'embedded, hrm')
+    assert took < 30, f"took {took:.0f} s"
+    assert not (tmp_path/'runs').exists()          # refused before the embedded data was made
+
+
+def test_cached_hub_lm_read_from_the_cache_when_the_hub_is_unreachable(tmp_path):
+    "A hub name in the local cache loads from its cached folder, with no retries against an unreachable hub"
+    from geoformers.testing import tiny_llama
+    from geoformers.tasks.weather_text import _hub_unreachable
+    if _hub_unreachable(timeout=3) is None: pytest.skip('the hub is reachable here: the name is loaded from it')
+    repo = tmp_path/'hub'/'models--tiny-org--tiny-llama'
+    snap = repo/'snapshots'/('a' * 40)
+    snap.mkdir(parents=True)
+    for f in Path(tiny_llama(path=tmp_path/'tl')).iterdir(): (snap/f.name).write_bytes(f.read_bytes())
+    (repo/'refs').mkdir()
+    (repo/'refs'/'main').write_text('a' * 40)
+    code = ('import time\nt = time.time()\n'
+            'from geoformers.tasks.weather_text import _check_lm\n'
+            'from geoformers.models.prefixer import load_causal_lm\n'
+            'src = _check_lm("tiny-org/tiny-llama")\n'
+            'print(src, type(load_causal_lm(src)).__name__, time.time() - t)\n')
+    env = {k: v for k, v in os.environ.items() if k not in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE')}
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                       env={**env, 'HF_HUB_CACHE': str(tmp_path/'hub'), 'OMP_NUM_THREADS': '1'})
+    src, cls, took = r.stdout.split()
+    assert src == str(snap) and cls == 'LlamaForCausalLM' and float(took) < 20, r.stdout + r.stderr[-2000:]
+    assert 'Retry' not in r.stderr, r.stderr[-2000:]

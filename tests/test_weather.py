@@ -48,6 +48,18 @@ def heldout(tmp_path_factory):
     return p
 
 
+@pytest.fixture(scope='module')
+def heldout_captioned(tmp_path_factory):
+    "A folder of other fields (3 days, another seed) with a captions.csv beside them, as geoformers_eval reads it"
+    from geoformers.data.era5_captions import synth_captions
+    from geoformers.data.era5_synth import synth_era5
+    d = tmp_path_factory.mktemp('heldout_caps')
+    hourly = synth_era5(n_days=3, seed=7, res=1.0, start='2020-06-01')
+    hourly.isel(time=slice(None, None, 3)).to_netcdf(d/'fields.nc')
+    synth_captions(hourly).to_csv(d/'captions.csv', index=False)
+    return d
+
+
 def test_weather_pipeline(runs):
     "2 steps of each task; weather-text finds the MAE checkpoint itself; its summary has every baseline"
     assert (runs/'runs'/'weather-mae'/'best.pt').exists()
@@ -124,3 +136,19 @@ def test_model_folder_predicts_like_the_run(runs, heldout, tmp_path, monkeypatch
     from conftest import assert_model_folder_predicts_like_the_run
     monkeypatch.chdir(runs)
     assert_model_folder_predicts_like_the_run(runs/'runs'/name, tmp_path, suffix, data=heldout)
+
+
+@pytest.mark.parametrize('name', ['weather-mae', 'weather-text'])
+def test_eval_scores_the_baselines(runs, heldout, heldout_captioned, name):
+    "geoformers_eval on other data scores the baselines training reports, with the same metrics, and prints them"
+    data = heldout if name == 'weather-mae' else heldout_captioned
+    r = run(['geoformers_eval', f'runs/{name}', '--data', str(data), '--name', 'other', '--overwrite'], runs)
+    res = json.loads((runs/'runs'/name/'eval-other.json').read_text())
+    s = json.loads((runs/'runs'/name/'summary.json').read_text())
+    assert res['baselines'] and set(res['baselines']) == set(s['baselines'])
+    for b, m in s['baselines'].items():
+        assert set(res['baselines'][b]) == set(m), b
+        assert all(np.isfinite(v) for v in res['baselines'][b].values()), res['baselines'][b]
+        assert b in r.stdout
+    if name == 'weather-mae': assert res['baselines']['patch_mean']['loss'] > 0
+    else: assert res['baselines']['no_prefix']['perplexity'] > 1 and res['samples'] == 3

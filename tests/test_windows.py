@@ -4,8 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-from geoformers.data.era5_synth import synth_captions, synth_era5
-from geoformers.data.windows import ChunkBatchSampler, WindowDataset, collate_windows
+from geoformers.data.chunks import ChunkBatchSampler
+from geoformers.data.era5_captions import synth_captions
+from geoformers.data.era5_synth import synth_era5
+from geoformers.data.window_reads import collate_windows
+from geoformers.data.windows import WindowDataset
 
 KW = dict(window={'time': 6, 'lat': 16, 'lon': 16}, stride={'time': 3, 'lat': 8, 'lon': 8})
 

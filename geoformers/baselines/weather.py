@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.caption_text import caption_ids, pad_batch, pad_id
-from ..data.era5_synth import day_facts, facts_caption
+from ..data.era5_captions import day_facts, facts_caption
 from ..metrics.captions import fact_scores, majority_captions
 
 # %% ../../nbs/61_baselines.weather.ipynb #7fbe7c4d

@@ -202,19 +202,27 @@ def describe_gaps(gaps:list, n:int=3)->str:
 # %% ../../nbs/10e_data.sources.ipynb #83e9b367
 def _level_name(v:str, lev)->str: return f"{v}_{float(lev):g}"
 
-def _channels_of(v:str, a:xr.DataArray, dims:dict, levels, order:list)->dict:
+def _channels_of(v:str, a:xr.DataArray, dims:dict, levels, order:list, source=None)->dict:
     "One channel per level of `a` (or `a` itself when it has no level dimension)"
     if dims['level'] not in a.dims: return {v: a.transpose(*order)}
     have = a[dims['level']].values
     want = have if levels is None else np.asarray(levels)
     miss = [lev.item() for lev in want if lev not in have]
-    if miss: raise DataError(f"levels {miss} not in {v!r}; it has {have.tolist()}")
+    if miss:
+        raise DataError(f"levels {miss} are not in {v!r} of {source or 'the dataset'}, which has "
+                        f"levels {have.tolist()}: pick some of those (data.levels in a task) or "
+                        "levels=None for all")
     return {_level_name(v, lev): a.sel({dims['level']: lev}).transpose(*order) for lev in want}
 
 def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dict=None,
-                    fold:str=None)->dict:
+                    fold:str=None,
+                    source=None)->dict: # the file(s) `ds` came from, named in errors
     "`{channel: DataArray}` with dims `([fold,] time, lat, lon)`, one per variable and level"
     variables = [variables] if isinstance(variables, str) else list(variables)
+    src = source or 'the dataset'
+    if levels is not None and not len(levels):
+        raise DataError("levels=[] selects no level: list the pressure levels to keep, e.g. "
+                        "[850, 500], or pass levels=None for all (data.levels: null in a task)")
     core = {dims['time'], dims['lat'], dims['lon']}
     out = {}
     for v in variables:
@@ -231,7 +239,11 @@ def select_channels(ds:xr.Dataset, variables, dims:dict, levels=None, select:dic
                 )
             a = a.squeeze(d, drop=True)
         order = ([fold] if fold in a.dims else []) + [dims['time'], dims['lat'], dims['lon']]
-        out.update(_channels_of(v, a, dims, levels, order))
+        out.update(_channels_of(v, a, dims, levels, order, src))
+    if levels is not None and not any(dims['level'] in ds[v].dims for v in variables):
+        raise DataError(f"levels={list(levels)!r} but none of the variables {variables} of {src} "
+                        "has pressure levels: pass levels=None (data.levels: null in a task) or "
+                        "add a variable on levels")
     if fold and not any(fold in a.dims for a in out.values()):
         raise DataError(f"fold={fold!r} is not a dimension of {variables}")
     return out
@@ -241,4 +253,5 @@ def open_channels(paths, chunks, storage_options, variables, dims, levels, selec
                   time_end)->list:
     "The channels' dask arrays of `paths`, selected as `WindowDataset` selects them"
     ds = open_data(paths, chunks, storage_options).sel({dims['time']: slice(time_start, time_end)})
-    return [a.data for a in select_channels(ds, variables, dims, levels, select, fold).values()]
+    chans = select_channels(ds, variables, dims, levels, select, fold, paths)
+    return [a.data for a in chans.values()]

@@ -19,17 +19,18 @@ import xarray as xr
 from fastcore.xtras import obj2dict
 
 from .captions import load_captions
-from .chunks import ChunkBatchSampler
-from .era5_synth import synth_captions, synth_era5
-from .windows import WindowDataset, batch_x
+from .chunks import ChunkBatchSampler, batch_x
+from .era5_captions import synth_captions
+from .era5_synth import synth_era5
+from .windows import WindowDataset
 from ..errors import DataError
 
 # %% ../../nbs/10g_data.weather_inputs.ipynb #d2de3e58
 @functools.lru_cache(maxsize=2)
 def _synthetic(n_days:int, seed:int, res:float, time_step:int, n_phrasings:int, cache:str)->tuple:
     key = repr((n_days, seed, res, time_step, n_phrasings)).encode()
-    key += Path(inspect.getfile(synth_era5)).read_bytes()
-    # a new generator gets new files
+    # a new generator of fields or captions gets new files
+    for f in (synth_era5, synth_captions): key += Path(inspect.getfile(f)).read_bytes()
     stem = Path(cache or '.')/f'synth_era5_{hashlib.sha1(key).hexdigest()[:12]}'
     nc, csv = stem.with_suffix('.nc'), stem.with_suffix('.csv')
     if cache and nc.exists() and csv.exists():

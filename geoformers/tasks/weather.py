@@ -65,7 +65,18 @@ class _DateFormat(Range):
                               "e.g. '%d/%m/%Y' (day first) or '%m/%d/%Y' (month first)")
         return value
 
+class _Levels(Range):
+    "A non-empty list of pressure levels, or null for all"
+    def check(self, key, value):
+        value = super().check(key, value)
+        if value is not None and (not value or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise ConfigError(f"{key}={value!r} is not allowed: list the pressure levels to keep "
+                              "(hPa), e.g. [850, 500], or set it to null for all")
+        return value
+
 _pos = Range(int, ge=1)
+_ROLES = ('time', 'lat', 'lon')
 # the data: keys both weather tasks share
 _DATA_RANGES = {
     'data.gaps': Range(choices=('raise', 'skip', 'index')),
@@ -74,7 +85,9 @@ _DATA_RANGES = {
     'data.n_days': Range(int, ge=2), 'data.res': Range(float, gt=0), 'data.time_step': _pos,
     'data.n_phrasings': _pos, 'data.anchor': Range(choices=('first', 'middle', 'last')),
     'data.val_frac': Range(float, gt=0, lt=1), 'data.max_len': Range(int, ge=2),
-    'data.seed': Range(int)}
+    'data.seed': Range(int), 'data.levels': _Levels(list, none=True),
+    # window and stride sizes: time steps and grid points
+    **{f'data.{k}.{r}': _pos for k in ('window', 'stride') for r in _ROLES}}
 _MAE_RANGES = {
     **{f'model.{k}': _pos for k in ('dim', 'depth', 'heads', 'decoder_dim', 'decoder_heads')},
     'model.patch': Range(list, length=3), 'model.window': Range(list, length=3),
@@ -92,6 +105,14 @@ def _check_mae(m):
                               for v in m[k]):
             raise ConfigError(f"model.{k}={list(m[k])!r} is not allowed: it must be 3 positive "
                               "ints (time, lat, lon)")
+
+def _check_fits(window, patch, what:str='the encoder (model.patch)'):
+    "Refuse a `data.window` smaller than one patch of the encoder along some axis"
+    small = [f"{r} {window[r]} < {p}" for r, p in zip(_ROLES, patch) if window[r] < p]
+    if small:
+        raise ConfigError(f"data.window={dict(window)} is smaller than one patch {list(patch)} "
+                          f"of {what} ({', '.join(small)}): make every window size at least "
+                          "the patch size")
 
 def _fixed_mask(model, x, seed:int=0):
     n = int(np.prod(model.grid(x)))
@@ -111,6 +132,7 @@ class WeatherMAETask(Task):
     def data(self, cfg):
         "Training and validation windows, split by date"
         _check_mae(cfg.model)
+        if 'patch' in cfg.model: _check_fits(cfg.data.window, cfg.model.patch)
         dsw = weather_windows(cfg.data)
         tr, va, _, _ = split_by_date(dsw, cfg.data.val_frac)
         self.channels, self.windows, self.val_idx = dsw.channels, dsw, va
@@ -205,6 +227,11 @@ def eval_data(self:WeatherMAETask, cfg, path)->dict:
     return dict(val=Subset(dsw, idx), collate=collate_cubes, name=Path(path).stem,
                 note='loss: mean squared error of the masked patches (fixed mask), inputs '
                      'normalised with the training statistics')
+
+@patch
+def eval_baselines(self:WeatherMAETask, data, cfg, run_dir)->dict:
+    "`patch_mean` on `data` from `eval_data`: each masked patch as its own mean, the same mask"
+    return self.baselines(data, cfg, run_dir)
 
 # %% ../../nbs/41_tasks.weather.ipynb #7c2e0782
 def find_mae_checkpoint(spec:str, root='runs')->Path|None:

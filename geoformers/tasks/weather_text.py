@@ -22,14 +22,15 @@ from ..data.caption_text import caption_ids, pad_batch, pad_id
 from ..data.weather_inputs import (caption_table, chunk_batches, collate_cubes,
                                             split_by_date, weather_windows)
 from ..errors import ConfigError, DataError, Range
+from ..layers import _acts
 from ..metrics.captions import fact_scores
 from ..models.prefixer import (Prefixer, TokenPool, VisionTextModel, add_lora,
                                         load_causal_lm)
 from ..models.text_lm import pretrain_text_lm
 from ..train.evaluation import make_loader
 from ..train.tasks import Task, register_task
-from .weather import (_DATA_RANGES, _new_windows, find_mae_checkpoint,
-                                      load_encoder)
+from .weather import (_DATA_RANGES, _check_fits, _new_windows,
+                                      find_mae_checkpoint, load_encoder)
 
 # %% ../../nbs/41b_tasks.weather_text.ipynb #ab601b3a
 _FALLBACK = dict(dim=64, depth=2, heads=4, patch=[2, 4, 4], window=[2, 4, 4], decoder_dim=32,
@@ -50,7 +51,9 @@ _TEXT_RANGES = {
     'model.train_encoder': Range(bool), 'model.encoder_freeze_epochs': Range(int, ge=0),
     'eval.n_generate': Range(int, ge=0), 'eval.max_new_tokens': _pos,
     'eval.temperature': Range(float, ge=0), 'eval.top_p': Range(float, gt=0, le=1),
-    'eval.prior_temperature': Range(float, gt=0)}
+    'eval.prior_temperature': Range(float, gt=0),
+    # the prefixer's MLP: an activation get_act knows; the initial scale of its branch
+    'model.act': Range(choices=tuple(_acts)), 'model.layerscale': Range(float, ge=0, none=True)}
 
 def _check_text(m):
     "Refuse `model:` keys of weather-text that do not fit together"
@@ -63,14 +66,44 @@ def _check_text(m):
                           f"model.num_tokens={m.num_tokens}: make their product equal, or set "
                           "model.pool_grid=null")
 
-def _load_lm(name:str)->tuple:
-    "`(lm, tokenizer)` from a local folder or a Hugging Face name, or a `ConfigError` naming it"
-    from transformers import AutoTokenizer
+def _hub_unreachable(timeout:float=5.)->str|None:
+    "None when the Hugging Face hub answers, else why it cannot be used (offline mode, no network)"
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+    if constants.HF_HUB_OFFLINE: return 'offline mode is on (HF_HUB_OFFLINE)'
+    # one request, no retries: an unreachable hub is known in seconds
+    try: get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as e:
+        return f"the hub {constants.ENDPOINT} cannot be reached ({type(e).__name__})"
+    return None
+
+def _check_lm(name:str)->str: # what to load: `name`, or its cached folder if the hub is unreachable
+    """Refuse a `model.lm` that can be neither trained here, found
+    in a folder or the local cache, nor downloaded now"""
+    from huggingface_hub import try_to_load_from_cache
+    if name in ('embedded', 'hrm'): return name
     looks_local = name.startswith(('.', '/', '~')) or Path(name).exists()
     if looks_local and not (Path(name).expanduser()/'config.json').exists():
         raise ConfigError(f"model.lm={name!r}: there is no folder with a config.json there; use "
                           "embedded, hrm, a folder saved by save_pretrained or a Hugging Face name")
-    try: return load_causal_lm(name), AutoTokenizer.from_pretrained(name)
+    if looks_local: return name
+    try: cached = try_to_load_from_cache(name, 'config.json')
+    except ValueError: cached = None                # not a valid repository name: the hub says why
+    cached = Path(cached).parent if isinstance(cached, str) else None
+    why = _hub_unreachable()
+    if why and not cached:
+        raise ConfigError(f"model.lm={name!r} could not be loaded: it is not in the local Hugging "
+                          f"Face cache and {why}; download it where the hub is reachable "
+                          f"(hf download {name}) and copy the cache here, pass a "
+                          "folder saved by save_pretrained, or use embedded, hrm")
+    # the cached snapshot read as a folder: no request (and no retries) against the hub
+    return str(cached) if why else name
+
+def _load_lm(name:str)->tuple:
+    "`(lm, tokenizer)` from a local folder or a Hugging Face name, or a `ConfigError` naming it"
+    from transformers import AutoTokenizer
+    src = _check_lm(name)
+    try: return load_causal_lm(src), AutoTokenizer.from_pretrained(src)
     except (OSError, ValueError) as e:
         why = (str(e).strip().splitlines() or [''])[0][:200]
         raise ConfigError(f"model.lm={name!r} could not be loaded ({why}); "
@@ -109,6 +142,8 @@ class WeatherTextTask(Task):
         fixed caption per window), and the language side"""
         d = cfg.data
         _check_text(cfg.model)
+        # before any data is read: a named LM that cannot be had fails in seconds
+        _check_lm(cfg.model.lm)
         # recorded as an absolute path in the run's config.json,
         ck = find_mae_checkpoint(cfg.model.mae_ckpt)
         # so the run rebuilds from any folder
@@ -138,6 +173,7 @@ class WeatherTextTask(Task):
         lm = copy.deepcopy(self.language(cfg)[0])
         if m.lora_r: lm = add_lora(lm, r=m.lora_r, alpha=2 * m.lora_r)
         enc = load_encoder(m.mae_ckpt, self.channels, _FALLBACK)
+        _check_fits(cfg.data.window, enc.patch, 'the encoder (model.mae_ckpt)')
         # captions never use the MAE decoder
         for p in enc.decoder_parameters(): p.requires_grad_(False)
         grid = tuple(m.pool_grid) if m.pool_grid else None
@@ -191,7 +227,8 @@ def _gen_idx(self:WeatherTextTask, data, cfg)->list:
 
 @patch
 def baselines(self:WeatherTextTask, data, cfg, run_dir):
-    "`no_prefix`, `facts_prefix`, `caption_prior` and `majority` on the validation windows"
+    """`no_prefix`, `facts_prefix`, `caption_prior` and `majority` on
+    the windows of `data['val']` (a `Subset` of a `WindowDataset`)"""
     model = self.model(cfg).eval()
     pos = self._gen_idx(data, cfg)
     batches = list(make_loader(Subset(data['val'], pos), cfg, data['collate']))
@@ -199,9 +236,11 @@ def baselines(self:WeatherTextTask, data, cfg, run_dir):
              for t in self.generate(model, b['x'], cfg, prefix=False,
                                     temperature=cfg.eval.prior_temperature, seed=i)]
     lm, tok = self.language(cfg)
-    return text_baselines(lm, tok, self.val_windows, self.val_idx, [self.val_idx[p] for p in pos],
-                          self.train_caps['text'], prior, max_len=self.max_len,
-                          max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.train.batch_size)
+    val, idx = data['val'].dataset, data['val'].indices
+    # majority: the most common facts of the run's training captions
+    return text_baselines(lm, tok, val, idx, [idx[p] for p in pos], self.train_caps['text'], prior,
+                          max_len=self.max_len, max_new_tokens=cfg.eval.max_new_tokens,
+                          batch_size=cfg.train.batch_size)
 
 @patch
 def preview(self:WeatherTextTask, model, batch, cfg):
@@ -276,7 +315,13 @@ def eval_data(self:WeatherTextTask, cfg, path)->dict:
     dsw, idx = _new_windows(self, cfg, fields, captions=True, caption_path=caps)
     return dict(val=Subset(dsw, idx), collate=self.collate, name=Path(path).stem,
                 note='perplexity of the captions of windows with captions on their date, one fixed '
-                     'caption each')
+                     'caption each; baselines\' fact scores on eval.n_generate of those windows')
+
+@patch
+def eval_baselines(self:WeatherTextTask, data, cfg, run_dir)->dict:
+    """`no_prefix`, `facts_prefix`, `caption_prior` and `majority` on `data`
+    from `eval_data`, as training scores them (majority: the run's training captions)"""
+    return self.baselines(data, cfg, run_dir)
 
 def caption_date(date:str=None,                # YYYY-MM-DD (a date of the run's data)
                  run:str='runs/weather-text',  # a weather-text run folder (config.json, best.pt)
