@@ -22,7 +22,8 @@ from geoformers.models.events import EventTransformer
 from geoformers.models.t1 import DOMTransformer
 from geoformers.testing import shared_data
 from geoformers.train.cli import train_cli
-from geoformers.train.predict import eval_cli, predict_cli
+from geoformers.train.eval import eval_cli
+from geoformers.train.predict import predict_cli
 
 from conftest import run_inproc
 

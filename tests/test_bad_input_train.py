@@ -25,7 +25,8 @@ from geoformers.train.checkpoint import load_checkpoint
 from geoformers.train.cli import train_cli
 from geoformers.train.config import resolve_config
 from geoformers.train.loop import fit
-from geoformers.train.predict import eval_cli, predict_cli
+from geoformers.train.eval import eval_cli
+from geoformers.train.predict import predict_cli
 from geoformers.train.run_log import read_metrics
 from geoformers.train.stopping import NonFiniteLoss
 from geoformers.train.tasks import get_task

@@ -21,7 +21,8 @@ from ..errors import CheckpointError, RunFolderError, UserError
 from .checkpoint import rename_keys, state_dict_diff
 from .config import resolve_config
 from .distributed import user_device
-from .predict import config_hash, format_table, load_run
+from .eval import format_table
+from .predict import config_hash, load_run
 from .tasks import get_task
 
 with warnings.catch_warnings():  # tqdm.auto warns in a kernel without ipywidgets
