@@ -1,6 +1,6 @@
 """Tasks at a glance: train every task with its default command; record what the home page quotes.
 
-    python bench/tasks_at_a_glance.py          # each task's default run (about 45 min on 2 cores)
+    python bench/tasks_at_a_glance.py          # each task's default run (about 25 min on 2 cores)
     python bench/tasks_at_a_glance.py --quick  # a few steps each, less data (about 5 min): plumbing
     python bench/tasks_at_a_glance.py --tasks wildfire,icecube
 
