@@ -49,7 +49,7 @@ def child(cmd:list, cwd:Path)->dict:
 
 PREDICT = """
 import sys
-from geoformers.tasks.weather_text import _load_run
+from geoformers.tasks.weather_text_predict import _load_run
 task, cfg, model = _load_run(sys.argv[1])
 print(task.predict(model, cfg, None, sys.argv[2]))
 """

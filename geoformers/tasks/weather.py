@@ -284,5 +284,5 @@ def caption_cli():
     """`geoformers_caption --date YYYY-MM-DD --run RUN`:
     captions of one date (user errors: one line, exit code 2)"""
     from geoformers.errors import run_cli
-    from geoformers.tasks.weather_text import caption_date
+    from geoformers.tasks.weather_text_predict import caption_date
     run_cli(caption_date)
