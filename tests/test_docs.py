@@ -76,6 +76,7 @@ DEFECTS = {  # check -> a cell that carries it
     'big-output': ('t', [result('tensor([' + '0.1234, ' * 4000 + '])')]),
     'import-cell': ('from math import sqrt\nsqrt(y)', []),
     'citation': '# Notes\nAs `../shared/seeds/README.md` says, the blocks come from write-ups.',
+    'description': '# A page\n> A description that goes on\n> over a second line.',
 }
 
 

@@ -87,7 +87,9 @@ METHOD_RULE = 'DEVELOPING.md, "API entries"'
 MODULE_HOOKS = {'forward', 'extra_repr', 'reset_parameters'}   # nn.Module's, documented by torch
 
 CHECKS = ('path', 'warning', 'progress', 'traceback', 'big-output', 'citation', 'import-cell',
-          'api-entry', 'method-entry', 'slow')
+          'description', 'api-entry', 'method-entry', 'slow')
+# A page's description is the `> ` line under its title; nbdev keeps its first line only.
+_DESCRIPTION = re.compile(r'\A# [^\n]*\n>[^\n]*\n>')
 
 
 def _short(s:str, m:re.Match=None, width:int=100)->str:
@@ -129,6 +131,13 @@ def check_source(src:str)->list:
     "Findings `(check, text)` of citations in a cell's source"
     return [('citation', f'{name!r}: {_short(src, m)}') for name, pat in CITATIONS.items()
             for m in [pat.search(src)] if m]
+
+
+def check_description(src:str)->list:
+    "A finding when the description under a title goes on over several `> ` lines"
+    if not _DESCRIPTION.match(src): return []
+    return [('description', f'{_short(src)}: write the description on one line (nbdev keeps the '
+                            'first line only)')]
 
 
 _DIRECTIVE = re.compile(r'^\s*#\s*\|\s*([\w-]+:?)\s*(.*)$', re.M)
@@ -255,6 +264,7 @@ def check_notebook(path:Path)->list:
     for i, c in enumerate(nb['cells']):
         src = _src(c)
         hits = check_source(src)
+        if not _is_code(c): hits += check_description(src)
         if _is_code(c):
             hits += check_import_cell(src)
             for o in c.get('outputs', []): hits += check_outputs(_output_texts(o))
