@@ -12,6 +12,7 @@ __all__ = ['seed_everything', 'get_device', 'count_params', 'to_device', 'progre
 import copy
 import ctypes
 import ctypes.util
+import functools
 import math
 import os
 import random
@@ -170,8 +171,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # mallopt parameters (malloc.h)
 _allocator = {'returning': False}
 
 
+@functools.cache
 def _glibc():
-    "The C library when it is glibc (it has `malloc_trim`), else None"
+    "The C library when it is glibc (it has `malloc_trim`), else None; looked up once"
     name = ctypes.util.find_library('c')
     if name is None:
         return None
