@@ -45,21 +45,20 @@ def _not_number(values)->str:
             return f" (e.g. {v!r})"
     return '' if first is None else f" (numbers written as text, e.g. {first!r})"
 
-def _need_columns(table,        # a DataFrame, an Arrow schema, or column names (not type-checked)
+def _need_columns(table,        # a DataFrame or an Arrow schema
                   need, source:str,
                   also=()):     # further number columns, checked where present
     "Refuse a table without the columns a reader needs or with text in one of them, naming them"
     types = (dict(table.dtypes.items()) if isinstance(table, pd.DataFrame)
-             else dict(zip(table.names, table.types)) if isinstance(table, pa.Schema)
-             else dict.fromkeys(table))
+             else dict(zip(table.names, table.types)))
     missing = [c for c in need if c not in types]
     if missing:
         raise DataError(f"{source} lacks the columns {missing} (it has {list(types)}); "
                         "give a table with them")
     for c in [*need, *(a for a in also if a in types)]:
         t = types[c]
-        if t is not None and not _is_number_type(t):
-            eg = _not_number(table[c]) if isinstance(table, pd.DataFrame) else ''
+        if not _is_number_type(t):
+            eg = _not_number(table[c].values[:1000]) if isinstance(table, pd.DataFrame) else ''
             raise DataError(f"{source}: column {c!r} has dtype {t}{eg}, not numbers; write it "
                             "as a number column (integers or floats)")
 

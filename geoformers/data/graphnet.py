@@ -67,7 +67,7 @@ def _check_table(df:pd.DataFrame, name:str, pulsemap:str, labels:bool, where:str
                       f"{where} (truth table {name})")
 
 def _read_db(path:Path, pulsemap:str, truth:str, labels:bool)->tuple:
-    "Pulse and truth tables of a GraphNeT SQLite file (an empty truth table when not needed)"
+    "Pulse and truth tables of a GraphNeT SQLite file (no truth table when not needed)"
     names = _sqlite_tables(path)
     missing = [n for n in (pulsemap, truth) if n not in names and (labels or n == pulsemap)]
     if missing:
@@ -76,10 +76,10 @@ def _read_db(path:Path, pulsemap:str, truth:str, labels:bool)->tuple:
                         f"file needs the pulse map {pulsemap!r} and the truth table {truth!r}{why}")
     with _connect(path) as con:
         p = pd.read_sql(f'SELECT * FROM {pulsemap}', con)
-        t = (pd.read_sql(f'SELECT * FROM {truth}', con) if truth in names
-             else pd.DataFrame(dict(event_no=[])))
+        t = pd.read_sql(f'SELECT * FROM {truth}', con) if labels else None
     _check_table(p, pulsemap, pulsemap, labels, path.name)
-    _check_table(t, truth, pulsemap, labels, path.name)
+    if labels:
+        _check_table(t, truth, pulsemap, labels, path.name)
     return p, t
 
 def _read_tables(path:Path, pulsemap:str, truth:str, labels:bool=True)->tuple:
@@ -99,7 +99,7 @@ def _read_tables(path:Path, pulsemap:str, truth:str, labels:bool=True)->tuple:
                 _check_table(df, name, pulsemap, labels, f"{path.name}/{name}/{f.name}")
             return pd.concat(dfs, ignore_index=True)
         p = read(pulsemap)
-        t = read(truth) if labels or (path/truth).is_dir() else pd.DataFrame(dict(event_no=[]))
+        t = read(truth) if labels else None
         return p, t
     need = f"{pulsemap}/" + (f" and {truth}/" if labels else '')
     raise DataError(f"{path} is neither a GraphNeT .db file nor a merged folder with {need}")

@@ -17,7 +17,8 @@ from ..errors import DataError
 class WindowReads:
     """Reading for `WindowDataset`: sample `i` (`dsw[i]`) or a batch (`__getitems__`)
     as `[C, T, H, W]` float32 with its metadata, from the table and reader the dataset built"""
-    # a mixin without state: what it reads, WindowDataset's constructor sets
+    # a mixin without state: what it reads, WindowDataset's constructor sets; this empty
+    # constructor gives the API entry a signature (else Python's `(*args, **kwargs)`)
     def __init__(self): pass
 
 # %% ../../nbs/10i_data.window_reads.ipynb #cee97e59

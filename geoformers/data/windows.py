@@ -73,7 +73,7 @@ class WindowDataset(WindowReads, Dataset):
             if locals()[k] not in ok:
                 raise ConfigError(f"{k} must be one of {'|'.join(ok)}, got {locals()[k]!r}")
         store_attr('anchor,caption_mode,nan,gaps,wrap_lon,verbose,seed,cache_mb')
-        self.source = ds_or_paths if isinstance(ds_or_paths, (str, Path)) else 'an xarray Dataset'
+        self.source = 'an xarray Dataset' if isinstance(ds_or_paths, xr.Dataset) else ds_or_paths
         ds = ds_or_paths
         if not isinstance(ds, xr.Dataset): ds = open_data(ds_or_paths, chunks, storage_options)
         self.dims = d = detect_dims(ds, dims)

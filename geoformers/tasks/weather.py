@@ -176,7 +176,8 @@ def _new_windows(task, cfg, data, captions:bool=False, caption_path=None):
     """Windows of `data` (None: the run's validation split)
     normalised as in training, with the run's channels"""
     if data is None: return task.windows, task.val_idx
-    dsw = weather_windows(cfg.data, captions=captions, stats=task.windows.stats, paths=str(data),
+    dsw = weather_windows(cfg.data, captions=captions, stats=task.windows.stats,
+                          paths=data if isinstance(data, (list, tuple)) else str(data),
                           caption_path=caption_path, verbose=False)
     if captions: dsw.set_epoch(0)
     return dsw, np.arange(len(dsw))

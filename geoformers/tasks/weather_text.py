@@ -7,6 +7,7 @@ __all__ = ['WeatherTextTask']
 
 # %% ../../nbs/41b_tasks.weather_text.ipynb #0f3d2e6a
 import copy
+import functools
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -64,8 +65,9 @@ def _check_text(m):
                           f"model.num_tokens={m.num_tokens}: make their product equal, or set "
                           "model.pool_grid=null")
 
+@functools.cache
 def _hub_unreachable(timeout:float=5.)->str|None:
-    "None when the Hugging Face hub answers, else why it cannot be used (offline mode, no network)"
+    "None when the Hugging Face hub answers, else why it cannot be used; asked once a process"
     from huggingface_hub import constants
     from huggingface_hub.utils import get_session
     if constants.HF_HUB_OFFLINE: return 'offline mode is on (HF_HUB_OFFLINE)'
@@ -153,7 +155,7 @@ class WeatherTextTask(Task):
         self.channels = train.channels
         self.train_caps, self.val_caps = caption_table(d, trd), caption_table(d, vad)
         _, self.tok = self.language(cfg)
-        self.windows, self.val_windows, self.val_idx, self.max_len = train, val, va, d.max_len
+        self.windows, self.val_idx, self.max_len = train, va, d.max_len
         train = Subset(train, tr)
         return dict(train=train, val=Subset(val, va), collate=self.collate,
                     batch_sampler=chunk_batches(train, cfg))

@@ -159,7 +159,8 @@ def _clear_previous(target: Path):
         listed = set(meta['files']) if 'geoformers_version' in meta else set()
     except (OSError, ValueError, KeyError, TypeError):
         listed = set()
-    foreign = [f for f in _files(target) if f not in listed]
+    files = _files(target)
+    foreign = [f for f in files if f not in listed]
     if foreign:
         more = ' ...' if len(foreign) > 5 else ''
         raise RunFolderError(
@@ -167,7 +168,7 @@ def _clear_previous(target: Path):
             f"written by geoformers ({', '.join(foreign[:5])}{more}): --overwrite deletes only "
             "a prediction's own files; move those away or give another --out"
         )
-    for f in _files(target):
+    for f in files:
         (target / f).unlink()
     prov.unlink(missing_ok=True)
 
