@@ -109,8 +109,8 @@ def test_stream_every_event_once(kaggle):
     files = batch_files(kaggle)
     every = sorted(e['event_id'] for f in files for e in read_kaggle_batch(f))
     ks = KaggleStream(files, buffer=16, seed=4, batch_size=5)
-    ids = lambda n: [e['event_id'] for b in DataLoader(ks, batch_size=5, collate_fn=list, num_workers=n)
-                     for e in b]
+    ids = lambda n: [i for b in DataLoader(ks, batch_size=None, collate_fn=lambda b: b.event_ids.tolist(),
+                                           num_workers=n) for i in b]
     full0 = ids(0)
     assert sorted(ids(2)) == every and sorted(full0) == every
     got = []
@@ -137,7 +137,7 @@ from geoformers.data.kaggle import batch_files
 from geoformers.data.kaggle_stream import KaggleStream
 tracemalloc.start()
 ks = KaggleStream(batch_files({str(folder)!r})[:{n}], buffer=32, batch_size=8)
-n = sum(1 for _ in ks)
+n = sum(len(b) for b in ks)
 print(json.dumps(dict(n=n, peak=tracemalloc.get_traced_memory()[1] + pa.default_memory_pool().max_memory())))
 """
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..data.detectors import Detector
 from ..data.dom_packing import collate_dom_packing
+from ..data.event_batch import event_chunks
 from ..data.icecube import vector_to_angles
 from ..metrics.angular import angular_error
 
@@ -41,20 +42,10 @@ def first_hit_linefit(pos:Tensor,              # [n, 3] module positions (any sc
     return -F.normalize(mean(dt[:, None] * dr), dim=-1, eps=1e-9)
 
 # %% ../../nbs/63_baselines.icecube.ipynb #1140b1a9
-def _chunks(events, n:int):
-    buf = []
-    for e in events:
-        buf.append(e)
-        if len(buf) == n:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
-
 def linefit_score(events, detector:Detector)->dict: # -> dict(mean_angular_error, n)
     "Mean angular error of LineFit over labelled events"
     err, n = 0., 0
-    for chunk in _chunks(events, 256):
+    for chunk in event_chunks(events, 256):
         pred = np.array([linefit(e, detector) for e in chunk])
         true = np.stack([e['target'] for e in chunk]).astype(np.float64)
         err += angular_error(true[:, 0], true[:, 1], pred[:, 0], pred[:, 1]).sum()
@@ -64,7 +55,7 @@ def linefit_score(events, detector:Detector)->dict: # -> dict(mean_angular_error
 def first_hit_linefit_score(events, detector:Detector, batch_size:int=64)->dict:
     "Mean angular error of `first_hit_linefit` over labelled events"
     err, n = 0., 0
-    for chunk in _chunks(events, batch_size):
+    for chunk in event_chunks(events, batch_size):
         md = collate_dom_packing(chunk, detector)['metadata']
         v = first_hit_linefit(md['dom_pos'], md['dom_features'], md['dom_to_event_idx'], len(chunk))
         az, zen = vector_to_angles(v.double())

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .detectors import Detector, _first, icecube86
+from .event_batch import EventBatch, as_event_batch
 from .icecube import normalize_pulses
 from ..errors import DataError
 
@@ -144,38 +145,41 @@ def _scatter_rows(feats, ids_of_pulse, start, lengths, doms, max_len:int, groups
     ids[dst] = ids_of_pulse[src]
     return torch.from_numpy(x.reshape(R, S, F)), torch.from_numpy(ids.reshape(R, S))
 
-def _check_events(events:list, detector:Detector):
-    n = np.array([len(e['time']) for e in events])
-    if len(events) == 0 or (n == 0).any():
-        empty = [e['event_id'] for e, k in zip(events, n) if k == 0]
+def _check_events(b:EventBatch,
+                  sensor:np.ndarray,   # [N] the batch's sensor indices, event after event
+                  detector:Detector):
+    "Refuse an empty batch, empty events, repeated event ids and unknown sensors, naming them"
+    n = b.n_pulses
+    if len(b) == 0 or (n == 0).any():
         raise DataError("every event needs at least one pulse; empty: "
-                        f"{_first(empty) or 'no events'}")
-    ids = [e['event_id'] for e in events]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        srcs = sorted({e.get('source', '?') for e in events if e['event_id'] in dup})
+                        f"{_first(b.event_ids[n == 0]) or 'no events'}")
+    u, c = np.unique(b.event_ids, return_counts=True)
+    if (c > 1).any():
+        dup = u[c > 1]
+        srcs = sorted(set(b.sources[np.isin(b.event_ids, dup)]))
         raise DataError(f"duplicate event ids {_first(dup)} in one batch (from {', '.join(srcs)}): "
                         "the same file given twice, or files that share event ids")
-    for e in events:
-        s = e['sensor_id']
-        if s.min() < 0 or s.max() >= detector.n_sensors:
-            bad = int(s.min() if s.min() < 0 else s.max())
-            raise DataError(f"event {e['event_id']} ({e.get('source', '?')}): sensor index {bad} "
-                            f"is not a sensor of {detector}")
-    return n
+    off = (sensor < 0) | (sensor >= detector.n_sensors)
+    if off.any():
+        end = np.cumsum(n)
+        i = int(np.searchsorted(end, np.flatnonzero(off)[0], 'right'))
+        e = sensor[end[i] - n[i]:end[i]]
+        bad = int(e.min() if e.min() < 0 else e.max())
+        raise DataError(f"event {b.event_ids[i]} ({b.sources[i]}): sensor index {bad} "
+                        f"is not a sensor of {detector}")
 
 # %% ../../nbs/13a_data.dom_packing.ipynb #a3ce61ce
-def collate_dom_packing(events:list,              # event dicts (`sensor_id, time, charge, ...`)
+def collate_dom_packing(events,                   # an EventBatch, or a list of event dicts
                         detector:Detector=None,   # default IceCube-86
                         max_seq_len:int=512,      # the longest regular row S
                         by_event:bool=False,      # each event in rows of its own, in order
                        )->dict:
     "Pack whole events into rows of modules; see the text above for the keys"
     det = icecube86() if detector is None else detector
-    n = _check_events(events, det)
-    ev = np.repeat(np.arange(len(events)), n)
-    sensor, t, q, aux = (np.concatenate([e[k] for e in events]) for k in
-                         ('sensor_id', 'time', 'charge', 'auxiliary'))
+    events = as_event_batch(events)
+    sensor, t, q, aux = events.columns()
+    _check_events(events, sensor, det)
+    ev = np.repeat(np.arange(len(events)), events.n_pulses)
     mod = det.sensor_module[sensor]
     o = np.lexsort((t, mod, ev))
     ev, mod, sensor, t, q, aux = ev[o], mod[o], sensor[o], t[o], q[o], aux[o]
@@ -200,13 +204,14 @@ def collate_dom_packing(events:list,              # event dicts (`sensor_id, tim
     meta = dict(total_doms=len(start), dom_to_event_idx=torch.from_numpy(dom_event),
                 module_ids=torch.from_numpy(modules),
                 dom_pos=torch.from_numpy(det.normalised_positions()[modules]),
-                dom_features=torch.from_numpy(dom_summary(t, q, aux, start, dom_event, len(n))),
+                dom_features=torch.from_numpy(dom_summary(t, q, aux, start, dom_event,
+                                                          len(events))),
                 dom_n_pulses=torch.from_numpy(dom_len),
-                event_ids=torch.tensor([e['event_id'] for e in events]),
+                event_ids=torch.from_numpy(events.event_ids.astype(np.int64)),
                 event_n_doms=torch.from_numpy(np.bincount(dom_event, minlength=len(events))),
-                targets=torch.from_numpy(np.stack([e['target'] for e in events]).astype('float32')),
+                targets=torch.from_numpy(events.targets.astype(np.float32)),
                 n_pulses=len(t), n_long=int(long.sum()), n_truncated=0,
                 packing_efficiency=len(t) / (ids.numel() + lids.numel()))
     return dict(packed_sequences=x, dom_boundaries=ids, dom_mask=ids >= 0, long_sequences=lx,
                 long_boundaries=lids, metadata=meta,
-                ids=[f"event {e['event_id']} ({e.get('source', '?')})" for e in events])
+                ids=[f"event {i} ({s})" for i, s in zip(events.event_ids.tolist(), events.sources)])

@@ -7,6 +7,7 @@ __all__ = ['KaggleStream']
 
 # %% ../../nbs/13d_data.kaggle_stream.ipynb #1c1a8aae
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,25 +15,30 @@ from fastcore.basics import patch, store_attr
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .detectors import Detector, _first, icecube86
+from .event_batch import COLUMNS, EventBatch, concat_batches
 from .kaggle import BatchFile, _refuse_same_files
 from ..errors import DataError
 
 # %% ../../nbs/13d_data.kaggle_stream.ipynb #c085550a
 class KaggleStream(IterableDataset):
-    "Events of Kaggle batch files by row groups: sharded by rank and worker, shuffled, resumable"
+    "Batches of events of Kaggle batch files by row groups: sharded, shuffled, resumable"
+    yields_batches = True                      # DataLoader(stream, batch_size=None)
     def __init__(self, files:list,             # batch files (see batch_files)
                  detector:Detector=None,       # default IceCube-86
                  labels:bool=True,             # read and check azimuth/zenith
                  shuffle:bool=True,            # at file and chunk level, and in the buffer
-                 buffer:int=2048,              # shuffle buffer, in events
+                 buffer:int=2048,              # shuffle buffer, events (0: shuffle within chunks)
                  seed:int=0,                   # random seed of the order (with the epoch)
-                 batch_size:int=1,             # the DataLoader's batch size (whole ones per worker)
-                 skip_first:int=0):            # leave out the first events of the first file
-        if buffer < 1:
-            raise ValueError(f"buffer={buffer}: the shuffle buffer holds >= 1 events")
+                 batch_size:int=256,           # events per yielded batch (whole ones per worker)
+                 skip_first:int=0,             # leave out the first events of the first file
+                 drop_last:bool=False):        # leave out each worker's last, smaller batch
+        if buffer < 0:
+            raise ValueError(f"buffer={buffer}: the shuffle buffer holds >= 0 events")
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: a batch holds >= 1 events")
         self.files = [Path(f) for f in files]
         self.detector = icecube86() if detector is None else detector
-        store_attr('labels,shuffle,buffer,seed,batch_size,skip_first')
+        store_attr('labels,shuffle,buffer,seed,batch_size,skip_first,drop_last')
         self.epoch = 0
         self.start = 0
         _refuse_same_files(self.files, 'the list of batch files')
@@ -46,7 +52,7 @@ class KaggleStream(IterableDataset):
         self.start = start
 
     def __iter__(self):
-        return self._events()
+        return self._batches()
 
     def __len__(self):
         "Events this rank yields per epoch"
@@ -125,23 +131,54 @@ def _through_buffer(buf:np.ndarray, new:np.ndarray, # [n] event references each
     perm = rng.permutation(len(pool))
     return pool[perm[:size]], pool[perm[size:]]
 
-def _emit(chunks:dict, refs:np.ndarray)->list: # {k: EventChunk}, [n] references `k << 32 | i`
-    "Event dicts of the referenced events, in order"
-    if not len(refs):
-        return []
-    k = refs >> 32
-    if (k == k[0]).all():
-        return chunks[int(k[0])].events(refs & 0xFFFFFFFF)
-    out = [None] * len(refs)
-    for c in np.unique(k).tolist():
-        at = np.flatnonzero(k == c)
-        for j, ev in zip(at.tolist(), chunks[c].events(refs[at] & 0xFFFFFFFF)):
-            out[j] = ev
-    return out
+def _no_events()->EventBatch:
+    return EventBatch(*[np.zeros(0)] * 4, [], [], np.zeros(0, np.int64))
+
+class _Pool:
+    """The pulses of the chunks read since the last compaction, end to end in columns with room to
+    grow: a chunk is appended with one copy per column, and when the next one does not fit, the
+    columns are rebuilt from the events the buffer still holds: into the columns of the compaction
+    before, when no batch refers to them any more (their memory is already paged in), else into
+    new ones"""
+    def __init__(self):
+        self.cols, self.spare, self.used = None, None, 0       # 4 x [capacity] each; pulses in use
+        self.ev = _no_events()                                 # its events, as ranges of `cols`
+
+    def _free(self, need:int)->bool:
+        "Whether the spare columns hold `need` pulses and nothing else refers to them"
+        # 3 references: the list, the loop variable and getrefcount's argument
+        return (self.spare is not None and len(self.spare[0]) >= need
+                and all(sys.getrefcount(c) == 3 for c in self.spare))
+
+    def add(self, chunk:EventBatch, keep:np.ndarray)->tuple: # keep: [k] pool events still buffered
+        "Append `chunk`; -> (`keep` renumbered, [len(chunk)] pool numbers of the chunk's events)"
+        new = chunk.columns()
+        m = len(new[0])
+        if self.cols is None or self.used + m > len(self.cols[0]):
+            live = self.ev.take(keep)                  # compact: only the buffered events stay
+            old = live.columns()
+            self.used = len(old[0])
+            reuse = self._free(2 * (self.used + m))
+            fresh = None if reuse else [np.empty(4 * (self.used + m) + 4096, c.dtype) for c in new]
+            self.cols, self.spare = (self.spare if reuse else fresh), self.cols
+            for col, c in zip(self.cols, old):
+                col[:self.used] = c
+            n = live.n_pulses
+            self.ev = EventBatch(*self.cols, np.cumsum(n) - n, n, live.event_ids, live.targets,
+                                 live.sources)
+            keep = np.arange(len(keep))
+        for col, c in zip(self.cols, new):
+            col[self.used:self.used + m] = c
+        n0, n = len(self.ev), chunk.n_pulses
+        added = EventBatch(*self.cols, self.used + np.cumsum(n) - n, n, chunk.event_ids,
+                           chunk.targets, chunk.sources)
+        self.ev = concat_batches([self.ev, added])
+        self.used += m
+        return keep, n0 + np.arange(len(chunk))
 
 @patch
-def _events(self:KaggleStream):
-    "Events of this rank and worker, in the epoch's order"
+def _batches(self:KaggleStream):
+    "Batches of this rank and worker, in the epoch's order"
     info = get_worker_info()
     worker, workers = (info.id, info.num_workers) if info else (0, 1)
     rank, _ = _rank_world()
@@ -150,11 +187,11 @@ def _events(self:KaggleStream):
     # the DataLoader asks worker 0 first: it plays `first`
     worker = (worker + first) % workers
     lo, hi, _ = self._share(worker, workers)
-    skip = taken[worker] * self.batch_size
+    skip, bs = taken[worker] * self.batch_size, self.batch_size
     rng = np.random.default_rng((self.seed, self.epoch, rank, worker, 1))
-    # the buffer holds references (chunk << 32 | event) to the columns of the chunks it draws on
-    files, chunks, buf, pos, emitted = {}, {}, np.zeros(0, np.int64), 0, 0
-    for k, (f, c, a, b) in enumerate(self._units()):
+    # the buffer holds pool numbers of events; `ready`: events out of it, not yet in a batch
+    files, pool, buf, pos, ready = {}, _Pool(), np.zeros(0, np.int64), 0, _no_events()
+    for f, c, a, b in self._units():
         n = b - a
         if pos + n <= lo or pos >= hi:
             pos += n
@@ -164,14 +201,29 @@ def _events(self:KaggleStream):
         if f not in files:
             # one file open at a time
             files = {f: BatchFile(self.files[f], None, self.detector, self.labels)}
-        chunks[k] = files[f].read_chunk(c, a + s, a + e)
-        out = (k << 32) + np.arange(len(chunks[k]), dtype=np.int64)
-        if self.shuffle:
+        chunk = files[f].read_chunk(c, a + s, a + e)
+        if self.shuffle and self.buffer:
+            buf, out = pool.add(chunk, buf)
             buf, out = _through_buffer(buf, out, self.buffer, rng)
-        first = max(0, skip - emitted)
-        emitted += len(out)
-        yield from _emit(chunks, out[first:])
-        live = set(np.unique(buf >> 32).tolist())
-        chunks = {j: ch for j, ch in chunks.items() if j in live}
-    out = buf[rng.permutation(len(buf))]
-    yield from _emit(chunks, out[max(0, skip - emitted):])
+            chunk = pool.ev
+        else:                                      # no buffer: the chunk's events leave at once
+            out = rng.permutation(len(chunk)) if self.shuffle else np.arange(len(chunk))
+        gone = min(skip, len(out))                 # resuming: the batches already taken
+        out, skip = out[gone:], skip - gone
+        new = chunk.take(out)
+        if len(ready):                             # the last step's remainder opens the first batch
+            fill = bs - len(ready)
+            ready, new = concat_batches([ready, new[:fill]]), new[fill:]
+            if len(ready) < bs:
+                continue
+            yield ready
+        whole = len(new) - len(new) % bs
+        for j in range(0, whole, bs):
+            yield new[j:j + bs]
+        ready = new[whole:]
+    out = buf[rng.permutation(len(buf))][skip:]
+    ready = concat_batches([ready, pool.ev.take(out)])
+    for j in range(0, len(ready), bs):
+        if len(ready) - j >= bs or not self.drop_last:
+            yield ready[j:j + bs]
+

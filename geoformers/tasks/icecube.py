@@ -20,6 +20,7 @@ from ..baselines.icecube import first_hit_linefit_score, linefit_score
 from ..core import count_params, progress, return_freed_memory, to_device
 from ..data.detectors import graphnet_geometry, icecube86, kaggle_geometry
 from ..data.dom_packing import collate_dom_packing
+from ..data.event_batch import event_chunks, iter_events
 from ..data.graphnet import (graphnet_format, graphnet_pulse_geometry,
                                       prometheus_geometry, read_graphnet, read_prometheus)
 from ..data.icecube import IceCubeEvents, IceCubeSynth, vector_to_angles
@@ -96,7 +97,8 @@ def _kaggle_data(cfg, det)->dict:
             raise ConfigError("data.val_batches streams validation files in one process; under "
                               "torchrun leave it null (n_val events of the first training file are "
                               "held out)")
-        val = KaggleStream(batch_files(d.source, d.val_batches), det, shuffle=False)
+        val = KaggleStream(batch_files(d.source, d.val_batches), det, shuffle=False,
+                          batch_size=cfg.train.val_batch_size or cfg.train.batch_size)
         skip = 0
         if set(files) & set(val.files):
             raise ConfigError(f"data.batches and data.val_batches share files: "
@@ -105,7 +107,8 @@ def _kaggle_data(cfg, det)->dict:
         val = IceCubeEvents(read_kaggle_batch(files[0], detector=det, labels=True, first=d.n_val))
         skip = len(val)
     train = KaggleStream(files, det, shuffle=True, buffer=d.buffer, seed=cfg.get('seed', 0),
-                         batch_size=cfg.train.batch_size, skip_first=skip)
+                         batch_size=cfg.train.batch_size, skip_first=skip,
+                         drop_last=cfg.train.drop_last)
     return dict(train=train, val=val)
 
 def _file_data(cfg, det)->dict:
@@ -126,7 +129,7 @@ class IceCubeTask(Task):
     config_ranges = {'data.n_train': Range(int, ge=1), 'data.n_val': Range(int, ge=1),
                      'data.max_seq_len': Range(int, ge=1),
                      'data.position_scale': Range(float, gt=0),
-                     'data.val_fraction': Range(float, gt=0, lt=1), 'data.buffer': Range(int, ge=1),
+                     'data.val_fraction': Range(float, gt=0, lt=1), 'data.buffer': Range(int, ge=0),
                      'model.dim': Range(int, ge=1), 'model.heads': Range(int, ge=1),
                      'model.t1_depth': Range(int, ge=1), 'model.t2_depth': Range(int, ge=1),
                      'model.max_batch_size': Range(int, ge=1),
@@ -219,7 +222,7 @@ def preview(self:IceCubeTask, model, batch, cfg):
 def describe(self:IceCubeTask, model, data, cfg)->dict:
     "Parameters, validation events and their pulse counts"
     n = []
-    for i, e in enumerate(data['val']):
+    for i, e in enumerate(iter_events(data['val'])):
         n.append(len(e['time']))
         if i == 199:
             break
@@ -228,8 +231,8 @@ def describe(self:IceCubeTask, model, data, cfg)->dict:
                 val_pulses_per_event_max=int(np.max(n)))
 
 # %% ../../nbs/43_tasks.icecube.ipynb #c9f13581
-def _predict_events(task, cfg, data, det):
-    "An iterable of events to predict, and its name"
+def _predict_events(task, cfg, data, det, batch_size:int):
+    "The events to predict: event dicts, or a stream of batches of `batch_size`"
     if data is None:
         return task.data(cfg)['val']
     fmt = source_format(data)
@@ -237,7 +240,7 @@ def _predict_events(task, cfg, data, det):
         p = Path(data)
         split = 'test' if (p/'test').is_dir() else 'train'
         files = [p] if p.is_file() else batch_files(p, None, split)
-        return KaggleStream(files, det, labels=False, shuffle=False)
+        return KaggleStream(files, det, labels=False, shuffle=False, batch_size=batch_size)
     if fmt == 'synthetic':
         raise DataError("predict needs files, not 'synthetic' (pass --data PATH, or nothing for "
                         "the run's validation events)")
@@ -250,27 +253,23 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
     "Write the Kaggle submission of `model` on `data` (a path; None: the run's validation events)"
     out = Path(out or f'submission{self.output_suffix}')
     det = task_detector(cfg, data) if data is not None else task_detector(cfg)
-    events = _predict_events(self, cfg, data, det)
     bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
+    events = _predict_events(self, cfg, data, det, bs)
+    batches = events if getattr(events, 'yields_batches', False) else event_chunks(events, bs)
     writer = SubmissionWriter(out, attrs)
     model.eval()
-    chunk = []
-    def flush():
-        b = to_device(collate_dom_packing(chunk, det, cfg.data.max_seq_len), device)
-        with torch.no_grad():
-            pred, _, ids = model(b)
-        az, zen = vector_to_angles(pred.double().cpu())
-        writer.write(ids.cpu().numpy(), az.numpy(), zen.numpy())
+    bar = progress(total=len(events), desc='icecube predict', unit='event')
     try:
-        for e in progress(events, desc='icecube predict', unit='event'):
-            chunk.append(e)
-            if len(chunk) == bs:
-                flush()
-                chunk = []
-        if chunk:
-            flush()
+        for chunk in batches:
+            b = to_device(collate_dom_packing(chunk, det, cfg.data.max_seq_len), device)
+            with torch.no_grad():
+                pred, _, ids = model(b)
+            az, zen = vector_to_angles(pred.double().cpu())
+            writer.write(ids.cpu().numpy(), az.numpy(), zen.numpy())
+            bar.update(len(chunk))
     finally:
         writer.close()
+        bar.close()
     return out
 
 # %% ../../nbs/43_tasks.icecube.ipynb #9f20af06
@@ -281,7 +280,8 @@ def eval_data(self:IceCubeTask, cfg, path)->dict:
     fmt = source_format(path)
     if fmt == 'kaggle':
         p = Path(path)
-        val = KaggleStream([p] if p.is_file() else batch_files(p), det, labels=True, shuffle=False)
+        val = KaggleStream([p] if p.is_file() else batch_files(p), det, labels=True, shuffle=False,
+                          batch_size=cfg.train.val_batch_size or cfg.train.batch_size)
     elif fmt == 'synthetic':
         raise DataError("eval needs files with labels, not 'synthetic'")
     else:

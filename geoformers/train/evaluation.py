@@ -27,6 +27,9 @@ def make_loader(
     if batch_sampler is not None:  # lists of indices: they set the batch size and order
         kw = dict(collate_fn=collate, num_workers=tc.num_workers, generator=g)
         return DataLoader(ds, batch_sampler=batch_sampler, **kw)
+    if getattr(ds, 'yields_batches', False):  # a stream of whole batches, made to its own size
+        kw = dict(collate_fn=collate, num_workers=tc.num_workers, generator=g)
+        return DataLoader(ds, batch_size=None, **kw)
     bs = tc.batch_size if train else (tc.val_batch_size or tc.batch_size)
     return DataLoader(
         ds,
