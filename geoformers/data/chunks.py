@@ -29,7 +29,7 @@ class ChunkReader:
     "An LRU cache of decoded time chunks of lazy channels, and copies of windows out of it"
     def __init__(self, arrays:list,    # one dask array per channel, ([F,] T, H, W)
                  folded:bool=False,    # the arrays have a leading member axis F
-                 cache_mb:float=512,   # cache size; at least one chunk of every channel is kept
+                 cache_mb:float=512,   # cache size, shared by a DataLoader's workers
                  io_threads:int=1,     # threads decoding chunks (1 = synchronous; more for URLs)
                  reopen=None):         # gives the arrays again; called once in each new process
         store_attr('arrays,folded,cache_mb,io_threads,reopen')
@@ -37,11 +37,11 @@ class ChunkReader:
         ax = 1 if folded else 0
         self.bounds = [np.cumsum((0,) + a.chunks[ax]) for a in arrays]
         self.cache, self.finite, self.nbytes = OrderedDict(), {}, 0
-        self.decoded, self.redecoded = 0, 0
-        self._seen, self._seen_pid, self._warned, self._pool = set(), os.getpid(), False, None
+        self.decoded, self.redecoded, self._again = 0, 0, 0
+        self._seen, self._seen_pid, self._warned, self._pool = {}, os.getpid(), False, None
 
     def __getstate__(self):  # a copy (a spawned worker) starts with an empty cache and no pool
-        return {**self.__dict__, 'cache': OrderedDict(), 'finite': {}, 'nbytes': 0, '_seen': set(),
+        return {**self.__dict__, 'cache': OrderedDict(), 'finite': {}, 'nbytes': 0, '_seen': {},
                 '_pool': None}
 
     def keys(self, t0:int, t1:int, f:int=0)->list:
@@ -64,14 +64,18 @@ def _executor(self:ChunkReader)->ThreadPoolExecutor:
 
 @patch
 def _note(self:ChunkReader, key):
-    "Count decodes, and decodes of chunks this process had already decoded (evicted since)"
+    """Count decodes, decodes of chunks this process had already decoded (evicted
+    since), and warn once when many were of chunks decoded twice before"""
     self.decoded += 1
-    if key in self._seen: self.redecoded += 1
-    elif len(self._seen) < 200_000: self._seen.add(key)
-    if not self._warned and self.redecoded >= 16 and self.redecoded > 0.25*self.decoded:
+    n = self._seen.get(key, 0)
+    if n: self.redecoded += 1
+    if n >= 2: self._again += 1
+    if n or len(self._seen) < 200_000: self._seen[key] = n + 1
+    if not self._warned and self._again >= 16 and self._again > self.decoded/4:
         self._warned = True
-        warnings.warn(f"lazy windows read in random order: {self.redecoded} of {self.decoded} "
-                      "chunk decodes were of chunks decoded before and evicted from the cache. "
+        warnings.warn(f"lazy windows read in random order: {self._again} of {self.decoded} "
+                      "chunk decodes were of chunks decoded twice before and evicted from the "
+                      "cache. "
                       "Batch with ChunkBatchSampler(dsw, batch_size) (DataLoader(dsw, "
                       "batch_sampler=...)) so that the windows of a batch share their chunks, or "
                       "raise cache_mb", stacklevel=4)
@@ -102,10 +106,18 @@ def prefetch(self:ChunkReader, keys):
         self._note(key)
 
 @patch
+def budget(self:ChunkReader)->float:
+    "Bytes this process may keep: `cache_mb`, or in a DataLoader worker its share of it"
+    info = torch.utils.data.get_worker_info()
+    return self.cache_mb * 2**20 / (info.num_workers if info is not None else 1)
+
+@patch
 def evict(self:ChunkReader, keep:set=frozenset()):
-    "Drop the least recently used chunks above `cache_mb` (never those in `keep`)"
+    """Drop the least recently used chunks above `budget()` (never those in
+    `keep`); at least one chunk of every channel is kept"""
+    limit = self.budget()
     for key in list(self.cache):
-        if self.nbytes <= self.cache_mb * 2**20 or len(self.cache) <= len(self.arrays): break
+        if self.nbytes <= limit or len(self.cache) <= len(self.arrays): break
         if key in keep: continue
         self.nbytes -= self.cache.pop(key).nbytes
         self.finite.pop(key, None)
@@ -132,8 +144,8 @@ def clear(self:ChunkReader):
     "Empty the cache and reset the counters"
     self.cache.clear()
     self.finite.clear()
-    self.nbytes = self.decoded = self.redecoded = 0
-    self._seen = set()
+    self.nbytes = self.decoded = self.redecoded = self._again = 0
+    self._seen = {}
 
 # %% ../../nbs/10f_data.chunks.ipynb #bf1f3880
 def _dist_place(rank:int=None, world:int=None)->tuple:

@@ -109,7 +109,8 @@ def __getitems__(self:WindowReads, idx:list)->WindowBatch:
     xs = x.numpy()
     idx = [int(i) for i in idx]
     groups = self.chunk_groups()[idx]
-    todo, keys, budget = [], set(), self.cache_mb*2**20/2
+    todo, keys = [], set()
+    budget = self.reader.budget()/2 if self.lazy else 0   # a flush's chunks
     def flush():
         if self.lazy: self.reader.prefetch(keys)
         for j in todo: self._fill(idx[j], xs[j])

@@ -65,7 +65,7 @@ class WindowDataset(WindowReads, Dataset):
                  gaps:str='raise',               # irregular time: 'raise', 'skip' windows, 'index'
                  chunks:dict=None,               # dask chunks when opening paths (default: stored)
                  storage_options:dict=None,      # fsspec options for URLs, e.g. {'token': 'anon'}
-                 cache_mb:float=512,             # decoded chunks kept per process (lazy data)
+                 cache_mb:float=512,             # decoded chunks kept (lazy); workers share it
                  io_threads:int=None,            # threads decoding chunks: default 1, or 8 for URLs
                  verbose:bool=True,              # print caption counts and reported gaps
                  seed:int=0):
