@@ -41,6 +41,7 @@ class KaggleStream(IterableDataset):
         store_attr('labels,shuffle,buffer,seed,batch_size,skip_first,drop_last')
         self.epoch = 0
         self.start = 0
+        self._pool = None                      # the pool of the last pass, reused by the next
         _refuse_same_files(self.files, 'the list of batch files')
         bfs = [BatchFile(f, None, self.detector, labels) for f in self.files]
         self.sizes = [bf.chunk_sizes for bf in bfs]
@@ -53,6 +54,9 @@ class KaggleStream(IterableDataset):
 
     def __iter__(self):
         return self._batches()
+
+    def __getstate__(self):  # a copy (a spawned worker) makes its own pool
+        return {**self.__dict__, '_pool': None}
 
     def __len__(self):
         "Events this rank yields per epoch"
@@ -134,6 +138,10 @@ def _through_buffer(buf:np.ndarray, new:np.ndarray, # [n] event references each
 def _no_events()->EventBatch:
     return EventBatch(*[np.zeros(0)] * 4, [], [], np.zeros(0, np.int64))
 
+def _unshared(cols:list)->bool:
+    "Whether nothing but `cols` refers to its arrays (3: the list, the loop variable, the argument)"
+    return all(sys.getrefcount(c) == 3 for c in cols)
+
 class _Pool:
     """The pulses of the chunks read since the last compaction, end to end in columns with room to
     grow: a chunk is appended with one copy per column, and when the next one does not fit, the
@@ -146,9 +154,16 @@ class _Pool:
 
     def _free(self, need:int)->bool:
         "Whether the spare columns hold `need` pulses and nothing else refers to them"
-        # 3 references: the list, the loop variable and getrefcount's argument
-        return (self.spare is not None and len(self.spare[0]) >= need
-                and all(sys.getrefcount(c) == 3 for c in self.spare))
+        return self.spare is not None and len(self.spare[0]) >= need and _unshared(self.spare)
+
+    def reset(self)->'_Pool':
+        "Empty, keeping the columns no batch refers to any more (their memory is paged in)"
+        self.ev, self.used = _no_events(), 0
+        if self.cols is not None and not _unshared(self.cols):
+            self.cols = None
+        if self.spare is not None and not _unshared(self.spare):
+            self.spare = None
+        return self
 
     def add(self, chunk:EventBatch, keep:np.ndarray)->tuple: # keep: [k] pool events still buffered
         "Append `chunk`; -> (`keep` renumbered, [len(chunk)] pool numbers of the chunk's events)"
@@ -187,10 +202,22 @@ def _batches(self:KaggleStream):
     # the DataLoader asks worker 0 first: it plays `first`
     worker = (worker + first) % workers
     lo, hi, _ = self._share(worker, workers)
-    skip, bs = taken[worker] * self.batch_size, self.batch_size
+    skip = taken[worker] * self.batch_size
     rng = np.random.default_rng((self.seed, self.epoch, rank, worker, 1))
+    # the last pass's pool, if no other pass holds it: its columns are paged in already
+    pool, self._pool = (self._pool or _Pool()).reset(), None
+    try:
+        yield from self._pass(pool, lo, hi, skip, rng)
+    finally:
+        self._pool = pool
+
+@patch
+def _pass(self:KaggleStream, pool:_Pool, lo:int, hi:int, # this worker's events lo:hi of the epoch
+          skip:int, rng):                                 # events already taken (resume)
+    "Read the chunks of events `lo:hi` through the buffer; yield their batches"
+    bs = self.batch_size
     # the buffer holds pool numbers of events; `ready`: events out of it, not yet in a batch
-    files, pool, buf, pos, ready = {}, _Pool(), np.zeros(0, np.int64), 0, _no_events()
+    files, buf, pos, ready = {}, np.zeros(0, np.int64), 0, _no_events()
     for f, c, a, b in self._units():
         n = b - a
         if pos + n <= lo or pos >= hi:
