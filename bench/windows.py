@@ -12,8 +12,7 @@ windows; the loaders' first batch is not timed): a loader's workers start afresh
 grow their memory (chunk caches, shared batch buffers) at the start, so an epoch is the fair unit
 of their throughput. A slice of 1,500 windows (about a second) measured mostly that start-up, whose
 cost depends on the state of the machine's memory rather than on the reader: pages touched for the
-first time cost about 0.2 s/GiB on a warm machine and ten times that on a virtual machine that
-backs its memory lazily.
+first time cost far more on a virtual machine that backs its memory lazily than on a warm one.
 
 Part 2, a store laid out like the analysis-ready ERA5 one (`arco_like`: global 1 deg grid, 37 levels, one time step
 per chunk), channels `2m_temperature` + `temperature` at 500 and 850 hPa, windows 8x64x64 stride 4x32x32, wrapped

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .detectors import Detector, _first, icecube86
-from .event_batch import EventBatch, as_event_batch
+from .event_batch import EventBatch, as_event_batch, range_index
 from .icecube import normalize_pulses
 from ..errors import DataError
 
@@ -137,8 +137,8 @@ def _scatter_rows(feats, ids_of_pulse, start, lengths, doms, max_len:int, groups
         return torch.zeros(0, 0, F), torch.zeros(0, 0, dtype=torch.long)
     row, off, R, S = _place(lengths[doms], max_len, None if groups is None else groups[doms])
     n = lengths[doms]
-    src = np.repeat(start[doms], n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    dst = np.repeat(row*S + off, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    src = range_index(start[doms], n)
+    dst = range_index(row*S + off, n)
     x = np.zeros((R*S, F), np.float32)
     x[dst] = feats[src]
     ids = np.full(R*S, -1, np.int64)

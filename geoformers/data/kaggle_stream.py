@@ -15,7 +15,7 @@ from fastcore.basics import patch, store_attr
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .detectors import Detector, _first, icecube86
-from .event_batch import COLUMNS, EventBatch, concat_batches
+from .event_batch import EventBatch, as_event_batch, concat_batches
 from .kaggle import BatchFile, _refuse_same_files
 from ..errors import DataError
 
@@ -135,9 +135,6 @@ def _through_buffer(buf:np.ndarray, new:np.ndarray, # [n] event references each
     perm = rng.permutation(len(pool))
     return pool[perm[:size]], pool[perm[size:]]
 
-def _no_events()->EventBatch:
-    return EventBatch(*[np.zeros(0)] * 4, [], [], np.zeros(0, np.int64))
-
 def _unshared(cols:list)->bool:
     "Whether nothing but `cols` refers to its arrays (3: the list, the loop variable, the argument)"
     return all(sys.getrefcount(c) == 3 for c in cols)
@@ -150,7 +147,7 @@ class _Pool:
     new ones"""
     def __init__(self):
         self.cols, self.spare, self.used = None, None, 0       # 4 x [capacity] each; pulses in use
-        self.ev = _no_events()                                 # its events, as ranges of `cols`
+        self.ev = as_event_batch([])                           # its events, as ranges of `cols`
 
     def _free(self, need:int)->bool:
         "Whether the spare columns hold `need` pulses and nothing else refers to them"
@@ -158,7 +155,7 @@ class _Pool:
 
     def reset(self)->'_Pool':
         "Empty, keeping the columns no batch refers to any more (their memory is paged in)"
-        self.ev, self.used = _no_events(), 0
+        self.ev, self.used = as_event_batch([]), 0
         if self.cols is not None and not _unshared(self.cols):
             self.cols = None
         if self.spare is not None and not _unshared(self.spare):
@@ -217,7 +214,7 @@ def _pass(self:KaggleStream, pool:_Pool, lo:int, hi:int, # this worker's events 
     "Read the chunks of events `lo:hi` through the buffer; yield their batches"
     bs = self.batch_size
     # the buffer holds pool numbers of events; `ready`: events out of it, not yet in a batch
-    files, buf, pos, ready = {}, np.zeros(0, np.int64), 0, _no_events()
+    files, buf, pos, ready = {}, np.zeros(0, np.int64), 0, as_event_batch([])
     for f, c, a, b in self._units():
         n = b - a
         if pos + n <= lo or pos >= hi:

@@ -31,6 +31,7 @@ from ..errors import ConfigError, DataError, Range
 from ..metrics.angular import angular_error, angular_metrics, angular_stats
 from ..models.events import EventTransformer, IceCubeModel, angular_loss, vmf_loss
 from ..models.t1 import BACKENDS, DOMTransformer
+from ..train.evaluation import eval_batch_size
 from ..train.tasks import Task, register_task
 
 # %% ../../nbs/43_tasks.icecube.ipynb #7c458062
@@ -98,7 +99,7 @@ def _kaggle_data(cfg, det)->dict:
                               "torchrun leave it null (n_val events of the first training file are "
                               "held out)")
         val = KaggleStream(batch_files(d.source, d.val_batches), det, shuffle=False,
-                          batch_size=cfg.train.val_batch_size or cfg.train.batch_size)
+                          batch_size=eval_batch_size(cfg))
         skip = 0
         if set(files) & set(val.files):
             raise ConfigError(f"data.batches and data.val_batches share files: "
@@ -253,7 +254,7 @@ def predict(self:IceCubeTask, model, cfg, data=None, out=None, batch_size:int=No
     "Write the Kaggle submission of `model` on `data` (a path; None: the run's validation events)"
     out = Path(out or f'submission{self.output_suffix}')
     det = task_detector(cfg, data) if data is not None else task_detector(cfg)
-    bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
+    bs = eval_batch_size(cfg, batch_size)
     events = _predict_events(self, cfg, data, det, bs)
     batches = events if getattr(events, 'yields_batches', False) else event_chunks(events, bs)
     writer = SubmissionWriter(out, attrs)
@@ -281,7 +282,7 @@ def eval_data(self:IceCubeTask, cfg, path)->dict:
     if fmt == 'kaggle':
         p = Path(path)
         val = KaggleStream([p] if p.is_file() else batch_files(p), det, labels=True, shuffle=False,
-                          batch_size=cfg.train.val_batch_size or cfg.train.batch_size)
+                          batch_size=eval_batch_size(cfg))
     elif fmt == 'synthetic':
         raise DataError("eval needs files with labels, not 'synthetic'")
     else:

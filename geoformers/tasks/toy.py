@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..core import MLP, progress, to_device
 from ..errors import DataError, Range
-from ..train.evaluation import evaluate, make_loader
+from ..train.evaluation import eval_batch_size, evaluate, make_loader
 from ..train.tasks import Task, register_task
 
 # %% ../../nbs/44_tasks.toy.ipynb #8fef7267
@@ -186,7 +186,7 @@ def predict(
     import pandas as pd
 
     rows = self.data(cfg)['val'] if data is None else read_toy_csv(data, cfg.data.dim)
-    bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
+    bs = eval_batch_size(cfg, batch_size)
     ids, preds = [], []
     model.eval()
     for b in progress(DataLoader(rows, batch_size=bs), desc='toy predict', leave=False):

@@ -22,7 +22,7 @@ from ..data.weather_inputs import (chunk_batches, collate_cubes, split_by_date,
                                             weather_windows)
 from ..errors import ConfigError, DataError, Range
 from ..models.swin_mae import SatSwinMAE, random_token_mask, show_reconstruction
-from ..train.evaluation import make_loader
+from ..train.evaluation import eval_batch_size, make_loader
 from ..train.tasks import Task, register_task
 
 # %% ../../nbs/41_tasks.weather.ipynb #a0d26aa0
@@ -199,7 +199,7 @@ def predict(self:WeatherMAETask, model, cfg, data=None, out=None, batch_size:int
                  attrs:dict=None, reconstruct:bool=False, **kw)->Path:
     "Pooled embeddings `[window, feature]` (and reconstructions) of the windows of `data` as NetCDF"
     dsw, idx = _new_windows(self, cfg, data)
-    bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
+    bs = eval_batch_size(cfg, batch_size)
     emb, rec = [], []
     for b in DataLoader(Subset(dsw, idx), batch_size=bs, collate_fn=collate_cubes):
         x = b['x'].to(device)

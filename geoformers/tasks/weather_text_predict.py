@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from ..data.weather_inputs import collate_cubes
 from ..errors import ConfigError, DataError
 from .weather import _new_windows
+from ..train.evaluation import eval_batch_size
 
 # %% ../../nbs/41c_tasks.weather_text_predict.ipynb #25c0e46c
 def _fields_and_captions(cfg, path)->tuple:
@@ -54,7 +55,7 @@ def predict_captions(task,                  # the run's task, its data read (tok
             span = f"{str(dsw.anchors[0])[:10]} .. {str(dsw.anchors[-1])[:10]}"
             raise DataError(f"no window is anchored on {', '.join(want)} "
                             f"(anchor={cfg.data.anchor}); the data covers {span}")
-    bs = batch_size or cfg.train.val_batch_size or cfg.train.batch_size
+    bs = eval_batch_size(cfg, batch_size)
     rows = []
     for b in DataLoader(Subset(dsw, idx), batch_size=bs, collate_fn=collate_cubes):
         caps = task.generate(model, b['x'].to(device), cfg, seed=seed)
