@@ -96,9 +96,9 @@ def _count(stream)->int:
 
 
 def stream(folder, repeats):
-    """Events/s of one pass of KaggleStream (one process; batches of 32 events as pulse columns; shuffled with a
-    2048-event buffer, shuffled within row-group chunks (`buffer=0`), and in file order) against pyarrow reading
-    the same columns of the same files into numpy (and the meta file once)"""
+    """Events/s of one pass of KaggleStream (one process; batches of 32 events as pulse columns; shuffled in blocks
+    of at least 2048 events (`buffer=2048`, the default), shuffled within row-group chunks (`buffer=0`), and in file
+    order) against pyarrow reading the same columns of the same files into numpy (and the meta file once)"""
     files = batch_files(folder)
     cols = ['sensor_id', 'time', 'charge', 'auxiliary', 'event_id']
 
@@ -407,7 +407,7 @@ if __name__ == '__main__':
     t0 = time.time()
     folder = kaggle_folder(a.work, 2 if q else 4, 2000 if q else 5000, 1000) if only & {'stream', 'train'} else None
     steps = dict(packing=lambda: packing(det, 3 if q else 10),
-                 stream=lambda: stream(folder, 3 if q else 5),
+                 stream=lambda: stream(folder, 3 if q else 7),
                  train=lambda: train_workers(folder, 10 if q else 30),
                  blockmask=lambda: blockmask(det, 2 if q else 3),
                  backends=lambda: dict(typical=backends(det, 2 if q else 4, 3),

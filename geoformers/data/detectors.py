@@ -151,11 +151,19 @@ def _unknown(self:Detector, what:str, bad:np.ndarray, source:str, event_ids)->Da
                      f"({self.n_sensors} sensors, ids {self.ids.min()}..{self.ids.max()}); "
                      "check the geometry (data.geometry) or the file")
 
+def _cast(x:np.ndarray, dtype, out:np.ndarray=None)->np.ndarray:
+    "`x` as a new array of `dtype`, or written into `out` (an array of its length)"
+    if out is None:
+        return x.astype(dtype)
+    np.copyto(out, x, casting='unsafe')
+    return out
+
 @patch
 def index_of_ids(self:Detector,
                  ids,                 # [n] sensor ids as the file writes them
                  source:str='',       # the file, for the message
                  event_ids=None,      # [n] event id of each value, for the message
+                 out:np.ndarray=None, # [n] int64 to write the indices into, if given
                 )->np.ndarray:        # [n] internal sensor index
     "Internal sensor index of each id; unknown ids are a `DataError` naming them"
     ids = np.asarray(ids)
@@ -163,7 +171,7 @@ def index_of_ids(self:Detector,
         raise DataError(f"sensor ids{' in ' + source if source else ''} must be integers, got "
                         f"{ids.dtype}")
     if self._identity and (not len(ids) or (ids.min() >= 0 and ids.max() < self.n_sensors)):
-        return ids.astype(np.int64)      # the common case: two reductions, no temporary mask
+        return _cast(ids, np.int64, out) # the common case: two reductions, no temporary mask
     ids = ids.astype(np.int64)
     if self._identity:
         bad = (ids < 0) | (ids >= self.n_sensors)
@@ -175,7 +183,7 @@ def index_of_ids(self:Detector,
     if bad.any():
         raise self._unknown('sensor ids', ids[bad], source, None if event_ids is None else
                             np.asarray(event_ids)[bad])
-    return self._id_order[j]
+    return np.take(self._id_order, j, out=out)
 
 # %% ../../nbs/13b_data.detectors.ipynb #ee4aac58
 @patch

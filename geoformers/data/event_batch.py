@@ -55,9 +55,10 @@ class EventBatch(Sequence):
         return len(self.event_ids)
 
     def __getitem__(self, i):
-        "Event `i` as an event dict of views into the columns (a slice: an `EventBatch`)"
+        "Event `i` as an event dict of views into the columns (a slice: an `EventBatch` of views)"
         if isinstance(i, slice):
-            return self.take(np.arange(len(self))[i])
+            return EventBatch(self.sensor_id, self.time, self.charge, self.auxiliary, self.first[i],
+                              self.n_pulses[i], self.event_ids[i], self.targets[i], self.sources[i])
         i = range(len(self))[i]
         a, b = self.first[i], self.first[i] + self.n_pulses[i]
         return {'sensor_id': self.sensor_id[a:b], 'time': self.time[a:b],

@@ -8,6 +8,7 @@ __all__ = ['batch_files', 'meta_path', 'BatchFile', 'read_kaggle_batch']
 # %% ../../nbs/13c_data.kaggle.ipynb #b84c37fb
 import glob
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastcore.basics import patch, store_attr
 
-from .detectors import Detector, _first, _need_columns, icecube86
+from .detectors import Detector, _cast, _first, _need_columns, icecube86
 from .event_batch import EventBatch
 from .icecube import _check_pulses, check_targets, event_cols
 from ..errors import DataError
@@ -122,6 +123,7 @@ class BatchFile:
             check_targets(m['azimuth'], m['zenith'], m['event_id'], where)
             self.targets = np.stack([m['azimuth'], m['zenith']], 1).astype(np.float32)
         self.pf = _parquet(self.path, _PULSE_COLS)
+        self.lock = threading.Lock()   # a ParquetFile is not safe to read from two threads at once
         md = self.pf.metadata
         rg = np.array([md.row_group(i).num_rows for i in range(md.num_row_groups)])
         self.rg_start = np.r_[0, np.cumsum(rg)]
@@ -157,10 +159,25 @@ def _check_pulse_events(pulse_eid:np.ndarray, # [N] event id of each pulse (the 
 
 # %% ../../nbs/13c_data.kaggle.ipynb #0d129d51
 @patch
-def read_chunk(self:BatchFile, c:int, a:int=0, b:int=None)->EventBatch:
-    "Events `a:b` of chunk `c` as checked columns"
+def _rows(self:BatchFile, c:int, a:int=0, b:int=None)->tuple: # (first, end) meta row
+    "The meta rows of events `a:b` of chunk `c`"
     e0 = self.chunk_start[c] + a
-    e1 = self.chunk_start[c + 1] if b is None else self.chunk_start[c] + b
+    return e0, self.chunk_start[c + 1] if b is None else self.chunk_start[c] + b
+
+@patch
+def n_pulses(self:BatchFile, c:int, a:int=0, b:int=None)->int:
+    "Pulses of events `a:b` of chunk `c` (from the meta rows: nothing is read)"
+    e0, e1 = self._rows(c, a, b)
+    if e1 <= e0:
+        return 0
+    return int(self.meta['last_pulse_index'][e1 - 1]) + 1 - int(self.meta['first_pulse_index'][e0])
+
+@patch
+def read_chunk(self:BatchFile, c:int, a:int=0, b:int=None,
+               out:list=None, # sensor_id, time, charge, auxiliary: [n_pulses(c, a, b)] each
+              )->EventBatch:
+    "Events `a:b` of chunk `c` as checked columns: new arrays, or `out` written"
+    e0, e1 = self._rows(c, a, b)
     first = self.meta['first_pulse_index'][e0:e1]
     last = self.meta['last_pulse_index'][e0:e1]
     eid = self.meta['event_id'][e0:e1]
@@ -170,7 +187,8 @@ def read_chunk(self:BatchFile, c:int, a:int=0, b:int=None)->EventBatch:
     g0 = int(np.searchsorted(self.rg_start, p0, side='right') - 1)
     g1 = int(np.searchsorted(self.rg_start, p1 - 1, side='right') - 1)
     try:
-        t = self.pf.read_row_groups(list(range(g0, g1 + 1)), columns=_PULSE_COLS)
+        with self.lock:     # one read at a time (the stream reads ahead in threads)
+            t = self.pf.read_row_groups(list(range(g0, g1 + 1)), columns=_PULSE_COLS)
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{self.path}: row groups {g0}..{g1} cannot be read ({str(e)[:200]}): is "
                         "the file cut short or corrupt?") from None
@@ -181,12 +199,13 @@ def read_chunk(self:BatchFile, c:int, a:int=0, b:int=None)->EventBatch:
     if not _check_pulse_events(col['event_id'], eid, bounds):
         raise DataError(f"{self.name}: pulses do not belong to the events its meta file names "
                         f"(events {eid[0]}..{eid[-1]}); is the meta file from another folder?")
-    sid = self.detector.index_of_ids(col['sensor_id'], self.name, col['event_id'])
-    tm = col['time'].astype(np.float32)
-    q = col['charge'].astype(np.float32)
+    into = [None] * 4 if out is None else out
+    sid = self.detector.index_of_ids(col['sensor_id'], self.name, col['event_id'], into[0])
+    tm = _cast(col['time'], np.float32, into[1])
+    q = _cast(col['charge'], np.float32, into[2])
     _check_pulses(tm, q, col['auxiliary'], col['event_id'], self.name)
     tg = self.targets[e0:e1] if self.labels else None
-    aux = col['auxiliary'].astype(bool, copy=False)
+    aux = _cast(col['auxiliary'], bool, into[3])
     return EventBatch.from_bounds(sid, tm, q, aux, bounds, eid, tg, self.name)
 
 @patch
