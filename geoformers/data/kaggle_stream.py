@@ -164,8 +164,10 @@ def _blocks(self:KaggleStream, lo:int, hi:int)->list: # [[(file, chunk, first, e
 
 @patch
 def _read_block(self:KaggleStream, block:list, files:dict, # files: the block's BatchFiles
-                cols:list)->EventBatch: # 4 columns for the block's pulses; None: one chunk
-    "The events of a block's chunks in order: one chunk as read, several into `cols`"
+                box:list)->EventBatch: # [4 columns for the block's pulses, or None: one chunk]
+    "The events of a block's chunks in order: one chunk as read, several into the columns"
+    # taken out of the box, so that a finished read in a thread keeps no reference to them
+    cols = box.pop()
     if cols is None:
         f, c, a, b = block[0]
         return files[f].read_chunk(c, a, b)
@@ -230,7 +232,7 @@ def _read_ahead(self:KaggleStream, plan, store:_Columns):
             cols = None
             if len(block) > 1:
                 cols = store.get(sum(files[f].n_pulses(c, a, b) for f, c, a, b in block))
-            read = partial(self._read_block, block, files, cols)
+            read = partial(self._read_block, block, files, [cols])
             ahead.append((pool.submit(read) if self.threads else _done(read()), order))
             if len(ahead) > self.threads:
                 job, order = ahead.popleft()
