@@ -57,8 +57,7 @@ class EventBatch(Sequence):
     def __getitem__(self, i):
         "Event `i` as an event dict of views into the columns (a slice: an `EventBatch` of views)"
         if isinstance(i, slice):
-            return EventBatch(self.sensor_id, self.time, self.charge, self.auxiliary, self.first[i],
-                              self.n_pulses[i], self.event_ids[i], self.targets[i], self.sources[i])
+            return self.take(i)
         i = range(len(self))[i]
         a, b = self.first[i], self.first[i] + self.n_pulses[i]
         return {'sensor_id': self.sensor_id[a:b], 'time': self.time[a:b],
@@ -82,9 +81,9 @@ def range_index(a:np.ndarray, # [E] first index of each range
     return np.repeat(a - (np.cumsum(n) - n), n) + np.arange(int(n.sum()))
 
 @patch
-def take(self:EventBatch, idx)->EventBatch:
-    "Events `idx` `[k]` as a new batch on the same columns, in that order (no pulse is moved)"
-    idx = np.asarray(idx, np.int64)
+def take(self:EventBatch, idx)->EventBatch: # idx: [k] event indices, or a slice
+    "Events `idx` as a new batch on the same columns, in that order (no pulse is moved)"
+    idx = idx if isinstance(idx, slice) else np.asarray(idx, np.int64)
     return EventBatch(self.sensor_id, self.time, self.charge, self.auxiliary, self.first[idx],
                       self.n_pulses[idx], self.event_ids[idx], self.targets[idx], self.sources[idx])
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from fastcore.basics import patch, store_attr
+from fastcore.basics import patch
 
 from .detectors import Detector, _cast, _first, _need_columns, icecube86
 from .event_batch import EventBatch
-from .icecube import _check_pulses, check_targets, event_cols
+from .icecube import _check_pulses, check_targets
 from ..errors import DataError
 
 # %% ../../nbs/13c_data.kaggle.ipynb #2a032caf

@@ -164,6 +164,7 @@ def _blocks(self:KaggleStream, lo:int, hi:int)->list: # [[(file, chunk, first, e
 
 @patch
 def _read_block(self:KaggleStream, block:list, files:dict, # files: the block's BatchFiles
+                bounds:np.ndarray, # [chunks + 1] the chunks' pulse ranges in the columns
                 box:list)->EventBatch: # [4 columns for the block's pulses, or None: one chunk]
     "The events of a block's chunks in order: one chunk as read, several into the columns"
     # taken out of the box, so that a finished read in a thread keeps no reference to them
@@ -171,13 +172,11 @@ def _read_block(self:KaggleStream, block:list, files:dict, # files: the block's 
     if cols is None:
         f, c, a, b = block[0]
         return files[f].read_chunk(c, a, b)
-    parts, p0 = [], 0
-    for f, c, a, b in block:
-        p1 = p0 + files[f].n_pulses(c, a, b)
+    parts = []
+    for (f, c, a, b), p0, p1 in zip(block, bounds[:-1], bounds[1:]):
         part = files[f].read_chunk(c, a, b, out=[col[p0:p1] for col in cols])
         parts.append(EventBatch(*cols, part.first + p0, part.n_pulses, part.event_ids,
                                 part.targets, part.sources))
-        p0 = p1
     return concat_batches(parts)
 
 @patch
@@ -229,10 +228,11 @@ def _read_ahead(self:KaggleStream, plan, store:_Columns):
             files = {f: files[f] if f in files else BatchFile(self.files[f], None, self.detector,
                                                               self.labels)
                      for f in dict.fromkeys(f for f, *_ in block)}
-            cols = None
+            bounds, cols = None, None
             if len(block) > 1:
-                cols = store.get(sum(files[f].n_pulses(c, a, b) for f, c, a, b in block))
-            read = partial(self._read_block, block, files, [cols])
+                bounds = np.cumsum([0] + [files[f].n_pulses(c, a, b) for f, c, a, b in block])
+                cols = store.get(int(bounds[-1]))
+            read = partial(self._read_block, block, files, bounds, [cols])
             ahead.append((pool.submit(read) if self.threads else _done(read()), order))
             if len(ahead) > self.threads:
                 job, order = ahead.popleft()
